@@ -1,0 +1,89 @@
+/*
+ * scaling.c — the same total work on 1, 2, 4 or 8 threads.
+ *
+ * usage: bench-scaling [--quick] [--ops N] --threads T
+ *
+ * A fixed number of operations is split evenly over T threads.  Each
+ * thread keeps its own working set of 1024 blocks of random small sizes
+ * (16–256 B) and replaces a random one per operation (one malloc + one
+ * free, first and last byte written).  On a machine with C cores an
+ * allocator that scales keeps the wall time near 1/min(T, C) of the
+ * one-thread time; one that serialises on a lock does not.
+ */
+#include "bench.h"
+
+#include <pthread.h>
+
+#define LIVE 1024
+
+struct job {
+  pthread_t th;
+  long long ops;
+  uint64_t seed;
+  uint64_t sum;
+};
+
+static void *run(void *arg) {
+  struct job *j = arg;
+  uint64_t rng = j->seed, sum = 0;
+  unsigned char **live = malloc(sizeof *live * LIVE);
+  if (live == NULL)
+    bench_die("scaling", "out of memory");
+  for (int i = 0; i < LIVE; i++) {
+    live[i] = malloc(bench_range(&rng, 16, 256));
+    if (live[i] == NULL)
+      bench_die("scaling", "out of memory");
+    live[i][0] = 1;
+  }
+  for (long long i = 0; i < j->ops; i++) {
+    uint64_t r = bench_rand(&rng);
+    size_t k = (size_t)(r % LIVE);
+    size_t n = 16 + (size_t)((r >> 32) % 241);
+    sum += live[k][0];
+    free(live[k]);
+    unsigned char *p = malloc(n);
+    if (p == NULL)
+      bench_die("scaling", "out of memory");
+    p[0] = (unsigned char)r;
+    p[n - 1] = (unsigned char)r;
+    live[k] = p;
+  }
+  for (int i = 0; i < LIVE; i++)
+    free(live[i]);
+  free(live);
+  j->sum = sum;
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  struct bench_args a;
+  char name[32];
+  bench_parse(argc, argv, &a, "");
+  if (a.pos != NULL)
+    bench_usage_exit(argv[0], "");
+  int t = a.threads > 0 ? a.threads : 1;
+  long long ops = bench_ops(&a, 40000000);
+  struct job *j = calloc((size_t)t, sizeof *j);
+  if (j == NULL)
+    bench_die("scaling", "out of memory");
+
+  double t0 = bench_now();
+  for (int i = 0; i < t; i++) {
+    j[i].ops = ops / t;
+    j[i].seed = a.seed * (uint64_t)(2 * i + 3) | 1;
+    if (pthread_create(&j[i].th, NULL, run, &j[i]) != 0)
+      bench_die("scaling", "pthread_create failed");
+  }
+  uint64_t sum = 0;
+  for (int i = 0; i < t; i++) {
+    pthread_join(j[i].th, NULL);
+    sum += j[i].sum;
+  }
+  double secs = bench_now() - t0;
+
+  snprintf(name, sizeof name, "scaling-%d", t);
+  bench_result(name, ops / t * t, secs, "threads=%d checksum=%llu", t,
+               (unsigned long long)(sum & 0xffff));
+  free(j);
+  return 0;
+}

@@ -1,0 +1,549 @@
+/*
+ * api.c — the public entry points: the pallet_ names, and (when built with
+ * PL_OVERRIDE) the standard and glibc-internal names as aliases of them.
+ *
+ * The two hottest paths are written out here, each a handful of
+ * instructions with one unlikely branch to a cold slow path:
+ *   malloc(n <= 1 KiB): class by table lookup, pop from the thread cache.
+ *   free(p):  chunk record by radix map, class from the page map, check p
+ *             is a block start and not already freed (the key), push.
+ * Everything else goes through the slow paths below, which validate every
+ * pointer and stop the program with a one-line message on misuse.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "central.h"
+#include "chunk.h"
+#include "common.h"
+#include "error.h"
+#include "large.h"
+#include "lifecycle.h"
+#include "meta.h"
+#include "os.h"
+#include "pallet.h"
+#include "sizeclass.h"
+#include "span.h"
+#include "stats.h"
+#include "tcache.h"
+
+#define API PL_EXPORT
+
+/* ---- helpers -------------------------------------------------------- */
+
+PL_INLINE void *enomem(void) {
+  errno = ENOMEM;
+  return NULL;
+}
+
+/* A block of class cls for the calling thread, from its cache, a refill,
+ * or (while it has no cache) the central lists.  NULL when out of memory. */
+static void *alloc_small(unsigned cls) {
+  pl_tcache_t *tc = pl_tc;
+  if (PL_UNLIKELY(tc->state != PL_TC_ACTIVE)) {
+    if (tc == &pl_tcache_boot) {
+      pl_thread_start();
+      tc = pl_tc;
+    }
+    if (tc->state != PL_TC_ACTIVE) {
+      void *p;
+      if (pl_central_alloc_batch(cls, &p, 1) == 0) return NULL;
+      *(void **)p = NULL;
+      return p;
+    }
+  }
+  pl_bin_t *b = &tc->bins[cls];
+  uint32_t c = b->count;
+  if (c != 0) {
+    void **p = b->slots[--c];
+    __atomic_store_n(&b->count, c, __ATOMIC_RELAXED);
+    p[0] = NULL;
+    return p;
+  }
+  return pl_tcache_refill_pop(tc, cls);
+}
+
+/* Any size, alignment <= 16. */
+static PL_NOINLINE void *alloc_any(size_t n, bool zero) {
+  if (PL_UNLIKELY(n > PL_MAX_REQUEST)) return enomem();
+  pl_ensure_init();
+  void *p;
+  if (n <= PL_SMALL_MAX) {
+    unsigned cls = pl_size_class(n);
+    p = alloc_small(cls);
+    if (p == NULL) return enomem();
+    if (zero) memset(p, 0, pl_class_info[cls].size);
+    return p;
+  }
+  p = pl_large_alloc(n, PL_MIN_ALIGN, zero);
+  return p ? p : enomem();
+}
+
+/* Alignment a (a power of two). */
+static void *alloc_aligned(size_t a, size_t n) {
+  if (a <= PL_MIN_ALIGN) return alloc_any(n, false);
+  if (PL_UNLIKELY(n > PL_MAX_REQUEST || a > PL_MAX_REQUEST - n)) return enomem();
+  pl_ensure_init();
+  if (a <= PL_PAGE_SIZE && n <= PL_SMALL_MAX) {
+    unsigned cls = pl_size_class_aligned(n, a);
+    if (cls != 0) {
+      void *p = alloc_small(cls);
+      return p ? p : enomem();
+    }
+  }
+  void *p = pl_large_alloc(n ? n : 1, a, false);
+  return p ? p : enomem();
+}
+
+/* What a pointer handed to free/realloc/malloc_usable_size is. */
+typedef struct block_ref {
+  int kind; /* 1 small, 2 large, 3 huge */
+  unsigned cls;
+  pl_span_t *span;
+  pl_chunk_t *chunk;
+  size_t usable;
+} block_ref_t;
+
+/* Validates p (not NULL) and describes it; on misuse reports and aborts.
+ * func names the entry point in the message. */
+static void resolve(void *p, const char *func, block_ref_t *r) {
+  pl_chunk_t *c = pl_chunk_lookup(p);
+  if (c == NULL) pl_fatal_ptr(func, "invalid pointer", p);
+  if (c->kind == PL_CHUNK_FREED) pl_fatal_ptr(func, "double free", p);
+  r->chunk = c;
+  if (c->kind == PL_CHUNK_HUGE) {
+    if ((uintptr_t)p != c->base) pl_fatal_ptr(func, "invalid pointer", p);
+    r->kind = 3;
+    r->usable = c->usable;
+    return;
+  }
+  if (c->kind != PL_CHUNK_HEAP) pl_fatal_ptr(func, "invalid pointer", p);
+  size_t pi = pl_chunk_page_index(p);
+  uint32_t info = __atomic_load_n(&c->page_info[pi], __ATOMIC_RELAXED);
+  unsigned cls = info >> PL_PI_CLASS_SHIFT;
+  if (cls == 0) {
+    pl_span_t *s = c->page_span[pi];
+    if (s == NULL) pl_fatal_ptr(func, "invalid pointer", p);
+    if (s->state == PL_SPAN_LARGE && (uintptr_t)p == s->start) {
+      r->kind = 2;
+      r->span = s;
+      r->usable = s->large_size;
+      return;
+    }
+    /* A page-aligned pointer into free pages: what is left of a block
+     * freed before. */
+    if ((s->state == PL_SPAN_FREE || s->state == PL_SPAN_BUSY) &&
+        ((uintptr_t)p & (PL_PAGE_SIZE - 1)) == 0)
+      pl_fatal_ptr(func, "double free", p);
+    pl_fatal_ptr(func, "invalid pointer", p);
+  }
+  size_t off = ((uintptr_t)p & (PL_CHUNK_SIZE - 1)) - (info & PL_PI_OFFSET_MASK);
+  if (pl_class_index(cls, off) * pl_class_info[cls].size != off)
+    pl_fatal_ptr(func, "invalid pointer", p);
+  r->kind = 1;
+  r->cls = cls;
+  r->usable = pl_class_info[cls].size;
+}
+
+/* Gives back a small block whose pointer has been validated. */
+static void free_small(void *p, unsigned cls, const char *func) {
+  if (*(uintptr_t *)p == pl_free_key(p)) pl_fatal_ptr(func, "double free", p);
+  pl_tcache_t *tc = pl_tc;
+  if (PL_UNLIKELY(tc->state != PL_TC_ACTIVE)) {
+    if (tc == &pl_tcache_boot) {
+      pl_thread_start();
+      tc = pl_tc;
+    }
+    if (tc->state != PL_TC_ACTIVE) {
+      *(uintptr_t *)p = pl_free_key(p);
+      pl_central_free_batch(cls, &p, 1);
+      return;
+    }
+  }
+  pl_bin_t *b = &tc->bins[cls];
+  uint32_t c = b->count;
+  if (c < b->limit) {
+    b->slots[c] = p;
+    __atomic_store_n(&b->count, c + 1, __ATOMIC_RELAXED);
+    *(uintptr_t *)p = pl_free_key(p);
+    return;
+  }
+  pl_tcache_flush_push(tc, cls, p);
+}
+
+static void free_ref(void *p, const block_ref_t *r, const char *func) {
+  switch (r->kind) {
+    case 1: free_small(p, r->cls, func); break;
+    case 2: pl_large_free(r->span); break;
+    default: pl_huge_free(r->chunk); break;
+  }
+}
+
+static PL_NOINLINE void free_slow(void *p) {
+  if (p == NULL) return;
+  int saved = errno;
+  block_ref_t r;
+  resolve(p, "free", &r);
+  free_ref(p, &r, "free");
+  errno = saved;
+}
+
+/* ---- the malloc family ---------------------------------------------- */
+
+API void *pallet_malloc(size_t n) {
+  if (PL_LIKELY(n <= PL_SMALL_LOOKUP_MAX)) {
+    pl_bin_t *b = &pl_tc->bins[pl_class_lookup[(n + 15) >> 4]];
+    uint32_t c = b->count;
+    if (PL_LIKELY(c != 0)) {
+      void **p = b->slots[--c];
+      __atomic_store_n(&b->count, c, __ATOMIC_RELAXED);
+      p[0] = NULL;
+      return p;
+    }
+  }
+  return alloc_any(n, false);
+}
+
+API void pallet_free(void *p) {
+  pl_chunk_t *ch = pl_chunk_lookup(p);
+  if (PL_LIKELY(ch != NULL)) {
+    uint32_t info = __atomic_load_n(&ch->page_info[pl_chunk_page_index(p)], __ATOMIC_RELAXED);
+    unsigned cls = info >> PL_PI_CLASS_SHIFT;
+    pl_bin_t *b = &pl_tc->bins[cls];
+    uint32_t c = b->count;
+    if (PL_LIKELY(c < b->limit && cls != 0)) {
+      uintptr_t key = pl_free_key(p);
+      if (pl_config_hardening) {
+        size_t off = ((uintptr_t)p & (PL_CHUNK_SIZE - 1)) - (info & PL_PI_OFFSET_MASK);
+        if (PL_UNLIKELY((pl_class_index(cls, off) * pl_class_info[cls].size != off) |
+                        (*(uintptr_t *)p == key)))
+          goto slow;
+      }
+      b->slots[c] = p;
+      __atomic_store_n(&b->count, c + 1, __ATOMIC_RELAXED);
+      *(uintptr_t *)p = key;
+      return;
+    }
+  }
+slow:
+  free_slow(p);
+}
+
+API void *pallet_calloc(size_t nmemb, size_t size) {
+  size_t total;
+  if (PL_UNLIKELY(__builtin_mul_overflow(nmemb, size, &total))) return enomem();
+  return alloc_any(total, true);
+}
+
+API void *pallet_realloc(void *p, size_t n) {
+  if (p == NULL) return pallet_malloc(n);
+  if (n == 0) {
+    pallet_free(p);
+    return NULL;
+  }
+  block_ref_t r;
+  resolve(p, "realloc", &r);
+  if (r.kind == 1 && *(uintptr_t *)p == pl_free_key(p))
+    pl_fatal_ptr("realloc", "double free", p);
+  if (PL_UNLIKELY(n > PL_MAX_REQUEST)) return enomem();
+  if (n <= r.usable) {
+    /* Fits where it is.  Large and huge blocks give back their tail. */
+    if (r.kind == 2) pl_large_resize(r.span, n);
+    else if (r.kind == 3 && n > PL_LARGE_MAX) pl_huge_resize(r.chunk, n);
+    return p;
+  }
+  if (r.kind == 2 && pl_large_resize(r.span, n)) return p;
+  if (r.kind == 3 && pl_huge_resize(r.chunk, n)) return p;
+  void *q = alloc_any(n, false);
+  if (q == NULL) return NULL; /* errno is ENOMEM; p is untouched */
+  memcpy(q, p, r.usable);
+  int saved = errno;
+  free_ref(p, &r, "realloc");
+  errno = saved;
+  return q;
+}
+
+API void *pallet_reallocarray(void *p, size_t nmemb, size_t size) {
+  size_t total;
+  if (PL_UNLIKELY(__builtin_mul_overflow(nmemb, size, &total))) return enomem();
+  return pallet_realloc(p, total);
+}
+
+static bool is_pow2(size_t a) { return a != 0 && (a & (a - 1)) == 0; }
+
+API int pallet_posix_memalign(void **out, size_t alignment, size_t size) {
+  if (alignment % sizeof(void *) != 0 || !is_pow2(alignment)) return EINVAL;
+  int saved = errno;
+  void *p = alloc_aligned(alignment, size);
+  errno = saved;
+  if (p == NULL) return ENOMEM;
+  *out = p;
+  return 0;
+}
+
+API void *pallet_aligned_alloc(size_t alignment, size_t size) {
+  if (!is_pow2(alignment)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  return alloc_aligned(alignment, size);
+}
+
+API void *pallet_memalign(size_t alignment, size_t size) {
+  if (alignment > SIZE_MAX / 2 + 1) {
+    errno = EINVAL;
+    return NULL;
+  }
+  if (!is_pow2(alignment)) {
+    size_t a = PL_MIN_ALIGN;
+    while (a < alignment) a <<= 1;
+    alignment = a;
+  }
+  return alloc_aligned(alignment, size);
+}
+
+API void *pallet_valloc(size_t size) {
+  return alloc_aligned(pl_os_page_size(), size);
+}
+
+API void *pallet_pvalloc(size_t size) {
+  size_t page = pl_os_page_size();
+  if (size > PL_MAX_REQUEST - page) return enomem();
+  size_t rounded = PL_ALIGN_UP(size ? size : 1, page);
+  return alloc_aligned(page, rounded);
+}
+
+API size_t pallet_malloc_usable_size(void *p) {
+  if (p == NULL) return 0;
+  block_ref_t r;
+  resolve(p, "malloc_usable_size", &r);
+  if (r.kind == 1 && *(uintptr_t *)p == pl_free_key(p))
+    pl_fatal_ptr("malloc_usable_size", "double free", p);
+  return r.usable;
+}
+
+API void pallet_free_sized(void *p, size_t size) {
+  (void)size;
+  pallet_free(p);
+}
+
+API void pallet_free_aligned_sized(void *p, size_t alignment, size_t size) {
+  (void)alignment;
+  (void)size;
+  pallet_free(p);
+}
+
+/* ---- glibc extras --------------------------------------------------- */
+
+API int pallet_malloc_trim(size_t pad) {
+  (void)pad;
+  pl_ensure_init();
+  int saved = errno;
+  pl_tcache_t *tc = pl_tc;
+  if (tc->state == PL_TC_ACTIVE) pl_tcache_flush_all(tc);
+  pl_central_release_spares();
+  size_t released = pl_span_purge(0, true);
+  errno = saved;
+  return released > 0;
+}
+
+API struct pallet_mallinfo2 pallet_mallinfo2(void) {
+  pl_ensure_init();
+  pallet_stats_t st;
+  pl_stats_collect(&st);
+  pl_huge_totals_t h;
+  pl_huge_totals(&h);
+  struct pallet_mallinfo2 mi;
+  memset(&mi, 0, sizeof mi);
+  mi.arena = st.mapped - h.mapped;     /* heap chunks */
+  mi.ordblks = 1;
+  mi.smblks = 0;
+  mi.hblks = h.count;                  /* huge blocks, own mappings */
+  mi.hblkhd = h.mapped;
+  mi.usmblks = 0;
+  mi.fsmblks = st.tcache + st.central; /* free blocks in caches/lists */
+  size_t heap_used = st.allocated - st.huge;
+  mi.uordblks = heap_used;             /* bytes in use in the heap */
+  mi.fordblks = mi.arena > heap_used ? mi.arena - heap_used : 0;
+  mi.keepcost = st.free_spans;         /* releasable by malloc_trim */
+  return mi;
+}
+
+static int clamp_int(size_t v) { return v > (size_t)0x7fffffff ? 0x7fffffff : (int)v; }
+
+API struct pallet_mallinfo pallet_mallinfo(void) {
+  struct pallet_mallinfo2 m2 = pallet_mallinfo2();
+  struct pallet_mallinfo m = {
+      clamp_int(m2.arena),   clamp_int(m2.ordblks), clamp_int(m2.smblks),
+      clamp_int(m2.hblks),   clamp_int(m2.hblkhd),  clamp_int(m2.usmblks),
+      clamp_int(m2.fsmblks), clamp_int(m2.uordblks), clamp_int(m2.fordblks),
+      clamp_int(m2.keepcost)};
+  return m;
+}
+
+API void pallet_malloc_stats(void) {
+  pl_ensure_init();
+  pallet_stats_t st;
+  pl_stats_collect(&st);
+  pl_msg_t m = {.len = 0};
+  pl_msg_str(&m, "Arena 0:\nsystem bytes     = ");
+  pl_msg_dec(&m, st.mapped);
+  pl_msg_str(&m, "\nin use bytes     = ");
+  pl_msg_dec(&m, st.allocated);
+  pl_msg_str(&m, "\nTotal (incl. mmap):\nsystem bytes     = ");
+  pl_msg_dec(&m, st.mapped + st.metadata);
+  pl_msg_str(&m, "\nin use bytes     = ");
+  pl_msg_dec(&m, st.allocated);
+  pl_msg_str(&m, "\nmax mmap regions = ");
+  pl_msg_dec(&m, st.chunks);
+  pl_msg_str(&m, "\nmax mmap bytes   = ");
+  pl_msg_dec(&m, st.mapped);
+  pl_msg_str(&m, "\n");
+  pl_msg_write(&m);
+}
+
+API int pallet_malloc_info(int options, FILE *fp) {
+  if (options != 0 || fp == NULL) {
+    errno = EINVAL;
+    return -1;
+  }
+  pl_ensure_init();
+  pallet_stats_t st;
+  pl_stats_collect(&st);
+  pl_huge_totals_t h;
+  pl_huge_totals(&h);
+  fprintf(fp, "<malloc version=\"1\">\n<heap nr=\"0\">\n<sizes>\n");
+  for (size_t c = 1; c < st.nclasses; c++) {
+    const pallet_class_stats_t *cs = &st.classes[c];
+    size_t free_blocks = cs->cached + cs->central;
+    if (free_blocks)
+      fprintf(fp, "  <size from=\"%zu\" to=\"%zu\" total=\"%zu\" count=\"%zu\"/>\n",
+              cs->size, cs->size, free_blocks * cs->size, free_blocks);
+  }
+  fprintf(fp, "</sizes>\n<total type=\"fast\" count=\"0\" size=\"0\"/>\n");
+  fprintf(fp, "<total type=\"rest\" count=\"0\" size=\"%zu\"/>\n", st.free_spans + st.purged);
+  fprintf(fp, "<system type=\"current\" size=\"%zu\"/>\n", st.mapped - h.mapped);
+  fprintf(fp, "<system type=\"max\" size=\"%zu\"/>\n", st.mapped - h.mapped);
+  fprintf(fp, "<aspace type=\"total\" size=\"%zu\"/>\n", st.mapped - h.mapped);
+  fprintf(fp, "<aspace type=\"mprotect\" size=\"%zu\"/>\n</heap>\n", st.mapped - h.mapped);
+  fprintf(fp, "<total type=\"fast\" count=\"0\" size=\"0\"/>\n");
+  fprintf(fp, "<total type=\"rest\" count=\"0\" size=\"%zu\"/>\n", st.free_spans + st.purged);
+  fprintf(fp, "<total type=\"mmap\" count=\"%zu\" size=\"%zu\"/>\n", h.count, h.mapped);
+  fprintf(fp, "<system type=\"current\" size=\"%zu\"/>\n", st.mapped);
+  fprintf(fp, "<system type=\"max\" size=\"%zu\"/>\n", st.mapped);
+  fprintf(fp, "<aspace type=\"total\" size=\"%zu\"/>\n", st.mapped);
+  fprintf(fp, "<aspace type=\"mprotect\" size=\"%zu\"/>\n</malloc>\n", st.mapped);
+  return 0;
+}
+
+/* mallopt: pallet has no glibc-style tunables; parameters are accepted and
+ * have no effect (use the PALLET_* variables). */
+API int pallet_mallopt(int param, int value) {
+  (void)param;
+  (void)value;
+  return 1;
+}
+
+/* ---- statistics and checks ------------------------------------------ */
+
+API int pallet_stats_get(pallet_stats_t *out) {
+  pl_ensure_init();
+  pl_stats_collect(out);
+  return 0;
+}
+
+API void pallet_stats_print(FILE *out, int format) {
+  pl_ensure_init();
+  pallet_stats_t st;
+  pl_stats_collect(&st);
+  char buf[12288];
+  size_t n = pl_stats_format(&st, format, buf, sizeof buf);
+  if (out == NULL) out = stderr;
+  fwrite(buf, 1, n, out);
+  fflush(out);
+}
+
+API int pallet_heap_check(void) {
+  pl_ensure_init();
+  int rc = pl_span_heap_check();
+  if (rc == 0) rc = pl_central_check();
+  return rc;
+}
+
+/* ---- the standard names --------------------------------------------- */
+#if PL_OVERRIDE
+#if defined(__GNUC__) && !defined(__clang__)
+#define PL_ALIAS(name, target)                                              \
+  extern __typeof__(target) name                                            \
+      __attribute__((alias(#target), visibility("default"), copy(target)))
+#else
+#define PL_ALIAS(name, target) \
+  extern __typeof__(target) name __attribute__((alias(#target), visibility("default")))
+#endif
+
+PL_ALIAS(malloc, pallet_malloc);
+PL_ALIAS(free, pallet_free);
+PL_ALIAS(calloc, pallet_calloc);
+PL_ALIAS(realloc, pallet_realloc);
+PL_ALIAS(reallocarray, pallet_reallocarray);
+PL_ALIAS(posix_memalign, pallet_posix_memalign);
+PL_ALIAS(aligned_alloc, pallet_aligned_alloc);
+PL_ALIAS(memalign, pallet_memalign);
+PL_ALIAS(valloc, pallet_valloc);
+PL_ALIAS(pvalloc, pallet_pvalloc);
+PL_ALIAS(malloc_usable_size, pallet_malloc_usable_size);
+PL_ALIAS(free_sized, pallet_free_sized);
+PL_ALIAS(free_aligned_sized, pallet_free_aligned_sized);
+PL_ALIAS(malloc_trim, pallet_malloc_trim);
+PL_ALIAS(mallinfo2, pallet_mallinfo2);
+PL_ALIAS(mallinfo, pallet_mallinfo);
+PL_ALIAS(malloc_stats, pallet_malloc_stats);
+PL_ALIAS(malloc_info, pallet_malloc_info);
+PL_ALIAS(mallopt, pallet_mallopt);
+/* glibc's internal and alternative names, so nothing reaches its heap
+ * (and so that a static link never pulls in glibc's malloc.o). */
+PL_ALIAS(__libc_malloc, pallet_malloc);
+PL_ALIAS(__libc_free, pallet_free);
+PL_ALIAS(__libc_calloc, pallet_calloc);
+PL_ALIAS(__libc_realloc, pallet_realloc);
+PL_ALIAS(__libc_memalign, pallet_memalign);
+PL_ALIAS(__libc_valloc, pallet_valloc);
+PL_ALIAS(__libc_pvalloc, pallet_pvalloc);
+PL_ALIAS(__libc_mallinfo, pallet_mallinfo);
+PL_ALIAS(__libc_mallinfo2, pallet_mallinfo2);
+PL_ALIAS(__libc_mallopt, pallet_mallopt);
+PL_ALIAS(__posix_memalign, pallet_posix_memalign);
+PL_ALIAS(__malloc, pallet_malloc);
+PL_ALIAS(__free, pallet_free);
+PL_ALIAS(__calloc, pallet_calloc);
+PL_ALIAS(__realloc, pallet_realloc);
+PL_ALIAS(__memalign, pallet_memalign);
+PL_ALIAS(__valloc, pallet_valloc);
+PL_ALIAS(__pvalloc, pallet_pvalloc);
+PL_ALIAS(__mallinfo, pallet_mallinfo);
+PL_ALIAS(__mallinfo2, pallet_mallinfo2);
+PL_ALIAS(__malloc_trim, pallet_malloc_trim);
+PL_ALIAS(__malloc_usable_size, pallet_malloc_usable_size);
+PL_ALIAS(__malloc_stats, pallet_malloc_stats);
+PL_ALIAS(__malloc_info, pallet_malloc_info);
+PL_ALIAS(__mallopt, pallet_mallopt);
+
+/* Called by glibc's own fork() and thread exit in static programs.  pallet
+ * handles fork with pthread_atfork and thread exit with a key destructor,
+ * so these have nothing left to do. */
+API void __malloc_fork_lock_parent(void);
+API void __malloc_fork_unlock_parent(void);
+API void __malloc_fork_unlock_child(void);
+API void __malloc_arena_thread_freeres(void);
+API void *__glibc_morecore(ptrdiff_t increment);
+void __malloc_fork_lock_parent(void) {}
+void __malloc_fork_unlock_parent(void) {}
+void __malloc_fork_unlock_child(void) {}
+void __malloc_arena_thread_freeres(void) {}
+void *__glibc_morecore(ptrdiff_t increment) {
+  (void)increment;
+  return NULL;
+}
+#endif

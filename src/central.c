@@ -1,0 +1,188 @@
+/*
+ * central.c — per-class central lists of partially free spans.
+ */
+#include "central.h"
+
+#include <string.h>
+
+#include "error.h"
+#include "lock.h"
+
+typedef struct pl_central {
+  pl_lock_t lock;
+  pl_span_t *partial;  /* spans with at least one free block */
+  size_t nspans;       /* spans of this class, listed or full */
+  size_t nfree_blocks; /* free blocks in those spans */
+} PL_ALIGNED(PL_CACHELINE) pl_central_t;
+
+static pl_central_t central[PL_NCLASSES + 1];
+
+static void list_push(pl_central_t *c, pl_span_t *s) {
+  s->prev = NULL;
+  s->next = c->partial;
+  if (s->next) s->next->prev = s;
+  c->partial = s;
+  s->listed = 1;
+}
+
+static void list_remove(pl_central_t *c, pl_span_t *s) {
+  if (s->prev)
+    s->prev->next = s->next;
+  else
+    c->partial = s->next;
+  if (s->next) s->next->prev = s->prev;
+  s->next = s->prev = NULL;
+  s->listed = 0;
+}
+
+/* A new span of class cls with every block free. */
+static pl_span_t *new_span(unsigned cls) {
+  const pl_class_info_t *ci = &pl_class_info[cls];
+  bool zeroed;
+  pl_span_t *s = pl_span_alloc(ci->pages, 1, PL_SPAN_SMALL, cls, &zeroed);
+  if (s == NULL) return NULL;
+  s->nblocks = ci->nblocks;
+  s->nfree = ci->nblocks;
+  memset(s->free_map, 0, sizeof s->free_map);
+  for (size_t i = 0; i < ci->nblocks; i++)
+    s->free_map[i / 64] |= (uint64_t)1 << (i % 64);
+  return s;
+}
+
+size_t pl_central_alloc_batch(unsigned cls, void **out, size_t n) {
+  pl_central_t *c = &central[cls];
+  size_t size = pl_class_info[cls].size;
+  size_t got = 0;
+  pl_lock(&c->lock);
+  while (got < n) {
+    pl_span_t *s = c->partial;
+    if (s == NULL) {
+      pl_unlock(&c->lock);
+      s = new_span(cls);
+      pl_lock(&c->lock);
+      if (s == NULL) break;
+      c->nspans++;
+      c->nfree_blocks += s->nblocks;
+      list_push(c, s);
+    }
+    for (size_t w = 0; w < PL_SPAN_BITMAP_WORDS && got < n; w++) {
+      uint64_t bits = s->free_map[w];
+      while (bits && got < n) {
+        size_t b = (size_t)__builtin_ctzll(bits);
+        bits &= bits - 1;
+        out[got++] = (void *)(s->start + (w * 64 + b) * size);
+        s->nfree--;
+      }
+      s->free_map[w] = bits;
+    }
+    if (s->nfree == 0) list_remove(c, s);
+  }
+  c->nfree_blocks -= got;
+  pl_unlock(&c->lock);
+  return got;
+}
+
+void pl_central_free_batch(unsigned cls, void *const *blocks, size_t n) {
+  pl_central_t *c = &central[cls];
+  size_t size = pl_class_info[cls].size;
+  pl_lock(&c->lock);
+  for (size_t i = 0; i < n; i++) {
+    void *p = blocks[i];
+    pl_span_t *s = pl_span_of(p);
+    pl_assert(s != NULL && s->state == PL_SPAN_SMALL && s->cls == cls);
+    size_t off = (uintptr_t)p - s->start;
+    size_t idx = pl_class_index(cls, off);
+    pl_assert(idx * size == off && idx < s->nblocks);
+    uint64_t bit = (uint64_t)1 << (idx % 64);
+    if (PL_UNLIKELY(s->free_map[idx / 64] & bit)) {
+      pl_unlock(&c->lock);
+      pl_fatal_ptr("free", "double free", p);
+    }
+    s->free_map[idx / 64] |= bit;
+    s->nfree++;
+    c->nfree_blocks++;
+    if (!s->listed) list_push(c, s);
+    if (s->nfree == s->nblocks && !(c->partial == s && s->next == NULL)) {
+      /* Wholly free and not the class's only span: back to the heap. */
+      list_remove(c, s);
+      c->nspans--;
+      c->nfree_blocks -= s->nblocks;
+      pl_span_free(s);
+    }
+  }
+  pl_unlock(&c->lock);
+}
+
+void pl_central_release_spares(void) {
+  for (unsigned cls = 1; cls <= PL_NCLASSES; cls++) {
+    pl_central_t *c = &central[cls];
+    pl_lock(&c->lock);
+    for (pl_span_t *s = c->partial; s;) {
+      pl_span_t *next = s->next;
+      if (s->nfree == s->nblocks) {
+        list_remove(c, s);
+        c->nspans--;
+        c->nfree_blocks -= s->nblocks;
+        pl_span_free(s);
+      }
+      s = next;
+    }
+    pl_unlock(&c->lock);
+  }
+}
+
+void pl_central_totals(unsigned cls, pl_central_totals_t *t) {
+  pl_central_t *c = &central[cls];
+  pl_lock(&c->lock);
+  t->spans = c->nspans;
+  t->blocks = c->nspans * pl_class_info[cls].nblocks;
+  t->free_blocks = c->nfree_blocks;
+  pl_unlock(&c->lock);
+}
+
+int pl_central_check(void) {
+  int rc = 0;
+  for (unsigned cls = 1; cls <= PL_NCLASSES && rc == 0; cls++) {
+    pl_central_t *c = &central[cls];
+    pl_lock(&c->lock);
+    size_t listed_free = 0;
+    for (pl_span_t *s = c->partial; s; s = s->next) {
+      size_t pop = 0;
+      for (size_t w = 0; w < PL_SPAN_BITMAP_WORDS; w++)
+        pop += (size_t)__builtin_popcountll(s->free_map[w]);
+      if (s->state != PL_SPAN_SMALL || s->cls != cls || !s->listed ||
+          pop != s->nfree || s->nfree == 0 || s->nfree > s->nblocks) {
+        pl_msg_t m = {.len = 0};
+        pl_msg_str(&m, "pallet: heap check: central span inconsistent at ");
+        pl_msg_hex(&m, s->start);
+        pl_msg_str(&m, "\n");
+        pl_msg_write(&m);
+        rc = -1;
+        break;
+      }
+      listed_free += s->nfree;
+    }
+    if (rc == 0 && listed_free != c->nfree_blocks) {
+      pl_msg_t m = {.len = 0};
+      pl_msg_str(&m, "pallet: heap check: central free count wrong for class ");
+      pl_msg_dec(&m, cls);
+      pl_msg_str(&m, "\n");
+      pl_msg_write(&m);
+      rc = -1;
+    }
+    pl_unlock(&c->lock);
+  }
+  return rc;
+}
+
+void pl_central_lock_all(void) {
+  for (unsigned cls = 1; cls <= PL_NCLASSES; cls++) pl_lock(&central[cls].lock);
+}
+void pl_central_unlock_all(void) {
+  for (unsigned cls = PL_NCLASSES; cls >= 1; cls--) pl_unlock(&central[cls].lock);
+}
+void pl_central_fork_prepare(void) { pl_central_lock_all(); }
+void pl_central_fork_parent(void) { pl_central_unlock_all(); }
+void pl_central_fork_child(void) {
+  for (unsigned cls = 1; cls <= PL_NCLASSES; cls++) pl_lock_init(&central[cls].lock);
+}

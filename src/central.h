@@ -1,0 +1,48 @@
+/*
+ * central.h — the central lists: for each size class, the spans carved
+ * into blocks of that class, and which of their blocks are free.
+ *
+ * They hand out and take back blocks only in batches (arrays of pointers);
+ * they do not know that thread caches exist.  A span's free blocks are a
+ * bitmap in its out-of-band descriptor, so no link of the central lists is
+ * ever stored inside user memory, and a block given back twice is caught
+ * here for certain.  A span whose blocks are all free goes back to the span
+ * heap (one spare is kept per class, against thrashing).
+ *
+ * Invariant per class:  free blocks in listed spans == nfree_blocks, and
+ * for every span  nfree == popcount(free_map) <= nblocks.
+ * Locking: one lock per class, each on its own cache line; a class lock
+ * may be held while the span heap lock is taken, never the reverse.
+ */
+#ifndef PL_CENTRAL_H
+#define PL_CENTRAL_H
+
+#include "common.h"
+#include "sizeclass.h"
+#include "span.h"
+
+/* Fills out[0..n) with up to n free blocks of class cls; returns how many
+ * (0 only when the OS refused memory).  *zeroed (may be NULL) is set when
+ * all the blocks returned are known to read as zero. */
+size_t pl_central_alloc_batch(unsigned cls, void **out, size_t n) PL_HIDDEN;
+/* Takes back n blocks of class cls.  A block already free is reported as a
+ * double free (fatal). */
+void pl_central_free_batch(unsigned cls, void *const *blocks, size_t n) PL_HIDDEN;
+
+typedef struct pl_central_totals {
+  size_t spans, blocks, free_blocks;
+} pl_central_totals_t;
+void pl_central_totals(unsigned cls, pl_central_totals_t *t) PL_HIDDEN;
+/* Verifies the invariants of every class; 0 or -1. */
+int pl_central_check(void) PL_HIDDEN;
+/* Releases the spare empty spans of every class to the span heap. */
+void pl_central_release_spares(void) PL_HIDDEN;
+
+/* Takes / releases every class lock, in ascending class order. */
+void pl_central_lock_all(void) PL_HIDDEN;
+void pl_central_unlock_all(void) PL_HIDDEN;
+void pl_central_fork_prepare(void) PL_HIDDEN;
+void pl_central_fork_parent(void) PL_HIDDEN;
+void pl_central_fork_child(void) PL_HIDDEN;
+
+#endif /* PL_CENTRAL_H */

@@ -1,0 +1,96 @@
+/*
+ * chunk.h — chunks, the page map, and the record of which memory is ours.
+ *
+ * The address space is cut into 4 MiB slots.  Every slot pallet owns points,
+ * through a two-level radix map, at the record of what occupies it:
+ *   - a heap chunk (one slot, aligned to 4 MiB), carved into spans by the
+ *     span heap; its record holds the page map: for each of its 512 pages,
+ *     the span that covers it (page_span) and a compact word for the free
+ *     fast path (page_info: the size class and where its span starts);
+ *   - a huge block (one or more slots, starting at a slot boundary);
+ *   - the tombstone of a huge block already freed (so that a second free is
+ *     reported as a double free, not as a foreign pointer).
+ * A slot whose entry is NULL is not ours.  Records are metadata (meta.c),
+ * never next to user memory.
+ *
+ * Concurrency: entries are published with release stores before any
+ * pointer into the slot is handed out, and read with relaxed loads (a
+ * program passes a pointer between threads with its own synchronisation).
+ * page_info/page_span of a heap chunk are written under the span heap lock
+ * and read by free() without it: a block's entries cannot change while the
+ * block is live.
+ */
+#ifndef PL_CHUNK_H
+#define PL_CHUNK_H
+
+#include "common.h"
+
+struct pl_span;
+
+typedef enum {
+  PL_CHUNK_HEAP = 1,
+  PL_CHUNK_HUGE = 2,
+  PL_CHUNK_FREED = 3, /* tombstone of a freed huge block */
+} pl_chunk_kind_t;
+
+/* page_info layout: bits 0..21 offset of the span's first byte within the
+ * chunk; bits 24..31 the span's size class (0: not a small-block span). */
+#define PL_PI_OFFSET_MASK 0x3fffffu
+#define PL_PI_CLASS_SHIFT 24
+
+typedef struct pl_chunk {
+  uint32_t page_info[PL_CHUNK_PAGES]; /* first: free() reads it */
+  uintptr_t base;                     /* first byte of the chunk / block */
+  size_t size;                        /* bytes mapped */
+  size_t usable;                      /* huge: usable bytes of the block */
+  uint8_t kind;                       /* pl_chunk_kind_t */
+  bool retained;                      /* heap chunk wholly free, kept */
+  struct pl_chunk *next, *prev;       /* list of heap chunks / huge blocks */
+  struct pl_span *page_span[PL_CHUNK_PAGES];
+} pl_chunk_t;
+
+/* The leaves of the radix map: 2^13 slots of 4 MiB = 32 GiB per leaf,
+ * 2^13 leaves cover the 2^48-byte user address space. */
+#define PL_MAP_L2_BITS 13
+#define PL_MAP_L1_BITS 13
+#define PL_MAP_L2_SIZE ((size_t)1 << PL_MAP_L2_BITS)
+#define PL_MAP_L1_SIZE ((size_t)1 << PL_MAP_L1_BITS)
+
+extern pl_chunk_t **pl_chunk_map[PL_MAP_L1_SIZE] PL_HIDDEN;
+
+/* The record of the slot holding p, or NULL if pallet does not own it. */
+PL_INLINE pl_chunk_t *pl_chunk_lookup(const void *p) {
+  uintptr_t a = (uintptr_t)p;
+  uintptr_t i1 = a >> (PL_CHUNK_SHIFT + PL_MAP_L2_BITS);
+  if (PL_UNLIKELY(i1 >= PL_MAP_L1_SIZE)) return NULL;
+  pl_chunk_t **leaf = __atomic_load_n(&pl_chunk_map[i1], __ATOMIC_RELAXED);
+  if (PL_UNLIKELY(leaf == NULL)) return NULL;
+  return __atomic_load_n(&leaf[(a >> PL_CHUNK_SHIFT) & (PL_MAP_L2_SIZE - 1)],
+                         __ATOMIC_RELAXED);
+}
+
+PL_INLINE size_t pl_chunk_page_index(const void *p) {
+  return ((uintptr_t)p & (PL_CHUNK_SIZE - 1)) >> PL_PAGE_SHIFT;
+}
+
+/* Makes sure the map has leaves for [base, base+size).  May map memory:
+ * call with no lock held.  Returns false when out of memory. */
+bool pl_chunk_map_reserve(uintptr_t base, size_t size) PL_HIDDEN;
+/* Points every slot of [base, base+size) at rec (NULL to forget them).
+ * The leaves must have been reserved. */
+void pl_chunk_map_set(uintptr_t base, size_t size, pl_chunk_t *rec) PL_HIDDEN;
+
+/* A new record, zeroed (from metadata; recycled records first).  May map
+ * memory: call with no lock held. */
+pl_chunk_t *pl_chunk_record_new(void) PL_HIDDEN;
+/* Gives a record back for reuse. */
+void pl_chunk_record_release(pl_chunk_t *rec) PL_HIDDEN;
+
+void pl_chunk_fork_prepare(void) PL_HIDDEN;
+void pl_chunk_fork_parent(void) PL_HIDDEN;
+void pl_chunk_fork_child(void) PL_HIDDEN;
+
+/* The shared tombstone that slots of freed huge blocks point at. */
+extern pl_chunk_t pl_chunk_tombstone PL_HIDDEN;
+
+#endif /* PL_CHUNK_H */

@@ -1,0 +1,154 @@
+/*
+ * large.c — large blocks (whole spans) and huge blocks (own mappings).
+ */
+#include "large.h"
+
+#include <string.h>
+
+#include "lock.h"
+#include "os.h"
+
+static pl_lock_t huge_lock = PL_LOCK_INIT;
+static pl_chunk_t *huge_list;
+static size_t huge_count, huge_mapped, huge_usable;
+
+static size_t pages_for(size_t n) { return (n + PL_PAGE_SIZE - 1) >> PL_PAGE_SHIFT; }
+
+void *pl_large_alloc(size_t n, size_t align, bool zero) {
+  size_t npages = pages_for(n);
+  size_t align_pages = align > PL_PAGE_SIZE ? align >> PL_PAGE_SHIFT : 1;
+  if (n <= PL_LARGE_MAX && npages + align_pages - 1 <= PL_CHUNK_PAGES) {
+    bool zeroed = false;
+    pl_span_t *s = pl_span_alloc(npages, align_pages, PL_SPAN_LARGE, 0, &zeroed);
+    if (s != NULL) {
+      s->large_size = npages * PL_PAGE_SIZE;
+      if (zero && !zeroed) memset((void *)s->start, 0, s->large_size);
+      return (void *)s->start;
+    }
+    return NULL;
+  }
+  return pl_huge_alloc(n, align, zero);
+}
+
+void pl_large_free(pl_span_t *s) { pl_span_free(s); }
+
+bool pl_large_resize(pl_span_t *s, size_t n) {
+  if (n > PL_LARGE_MAX) return n <= s->large_size;
+  size_t npages = pages_for(n);
+  if (npages == s->npages) return true;
+  if (npages < s->npages) {
+    pl_span_shrink(s, npages);
+  } else if (!pl_span_grow(s, npages)) {
+    return false;
+  }
+  s->large_size = (size_t)s->npages * PL_PAGE_SIZE;
+  return n <= s->large_size;
+}
+
+void *pl_huge_alloc(size_t n, size_t align, bool zero) {
+  (void)zero; /* fresh mappings read as zero */
+  size_t page = pl_os_page_size();
+  if (n > PL_MAX_REQUEST - PL_CHUNK_SIZE) return NULL;
+  size_t size = PL_ALIGN_UP(n, page);
+  if (align < PL_CHUNK_SIZE) align = PL_CHUNK_SIZE;
+  void *mem = pl_os_map(size, align);
+  if (mem == NULL) return NULL;
+  pl_chunk_t *rec = pl_chunk_record_new();
+  if (rec == NULL || !pl_chunk_map_reserve((uintptr_t)mem, size)) {
+    if (rec) pl_chunk_record_release(rec);
+    pl_os_unmap(mem, size);
+    return NULL;
+  }
+  rec->kind = PL_CHUNK_HUGE;
+  rec->base = (uintptr_t)mem;
+  rec->size = size;
+  rec->usable = size;
+  pl_lock(&huge_lock);
+  rec->prev = NULL;
+  rec->next = huge_list;
+  if (huge_list) huge_list->prev = rec;
+  huge_list = rec;
+  huge_count++;
+  huge_mapped += size;
+  huge_usable += size;
+  pl_unlock(&huge_lock);
+  pl_chunk_map_set(rec->base, size, rec);
+  return mem;
+}
+
+void pl_huge_free(pl_chunk_t *rec) {
+  uintptr_t base = rec->base;
+  size_t size = rec->size;
+  pl_lock(&huge_lock);
+  if (rec->prev)
+    rec->prev->next = rec->next;
+  else
+    huge_list = rec->next;
+  if (rec->next) rec->next->prev = rec->prev;
+  huge_count--;
+  huge_mapped -= size;
+  huge_usable -= rec->usable;
+  pl_unlock(&huge_lock);
+  pl_chunk_map_set(base, size, &pl_chunk_tombstone);
+  pl_chunk_record_release(rec);
+  pl_os_unmap((void *)base, size);
+}
+
+bool pl_huge_resize(pl_chunk_t *rec, size_t n) {
+  size_t page = pl_os_page_size();
+  size_t size = PL_ALIGN_UP(n, page);
+  if (n == 0 || size == rec->size) return n <= rec->usable;
+  if (size > rec->size && !pl_chunk_map_reserve(rec->base, size)) return false;
+  if (!pl_os_resize_inplace((void *)rec->base, rec->size, size)) return false;
+  size_t old = rec->size;
+  if (size > old) {
+    pl_chunk_map_set(rec->base, size, rec);
+  } else {
+    /* Forget the slots the block no longer reaches. */
+    uintptr_t keep_end = PL_ALIGN_UP(rec->base + size, PL_CHUNK_SIZE);
+    uintptr_t old_end = PL_ALIGN_UP(rec->base + old, PL_CHUNK_SIZE);
+    if (old_end > keep_end) pl_chunk_map_set(keep_end, old_end - keep_end, NULL);
+  }
+  pl_lock(&huge_lock);
+  huge_mapped += size - old;
+  huge_usable += size - rec->usable;
+  rec->size = size;
+  rec->usable = size;
+  pl_unlock(&huge_lock);
+  return true;
+}
+
+void pl_huge_totals(pl_huge_totals_t *t) {
+  pl_lock(&huge_lock);
+  t->count = huge_count;
+  t->mapped = huge_mapped;
+  t->usable = huge_usable;
+  pl_unlock(&huge_lock);
+}
+
+size_t pl_huge_resident(void) {
+  /* mincore runs outside the lock: copy the ranges out in batches. */
+  enum { MAXH = 64 };
+  uintptr_t base[MAXH];
+  size_t size[MAXH];
+  size_t total = 0, skip = 0;
+  for (;;) {
+    size_t n = 0, seen = 0;
+    pl_lock(&huge_lock);
+    for (pl_chunk_t *c = huge_list; c && n < MAXH; c = c->next, seen++) {
+      if (seen < skip) continue;
+      base[n] = c->base;
+      size[n] = c->size;
+      n++;
+    }
+    pl_unlock(&huge_lock);
+    for (size_t i = 0; i < n; i++) total += pl_os_resident((void *)base[i], size[i]);
+    if (n < MAXH) break;
+    skip += n;
+  }
+  return total;
+}
+
+void pl_huge_fork_prepare(void) { pl_lock(&huge_lock); }
+void pl_huge_fork_parent(void) { pl_unlock(&huge_lock); }
+void pl_huge_fork_child(void) { pl_lock_init(&huge_lock); }

@@ -1,0 +1,44 @@
+/*
+ * large.h — blocks above the largest size class.
+ *
+ * Large blocks (up to PL_LARGE_MAX, or more when an alignment allows) are
+ * whole LARGE spans of the span heap: they split and coalesce with their
+ * neighbours and grow or shrink in place when they can.  Huge blocks get a
+ * mapping of their own, aligned to a 4 MiB slot and entered in the chunk
+ * map; they are unmapped when freed, leaving a tombstone in the map so that
+ * a second free of the same address is reported as a double free.
+ *
+ * Locking: the span heap's lock for large blocks; a registry lock for the
+ * list of huge blocks (taken after the heap lock, never around a system
+ * call).
+ */
+#ifndef PL_LARGE_H
+#define PL_LARGE_H
+
+#include "chunk.h"
+#include "common.h"
+#include "span.h"
+
+/* A block of at least n bytes aligned to align (a power of two >= 16):
+ * a large span when it fits in one, else a huge mapping.  zero: the block
+ * must read as zero.  NULL when the OS refuses memory. */
+void *pl_large_alloc(size_t n, size_t align, bool zero) PL_HIDDEN;
+void pl_large_free(pl_span_t *s) PL_HIDDEN;
+/* Resizes a large block in place to hold n bytes; true on success. */
+bool pl_large_resize(pl_span_t *s, size_t n) PL_HIDDEN;
+
+void *pl_huge_alloc(size_t n, size_t align, bool zero) PL_HIDDEN;
+void pl_huge_free(pl_chunk_t *rec) PL_HIDDEN;
+bool pl_huge_resize(pl_chunk_t *rec, size_t n) PL_HIDDEN;
+
+typedef struct pl_huge_totals {
+  size_t count, mapped, usable;
+} pl_huge_totals_t;
+void pl_huge_totals(pl_huge_totals_t *t) PL_HIDDEN;
+size_t pl_huge_resident(void) PL_HIDDEN;
+
+void pl_huge_fork_prepare(void) PL_HIDDEN;
+void pl_huge_fork_parent(void) PL_HIDDEN;
+void pl_huge_fork_child(void) PL_HIDDEN;
+
+#endif /* PL_LARGE_H */

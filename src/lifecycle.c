@@ -1,0 +1,105 @@
+/*
+ * lifecycle.c — start-up, threads and fork.
+ */
+#include "lifecycle.h"
+
+#include <pthread.h>
+#include <unistd.h>
+
+#include "central.h"
+#include "chunk.h"
+#include "lock.h"
+#include "meta.h"
+#include "options.h"
+#include "os.h"
+#include "sizeclass.h"
+#include "span.h"
+#include "large.h"
+#include "stats.h"
+#include "tcache.h"
+
+extern char **environ;
+
+int pl_init_state;
+static pl_lock_t init_lock = PL_LOCK_INIT;
+static pthread_key_t tc_key;
+static bool have_key;
+static int atfork_done;
+
+static void tc_destructor(void *arg) { pl_tcache_destroy((pl_tcache_t *)arg); }
+
+static void fork_prepare(void) {
+  if (__atomic_load_n(&pl_init_state, __ATOMIC_ACQUIRE) != 2) return;
+  pl_tcache_fork_prepare();
+  pl_central_fork_prepare();
+  pl_span_fork_prepare();
+  pl_huge_fork_prepare();
+  pl_chunk_fork_prepare();
+  pl_meta_fork_prepare();
+}
+
+static void fork_parent(void) {
+  if (__atomic_load_n(&pl_init_state, __ATOMIC_ACQUIRE) != 2) return;
+  pl_meta_fork_parent();
+  pl_chunk_fork_parent();
+  pl_huge_fork_parent();
+  pl_span_fork_parent();
+  pl_central_fork_parent();
+  pl_tcache_fork_parent();
+}
+
+static void fork_child(void) {
+  if (__atomic_load_n(&pl_init_state, __ATOMIC_ACQUIRE) != 2) return;
+  pl_meta_fork_child();
+  pl_chunk_fork_child();
+  pl_huge_fork_child();
+  pl_span_fork_child();
+  pl_central_fork_child();
+  pl_tcache_fork_child();
+  /* The caches of threads that did not survive stay as they are: one of
+   * them may have been half way through a push or pop when the fork
+   * happened, so their contents cannot be trusted to be flushed. */
+}
+
+void pl_init_slow(void) {
+  pl_lock(&init_lock);
+  if (pl_init_state != 2) {
+    pl_options_parse(environ);
+    pl_span_purge_mode = pl_opt.purge ? PL_PURGE_FREE : PL_PURGE_DONTNEED;
+    pl_span_retain_chunks = pl_opt.retain_chunks;
+    pl_tcache_max_bytes = pl_opt.tcache_max;
+    pl_sizeclass_init();
+    pl_tcache_init_caps();
+    uint64_t secret = pl_os_random();
+    pl_secret = secret ? secret : 0x5be0cd19137e2179ull;
+    have_key = pthread_key_create(&tc_key, tc_destructor) == 0;
+    __atomic_store_n(&pl_init_state, 2, __ATOMIC_RELEASE);
+  }
+  pl_unlock(&init_lock);
+  /* Outside the lock: these may allocate (and so re-enter pallet). */
+  if (__atomic_exchange_n(&atfork_done, 1, __ATOMIC_ACQ_REL) == 0) {
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+  }
+}
+
+void pl_thread_start(void) {
+  if (pl_tc != &pl_tcache_boot) return;
+  pl_ensure_init();
+  /* Allocations made while the cache is built (pthread_setspecific may
+   * calloc) go straight to the central lists. */
+  pl_tc = &pl_tcache_init;
+  pl_tcache_t *tc = pl_tcache_create();
+  if (tc == NULL) {
+    pl_tc = &pl_tcache_boot; /* try again next time */
+    return;
+  }
+  if (have_key) pthread_setspecific(tc_key, tc);
+  pl_tc = tc;
+}
+
+__attribute__((constructor(101))) static void pl_constructor(void) { pl_ensure_init(); }
+
+/* PALLET_STATS=1: the report at exit (or when the library is unloaded). */
+__attribute__((destructor)) static void pl_destructor(void) {
+  if (pl_init_state == 2 && pl_opt.stats) pl_stats_write_fd(STDERR_FILENO, 0);
+}

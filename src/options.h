@@ -1,0 +1,28 @@
+/*
+ * options.h — PALLET_* environment variables, read once at start-up
+ * without allocating.  A bad value or an unknown PALLET_ name gives one
+ * warning line on stderr and the default.
+ */
+#ifndef PL_OPTIONS_H
+#define PL_OPTIONS_H
+
+#include "common.h"
+
+typedef struct pl_options {
+  bool stats;            /* PALLET_STATS: report at exit */
+  int verbose;           /* PALLET_VERBOSE: 0..2 */
+  size_t tcache_max;     /* PALLET_TCACHE_MAX: bytes per thread cache */
+  uint64_t decay_ms;     /* PALLET_DECAY_MS: free spans older are purged */
+  int purge;             /* PALLET_PURGE: 0 dontneed, 1 free */
+  bool canary;           /* PALLET_CANARY: check bytes after each block */
+  bool junk;             /* PALLET_JUNK: fill freed blocks */
+  bool background;       /* PALLET_BACKGROUND_THREAD: purge on a timer */
+  size_t retain_chunks;  /* PALLET_RETAIN_CHUNKS: free chunks kept mapped */
+} pl_options_t;
+
+extern pl_options_t pl_opt PL_HIDDEN;
+
+/* Parses the environment (envp may be NULL: nothing set). */
+void pl_options_parse(char *const *envp) PL_HIDDEN;
+
+#endif /* PL_OPTIONS_H */

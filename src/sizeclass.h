@@ -1,0 +1,61 @@
+/*
+ * sizeclass.h — the size classes: 96 block sizes from 16 B to 256 KiB.
+ *
+ *   classes 1..8:   16, 32, ..., 128            (steps of 16)
+ *   then 8 classes per doubling: for base = 128, 256, ..., 128 KiB the
+ *   sizes base + k * base/8, k = 1..8            (steps of base/8)
+ *
+ * Every class is a multiple of 16.  A request n > 128 lands in a class c
+ * with c - n < base/8 <= n/8, so the rounding waste is below 12.5% of the
+ * request (and of the class).  Each class carves spans of `pages` pages into
+ * nblocks blocks (<= 512); the span tail left over is at most 1/8 of it.
+ * Sizes up to 1 KiB find their class with one table lookup; larger ones
+ * with a bit scan.  Class 0 means "no class" throughout pallet.
+ */
+#ifndef PL_SIZECLASS_H
+#define PL_SIZECLASS_H
+
+#include "common.h"
+
+#define PL_NCLASSES 96
+#define PL_SMALL_LOOKUP_MAX 1024
+
+/* Hot per-class facts, 16 bytes each (a power-of-two stride). */
+typedef struct pl_class_info {
+  uint32_t size;   /* block size */
+  uint16_t pages;  /* pages per span */
+  uint16_t nblocks;
+  uint64_t recip;  /* ceil(2^42 / size): block index = (off * recip) >> 42 */
+} pl_class_info_t;
+
+#define PL_RECIP_SHIFT 42
+
+extern pl_class_info_t pl_class_info[PL_NCLASSES + 1] PL_HIDDEN;
+extern uint8_t pl_class_lookup[(PL_SMALL_LOOKUP_MAX >> 4) + 1] PL_HIDDEN;
+
+/* Fills the tables; idempotent. */
+void pl_sizeclass_init(void) PL_HIDDEN;
+
+/* Class of a request of n bytes, 1 <= class <= PL_NCLASSES; n must be
+ * <= PL_SMALL_MAX. */
+PL_INLINE unsigned pl_size_class(size_t n) {
+  if (PL_LIKELY(n <= PL_SMALL_LOOKUP_MAX)) return pl_class_lookup[(n + 15) >> 4];
+  size_t x = n - 1;
+  unsigned lg = 63u - (unsigned)__builtin_clzll(x); /* >= 10 */
+  return 8u + (lg - 7u) * 8u + (unsigned)((x >> (lg - 3u)) & 7u) + 1u;
+}
+
+PL_INLINE size_t pl_class_size(unsigned cls) { return pl_class_info[cls].size; }
+
+/* Block index of byte offset off inside a span of class cls, and whether
+ * off is exactly the start of a block. */
+PL_INLINE size_t pl_class_index(unsigned cls, size_t off) {
+  return (size_t)((off * pl_class_info[cls].recip) >> PL_RECIP_SHIFT);
+}
+
+/* The smallest class of size >= n whose size is a multiple of align (a
+ * power of two <= PL_PAGE_SIZE), so that every block of a span is aligned;
+ * 0 when n is too large for any such class. */
+unsigned pl_size_class_aligned(size_t n, size_t align) PL_HIDDEN;
+
+#endif /* PL_SIZECLASS_H */

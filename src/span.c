@@ -1,0 +1,516 @@
+/*
+ * span.c — the coalescing span heap.  See span.h for the invariants.
+ *
+ * Descriptors come from a pool refilled from metadata before the heap lock
+ * is taken, so that a split never has to map memory under the lock.
+ */
+#include "span.h"
+
+#include <string.h>
+
+#include "error.h"
+#include "lock.h"
+#include "meta.h"
+
+#define NBUCKETS (PL_CHUNK_PAGES + 1)
+#define BUCKET_WORDS ((NBUCKETS + 63) / 64)
+#define DESC_BATCH 64
+#define DESC_LOW 4
+
+pl_purge_mode_t pl_span_purge_mode = PL_PURGE_DONTNEED;
+size_t pl_span_retain_chunks = 1;
+
+static pl_lock_t heap_lock = PL_LOCK_INIT;
+static pl_span_t *bucket[NBUCKETS];
+static uint64_t bucket_map[BUCKET_WORDS];
+static pl_chunk_t *chunk_list; /* every heap chunk */
+static size_t nchunks;
+static pl_span_t *desc_free;
+static size_t desc_nfree;
+static size_t unmapped_chunks;
+
+/* ---- descriptors ---------------------------------------------------- */
+
+/* Makes sure at least DESC_LOW descriptors are pooled.  Called without the
+ * heap lock; may map metadata. */
+static bool desc_reserve(void) {
+  if (__atomic_load_n(&desc_nfree, __ATOMIC_RELAXED) >= DESC_LOW) return true;
+  pl_span_t *batch = pl_meta_alloc(DESC_BATCH * sizeof(pl_span_t), PL_CACHELINE);
+  if (batch == NULL) return false;
+  pl_lock(&heap_lock);
+  for (size_t i = 0; i < DESC_BATCH; i++) {
+    batch[i].next = desc_free;
+    desc_free = &batch[i];
+  }
+  __atomic_store_n(&desc_nfree, desc_nfree + DESC_BATCH, __ATOMIC_RELAXED);
+  pl_unlock(&heap_lock);
+  return true;
+}
+
+static pl_span_t *desc_take(void) {
+  pl_span_t *s = desc_free;
+  pl_assert(s != NULL);
+  desc_free = s->next;
+  __atomic_store_n(&desc_nfree, desc_nfree - 1, __ATOMIC_RELAXED);
+  memset(s, 0, sizeof *s);
+  return s;
+}
+
+static void desc_give(pl_span_t *s) {
+  s->state = PL_SPAN_UNUSED;
+  s->next = desc_free;
+  desc_free = s;
+  __atomic_store_n(&desc_nfree, desc_nfree + 1, __ATOMIC_RELAXED);
+}
+
+/* ---- buckets -------------------------------------------------------- */
+
+static void bucket_insert(pl_span_t *s) {
+  size_t n = s->npages;
+  s->prev = NULL;
+  s->next = bucket[n];
+  if (s->next) s->next->prev = s;
+  bucket[n] = s;
+  bucket_map[n / 64] |= (uint64_t)1 << (n % 64);
+}
+
+static void bucket_remove(pl_span_t *s) {
+  size_t n = s->npages;
+  if (s->prev)
+    s->prev->next = s->next;
+  else
+    bucket[n] = s->next;
+  if (s->next) s->next->prev = s->prev;
+  if (bucket[n] == NULL) bucket_map[n / 64] &= ~((uint64_t)1 << (n % 64));
+  s->next = s->prev = NULL;
+}
+
+/* Smallest non-empty bucket >= n, or 0. */
+static size_t bucket_find(size_t n) {
+  size_t w = n / 64;
+  uint64_t bits = bucket_map[w] & (~(uint64_t)0 << (n % 64));
+  for (;;) {
+    if (bits) return w * 64 + (size_t)__builtin_ctzll(bits);
+    if (++w >= BUCKET_WORDS) return 0;
+    bits = bucket_map[w];
+  }
+}
+
+/* ---- page map ------------------------------------------------------- */
+
+static size_t first_page(const pl_span_t *s) {
+  return (s->start - s->chunk->base) >> PL_PAGE_SHIFT;
+}
+
+static void set_pages(pl_span_t *s, size_t from, size_t count) {
+  uint32_t info = 0;
+  if (s->state == PL_SPAN_SMALL)
+    info = ((uint32_t)s->cls << PL_PI_CLASS_SHIFT) |
+           (uint32_t)(s->start - s->chunk->base);
+  pl_chunk_t *c = s->chunk;
+  /* Plain stores: gcc 12.2 at -O1 and above dropped every call of this
+   * function when the page_info store was an __atomic_store_n in this loop
+   * (test/unit_span catches that).  A page's entries change only while no
+   * block on it is live, so free() never reads one being written. */
+  for (size_t p = from; p < from + count; p++) {
+    c->page_span[p] = s;
+    c->page_info[p] = info;
+  }
+}
+
+static void set_all_pages(pl_span_t *s) { set_pages(s, first_page(s), s->npages); }
+
+/* ---- chunks --------------------------------------------------------- */
+
+/* Maps a new chunk and adds it to the heap as one free span. */
+static bool chunk_grow(void) {
+  void *mem = pl_os_map(PL_CHUNK_SIZE, PL_CHUNK_SIZE);
+  if (mem == NULL) return false;
+  pl_chunk_t *rec = pl_chunk_record_new();
+  if (rec == NULL || !pl_chunk_map_reserve((uintptr_t)mem, PL_CHUNK_SIZE) ||
+      !desc_reserve()) {
+    if (rec) pl_chunk_record_release(rec);
+    pl_os_unmap(mem, PL_CHUNK_SIZE);
+    return false;
+  }
+  rec->kind = PL_CHUNK_HEAP;
+  rec->base = (uintptr_t)mem;
+  rec->size = PL_CHUNK_SIZE;
+  pl_lock(&heap_lock);
+  pl_span_t *s = desc_take();
+  s->start = rec->base;
+  s->chunk = rec;
+  s->npages = PL_CHUNK_PAGES;
+  s->state = PL_SPAN_FREE;
+  s->flags = PL_SPAN_ZERO;
+  set_all_pages(s);
+  rec->prev = NULL;
+  rec->next = chunk_list;
+  if (chunk_list) chunk_list->prev = rec;
+  chunk_list = rec;
+  nchunks++;
+  bucket_insert(s);
+  pl_chunk_map_set(rec->base, PL_CHUNK_SIZE, rec);
+  pl_unlock(&heap_lock);
+  return true;
+}
+
+/* ---- allocation ----------------------------------------------------- */
+
+/* Splits the first n pages off free span s (out of its bucket) and returns
+ * the rest to the heap as a new free span. */
+static pl_span_t *split_front(pl_span_t *s, size_t n) {
+  pl_span_t *rest = desc_take();
+  rest->start = s->start + n * PL_PAGE_SIZE;
+  rest->chunk = s->chunk;
+  rest->npages = s->npages - (uint32_t)n;
+  rest->state = PL_SPAN_FREE;
+  rest->flags = s->flags;
+  rest->free_since = s->free_since;
+  s->npages = (uint32_t)n;
+  set_all_pages(rest);
+  bucket_insert(rest);
+  return s;
+}
+
+pl_span_t *pl_span_alloc(size_t npages, size_t align_pages, int state,
+                         unsigned cls, bool *zeroed) {
+  pl_dassert(npages >= 1 && npages <= PL_CHUNK_PAGES);
+  size_t need = npages + (align_pages > 1 ? align_pages - 1 : 0);
+  if (need > PL_CHUNK_PAGES) return NULL;
+  for (;;) {
+    if (!desc_reserve()) return NULL;
+    pl_lock(&heap_lock);
+    if (desc_nfree < 2) {
+      pl_unlock(&heap_lock);
+      continue;
+    }
+    size_t b = bucket_find(need);
+    if (b == 0) {
+      pl_unlock(&heap_lock);
+      if (!chunk_grow()) return NULL;
+      continue;
+    }
+    pl_span_t *s = bucket[b];
+    bucket_remove(s);
+    if (align_pages > 1) {
+      uintptr_t a = PL_ALIGN_UP(s->start, align_pages * PL_PAGE_SIZE);
+      size_t head = (a - s->start) >> PL_PAGE_SHIFT;
+      if (head) {
+        /* The misaligned head stays in the heap; carve from the rest. */
+        pl_span_t *rest = desc_take();
+        rest->start = a;
+        rest->chunk = s->chunk;
+        rest->npages = s->npages - (uint32_t)head;
+        rest->state = PL_SPAN_FREE;
+        rest->flags = s->flags;
+        rest->free_since = s->free_since;
+        s->npages = (uint32_t)head;
+        set_all_pages(rest);
+        bucket_insert(s);
+        s = rest;
+      }
+    }
+    if (s->npages > npages) split_front(s, npages);
+    *zeroed = (s->flags & PL_SPAN_ZERO) != 0 && !(s->flags & PL_SPAN_DIRTY);
+    s->state = (uint8_t)state;
+    s->cls = (uint8_t)cls;
+    s->flags = 0;
+    s->listed = 0;
+    set_all_pages(s);
+    pl_unlock(&heap_lock);
+    return s;
+  }
+}
+
+/* ---- freeing -------------------------------------------------------- */
+
+/* Flags of two free spans merged into one: dirty if either part is,
+ * known zero only if both parts are. */
+static uint8_t merge_flags(uint8_t a, uint8_t b) {
+  return (uint8_t)(((a | b) & PL_SPAN_DIRTY) | (a & b & PL_SPAN_ZERO));
+}
+
+/* Frees s (already out of any list) under the heap lock, coalescing. */
+static void free_locked(pl_span_t *s, uint8_t flags, uint64_t now) {
+  pl_chunk_t *c = s->chunk;
+  s->state = PL_SPAN_FREE;
+  s->flags = flags;
+  s->free_since = now;
+  size_t first = first_page(s);
+  if (first > 0) {
+    pl_span_t *l = c->page_span[first - 1];
+    if (l->state == PL_SPAN_FREE) {
+      bucket_remove(l);
+      l->npages += s->npages;
+      l->flags = merge_flags(l->flags, s->flags);
+      if (s->free_since > l->free_since) l->free_since = s->free_since;
+      desc_give(s);
+      s = l;
+    }
+  }
+  size_t end = first_page(s) + s->npages;
+  if (end < PL_CHUNK_PAGES) {
+    pl_span_t *r = c->page_span[end];
+    if (r->state == PL_SPAN_FREE) {
+      bucket_remove(r);
+      s->npages += r->npages;
+      s->flags = merge_flags(s->flags, r->flags);
+      if (r->free_since > s->free_since) s->free_since = r->free_since;
+      desc_give(r);
+    }
+  }
+  set_all_pages(s);
+  bucket_insert(s);
+}
+
+void pl_span_free(pl_span_t *s) {
+  uint64_t now = pl_os_now_ms();
+  pl_lock(&heap_lock);
+  pl_dassert(s->state == PL_SPAN_SMALL || s->state == PL_SPAN_LARGE);
+  free_locked(s, PL_SPAN_DIRTY, now);
+  pl_unlock(&heap_lock);
+}
+
+void pl_span_shrink(pl_span_t *s, size_t npages) {
+  if (npages >= s->npages) return;
+  uint64_t now = pl_os_now_ms();
+  for (;;) {
+    if (!desc_reserve()) return; /* keep it whole: still correct */
+    pl_lock(&heap_lock);
+    if (desc_nfree >= 1) break;
+    pl_unlock(&heap_lock);
+  }
+  pl_span_t *tail = desc_take();
+  tail->start = s->start + npages * PL_PAGE_SIZE;
+  tail->chunk = s->chunk;
+  tail->npages = s->npages - (uint32_t)npages;
+  tail->state = PL_SPAN_LARGE;
+  s->npages = (uint32_t)npages;
+  free_locked(tail, PL_SPAN_DIRTY, now);
+  pl_unlock(&heap_lock);
+}
+
+bool pl_span_grow(pl_span_t *s, size_t npages) {
+  bool ok = false;
+  pl_lock(&heap_lock);
+  size_t end = first_page(s) + s->npages;
+  if (npages > s->npages && end < PL_CHUNK_PAGES) {
+    pl_span_t *r = s->chunk->page_span[end];
+    size_t take = npages - s->npages;
+    if (r->state == PL_SPAN_FREE && r->npages >= take) {
+      bucket_remove(r);
+      if (r->npages > take) {
+        r->start += take * PL_PAGE_SIZE;
+        r->npages -= (uint32_t)take;
+        bucket_insert(r);
+      } else {
+        desc_give(r);
+      }
+      set_pages(s, end, take);
+      s->npages = (uint32_t)npages;
+      ok = true;
+    }
+  }
+  pl_unlock(&heap_lock);
+  return ok;
+}
+
+/* ---- purging -------------------------------------------------------- */
+
+size_t pl_span_purge(uint64_t age_ms, bool unmap_chunks) {
+  size_t released = 0;
+  uint64_t now = pl_os_now_ms();
+  enum { BATCH = 32 };
+  for (int round = 0; round < 1024; round++) {
+    pl_span_t *work[BATCH];
+    bool unmap_it[BATCH];
+    size_t n = 0;
+    size_t whole_free = 0;
+    pl_lock(&heap_lock);
+    for (size_t b = PL_CHUNK_PAGES; b >= 1 && n < BATCH; b--) {
+      for (pl_span_t *s = bucket[b]; s && n < BATCH;) {
+        pl_span_t *next = s->next;
+        bool whole = s->npages == PL_CHUNK_PAGES;
+        if (whole) whole_free++;
+        bool unmap = whole && unmap_chunks && whole_free > pl_span_retain_chunks;
+        if ((unmap || (s->flags & PL_SPAN_DIRTY)) && now - s->free_since >= age_ms) {
+          bucket_remove(s);
+          s->state = PL_SPAN_BUSY;
+          unmap_it[n] = unmap;
+          work[n++] = s;
+        }
+        s = next;
+      }
+    }
+    pl_unlock(&heap_lock);
+    if (n == 0) break;
+    for (size_t i = 0; i < n; i++) {
+      pl_span_t *s = work[i];
+      size_t bytes = (size_t)s->npages * PL_PAGE_SIZE;
+      if (unmap_it[i]) {
+        /* Forget the chunk before unmapping it. */
+        pl_chunk_map_set(s->chunk->base, PL_CHUNK_SIZE, NULL);
+        pl_os_unmap((void *)s->start, bytes);
+        released += bytes;
+      } else if (pl_os_purge((void *)s->start, bytes, pl_span_purge_mode)) {
+        released += bytes;
+        s->flags = pl_span_purge_mode == PL_PURGE_DONTNEED ? PL_SPAN_ZERO : 0;
+      }
+    }
+    pl_lock(&heap_lock);
+    for (size_t i = 0; i < n; i++) {
+      pl_span_t *s = work[i];
+      if (unmap_it[i]) {
+        pl_chunk_t *c = s->chunk;
+        if (c->prev)
+          c->prev->next = c->next;
+        else
+          chunk_list = c->next;
+        if (c->next) c->next->prev = c->prev;
+        nchunks--;
+        unmapped_chunks++;
+        desc_give(s);
+        pl_chunk_record_release(c);
+      } else {
+        /* Back in the heap, clean; neighbours freed meanwhile coalesce. */
+        uint8_t flags = s->flags;
+        uint64_t since = s->free_since;
+        free_locked(s, flags, since);
+      }
+    }
+    pl_unlock(&heap_lock);
+    if (n < BATCH) break;
+  }
+  return released;
+}
+
+/* ---- totals and checks ---------------------------------------------- */
+
+void pl_span_totals(pl_span_totals_t *t) {
+  memset(t, 0, sizeof *t);
+  pl_lock(&heap_lock);
+  t->chunks = nchunks;
+  t->mapped = nchunks * PL_CHUNK_SIZE;
+  t->unmapped_chunks = unmapped_chunks;
+  for (pl_chunk_t *c = chunk_list; c; c = c->next) {
+    for (size_t p = 0; p < PL_CHUNK_PAGES;) {
+      pl_span_t *s = c->page_span[p];
+      size_t bytes = (size_t)s->npages * PL_PAGE_SIZE;
+      switch (s->state) {
+        case PL_SPAN_FREE:
+        case PL_SPAN_BUSY:
+          t->free_bytes += bytes;
+          if (s->flags & PL_SPAN_DIRTY)
+            t->dirty_bytes += bytes;
+          else
+            t->purged_bytes += bytes;
+          if (s->npages == PL_CHUNK_PAGES) t->retained_chunks++;
+          break;
+        case PL_SPAN_SMALL: t->small_bytes += bytes; break;
+        case PL_SPAN_LARGE: t->large_bytes += bytes; break;
+        default: break;
+      }
+      p += s->npages;
+    }
+  }
+  pl_unlock(&heap_lock);
+}
+
+size_t pl_span_resident(void) {
+  enum { MAXC = 256 };
+  uintptr_t bases[MAXC];
+  size_t total = 0, skip = 0;
+  for (;;) {
+    size_t n = 0, seen = 0;
+    pl_lock(&heap_lock);
+    for (pl_chunk_t *c = chunk_list; c && n < MAXC; c = c->next, seen++)
+      if (seen >= skip) bases[n++] = c->base;
+    pl_unlock(&heap_lock);
+    for (size_t i = 0; i < n; i++)
+      total += pl_os_resident((void *)bases[i], PL_CHUNK_SIZE);
+    if (n < MAXC) break;
+    skip += n;
+  }
+  return total;
+}
+
+void pl_span_foreach_small(void (*fn)(const pl_span_t *s, void *arg), void *arg) {
+  pl_lock(&heap_lock);
+  for (pl_chunk_t *c = chunk_list; c; c = c->next) {
+    for (size_t p = 0; p < PL_CHUNK_PAGES;) {
+      pl_span_t *s = c->page_span[p];
+      if (s->state == PL_SPAN_SMALL) fn(s, arg);
+      p += s->npages;
+    }
+  }
+  pl_unlock(&heap_lock);
+}
+
+static int check_fail(const char *what, uintptr_t where) {
+  pl_msg_t m = {.len = 0};
+  pl_msg_str(&m, "pallet: heap check: ");
+  pl_msg_str(&m, what);
+  pl_msg_str(&m, " at ");
+  pl_msg_hex(&m, where);
+  pl_msg_str(&m, "\n");
+  pl_msg_write(&m);
+  return -1;
+}
+
+int pl_span_heap_check(void) {
+  int rc = 0;
+  size_t free_spans = 0, bucketed = 0, chunks_seen = 0;
+  pl_lock(&heap_lock);
+  for (pl_chunk_t *c = chunk_list; c && rc == 0; c = c->next) {
+    chunks_seen++;
+    if (c->kind != PL_CHUNK_HEAP) rc = check_fail("chunk of wrong kind", c->base);
+    if (pl_chunk_lookup((void *)c->base) != c)
+      rc = check_fail("chunk not in the map", c->base);
+    bool prev_free = false;
+    size_t p = 0;
+    while (p < PL_CHUNK_PAGES && rc == 0) {
+      pl_span_t *s = c->page_span[p];
+      if (s == NULL) { rc = check_fail("page without span", c->base + p * PL_PAGE_SIZE); break; }
+      if (s->chunk != c || s->start != c->base + p * PL_PAGE_SIZE || s->npages == 0 ||
+          p + s->npages > PL_CHUNK_PAGES) {
+        rc = check_fail("span does not tile its chunk", c->base + p * PL_PAGE_SIZE);
+        break;
+      }
+      uint32_t info = 0;
+      if (s->state == PL_SPAN_SMALL)
+        info = ((uint32_t)s->cls << PL_PI_CLASS_SHIFT) | (uint32_t)(s->start - c->base);
+      for (size_t q = p; q < p + s->npages; q++) {
+        if (c->page_span[q] != s || c->page_info[q] != info) {
+          rc = check_fail("page map disagrees with span", c->base + q * PL_PAGE_SIZE);
+          break;
+        }
+      }
+      bool is_free = s->state == PL_SPAN_FREE;
+      if (is_free && prev_free) rc = check_fail("two adjacent free spans", s->start);
+      if (s->state == PL_SPAN_UNUSED) rc = check_fail("unused descriptor in map", s->start);
+      if (is_free) free_spans++;
+      prev_free = is_free;
+      p += s->npages;
+    }
+  }
+  if (rc == 0 && chunks_seen != nchunks) rc = check_fail("chunk count wrong", nchunks);
+  for (size_t b = 1; b < NBUCKETS && rc == 0; b++) {
+    bool bit = (bucket_map[b / 64] >> (b % 64)) & 1;
+    if (bit != (bucket[b] != NULL)) rc = check_fail("bucket bitmap wrong", b);
+    for (pl_span_t *s = bucket[b]; s && rc == 0; s = s->next) {
+      bucketed++;
+      if (s->state != PL_SPAN_FREE || s->npages != b)
+        rc = check_fail("span in the wrong bucket", s->start);
+      if (s->next && s->next->prev != s) rc = check_fail("bucket links broken", s->start);
+    }
+  }
+  if (rc == 0 && bucketed != free_spans)
+    rc = check_fail("free spans missing from buckets", free_spans);
+  pl_unlock(&heap_lock);
+  return rc;
+}
+
+void pl_span_fork_prepare(void) { pl_lock(&heap_lock); }
+void pl_span_fork_parent(void) { pl_unlock(&heap_lock); }
+void pl_span_fork_child(void) { pl_lock_init(&heap_lock); }

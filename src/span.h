@@ -1,0 +1,119 @@
+/*
+ * span.h — the span heap ("central heap"): runs of pages inside chunks.
+ *
+ * A span is a run of whole pages of one heap chunk.  Its descriptor lives
+ * out of band (metadata), never in front of the memory it describes.  A
+ * span is FREE (in the heap), SMALL (carved into blocks of one size class,
+ * owned by the central lists) or LARGE (one block handed to the program).
+ *
+ * Free spans sit in doubly linked lists bucketed by exact length (1 .. 512
+ * pages); a bitmap of non-empty buckets finds the smallest fitting bucket
+ * with a few bit scans.  Allocation takes a span from the smallest bucket
+ * that fits and splits it; freeing coalesces with free neighbours on both
+ * sides, found through the chunk's page map, so that no two free spans are
+ * ever adjacent.
+ *
+ * Invariants (pl_span_heap_check verifies them):
+ *   - the spans of a chunk tile it: their lengths add up to 512 pages;
+ *   - page_span[p] is the span covering page p, for every page;
+ *   - page_info[p] is 0 unless the span is SMALL, where it holds the class
+ *     and the span's offset;
+ *   - no two adjacent spans are both FREE;
+ *   - every FREE span is in the bucket of its length, and only there.
+ * Locking: one lock (heap_lock) guards all of it.  No system call is made
+ * under it: new chunks are mapped, and purges done, with it released.
+ */
+#ifndef PL_SPAN_H
+#define PL_SPAN_H
+
+#include "chunk.h"
+#include "common.h"
+#include "os.h"
+
+typedef enum {
+  PL_SPAN_UNUSED = 0, /* descriptor not describing anything */
+  PL_SPAN_FREE = 1,
+  PL_SPAN_SMALL = 2,
+  PL_SPAN_LARGE = 3,
+  /* free, but taken out of the buckets while it is purged or unmapped with
+   * the lock released: neither allocated nor coalesced meanwhile */
+  PL_SPAN_BUSY = 4,
+} pl_span_state_t;
+
+/* FREE span flags: DIRTY = its pages may be resident and hold old bytes
+ * (a purge candidate); ZERO = its pages are known to read as zero. */
+#define PL_SPAN_DIRTY 1u
+#define PL_SPAN_ZERO 2u
+#define PL_SPAN_MAX_BLOCKS 512
+#define PL_SPAN_BITMAP_WORDS (PL_SPAN_MAX_BLOCKS / 64)
+
+typedef struct pl_span {
+  struct pl_span *next, *prev; /* heap bucket (FREE) or central list (SMALL) */
+  uintptr_t start;             /* address of the first page */
+  pl_chunk_t *chunk;
+  uint32_t npages;
+  uint8_t state;               /* pl_span_state_t */
+  uint8_t cls;                 /* SMALL: size class */
+  uint8_t flags;               /* FREE: PL_SPAN_DIRTY, PL_SPAN_ZERO */
+  uint8_t listed;              /* SMALL: on its class's partial list */
+  uint64_t free_since;         /* FREE: when it became free (ms) */
+  /* SMALL spans, owned by the central lists: free + cached + live ==
+   * nblocks; bit i of free_map set <=> block i is free in this span. */
+  uint32_t nblocks;
+  uint32_t nfree;
+  size_t large_size;           /* LARGE: bytes the program may use */
+  uint64_t free_map[PL_SPAN_BITMAP_WORDS];
+} pl_span_t;
+
+/* A span of npages (1 .. 512) whose start is a multiple of align_pages
+ * pages (a power of two), in state SMALL (with class cls) or LARGE, its
+ * page map filled in.  Maps a new chunk when nothing fits.  NULL when the
+ * OS refuses memory.  *zeroed says whether the pages are known to read as
+ * zero (fresh from the OS or purged with DONTNEED). */
+pl_span_t *pl_span_alloc(size_t npages, size_t align_pages, int state,
+                         unsigned cls, bool *zeroed) PL_HIDDEN;
+/* Gives a SMALL or LARGE span back to the heap, coalescing it. */
+void pl_span_free(pl_span_t *s) PL_HIDDEN;
+/* Shrinks a LARGE span in place to npages, freeing the tail. */
+void pl_span_shrink(pl_span_t *s, size_t npages) PL_HIDDEN;
+/* Grows a LARGE span in place to npages if the span after it is free and
+ * long enough.  Returns true on success. */
+bool pl_span_grow(pl_span_t *s, size_t npages) PL_HIDDEN;
+
+/* The span covering p, read from the page map (no lock); NULL when p is not
+ * in a heap chunk. */
+PL_INLINE pl_span_t *pl_span_of(const void *p) {
+  pl_chunk_t *c = pl_chunk_lookup(p);
+  if (c == NULL || c->kind != PL_CHUNK_HEAP) return NULL;
+  return c->page_span[pl_chunk_page_index(p)];
+}
+
+/* Decay and purge (footprint). */
+typedef struct pl_span_totals {
+  size_t chunks, mapped, free_bytes, dirty_bytes, purged_bytes, small_bytes,
+      large_bytes, retained_chunks, unmapped_chunks;
+} pl_span_totals_t;
+/* Purges free spans that have been free for at least age_ms (0: all of
+ * them) and unmaps wholly free chunks beyond the retained reserve.
+ * Returns the number of bytes given back. */
+size_t pl_span_purge(uint64_t age_ms, bool unmap_chunks) PL_HIDDEN;
+void pl_span_totals(pl_span_totals_t *t) PL_HIDDEN;
+/* Bytes of heap chunks resident in RAM. */
+size_t pl_span_resident(void) PL_HIDDEN;
+/* Calls fn on every SMALL span, under the heap lock (the caller holds
+ * every central lock, so that the spans' block maps are stable). */
+void pl_span_foreach_small(void (*fn)(const pl_span_t *s, void *arg),
+                           void *arg) PL_HIDDEN;
+/* Verifies every invariant above; returns 0, or -1 after printing what is
+ * broken. */
+int pl_span_heap_check(void) PL_HIDDEN;
+
+/* Settings (options.c decides them at start-up). */
+extern pl_purge_mode_t pl_span_purge_mode PL_HIDDEN;
+extern size_t pl_span_retain_chunks PL_HIDDEN;
+
+void pl_span_fork_prepare(void) PL_HIDDEN;
+void pl_span_fork_parent(void) PL_HIDDEN;
+void pl_span_fork_child(void) PL_HIDDEN;
+
+#endif /* PL_SPAN_H */

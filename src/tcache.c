@@ -1,0 +1,207 @@
+/*
+ * tcache.c — thread cache slow paths, creation, tear-down and registry.
+ * The fast paths are inline in api.c (they need the api's entry shape).
+ */
+#include "tcache.h"
+
+#include <string.h>
+
+#include "central.h"
+#include "lock.h"
+#include "meta.h"
+
+__thread pl_tcache_t *pl_tc __attribute__((tls_model("initial-exec"))) =
+    &pl_tcache_boot;
+uint64_t pl_secret;
+
+pl_tcache_t pl_tcache_boot = {.state = PL_TC_BOOT};
+pl_tcache_t pl_tcache_init = {.state = PL_TC_INIT};
+pl_tcache_t pl_tcache_dead = {.state = PL_TC_DEAD};
+
+size_t pl_tcache_max_bytes = (size_t)4 << 20;
+uint32_t pl_tcache_cap[PL_NCLASSES + 1];
+static size_t total_slots;
+
+static pl_lock_t registry_lock = PL_LOCK_INIT;
+static pl_tcache_t *registry;   /* active caches */
+static pl_tcache_t *pool;       /* recycled caches */
+static size_t nactive;
+
+#define CAP_BYTES ((size_t)64 << 10)
+#define CAP_MAX 256
+#define START_LIMIT 4
+
+void pl_tcache_init_caps(void) {
+  size_t total = 0;
+  for (unsigned c = 1; c <= PL_NCLASSES; c++) {
+    size_t cap = CAP_BYTES / pl_class_info[c].size;
+    if (cap > CAP_MAX) cap = CAP_MAX;
+    if (cap < 1) cap = 1;
+    /* The per-thread byte budget bounds every single bin too. */
+    size_t budget = pl_tcache_max_bytes / 2 / pl_class_info[c].size;
+    if (cap > budget) cap = budget;
+    pl_tcache_cap[c] = (uint32_t)cap;
+    total += cap;
+  }
+  total_slots = total;
+}
+
+static void registry_add(pl_tcache_t *tc) {
+  tc->prev = NULL;
+  tc->next = registry;
+  if (registry) registry->prev = tc;
+  registry = tc;
+  nactive++;
+}
+
+static void registry_remove(pl_tcache_t *tc) {
+  if (tc->prev)
+    tc->prev->next = tc->next;
+  else
+    registry = tc->next;
+  if (tc->next) tc->next->prev = tc->prev;
+  nactive--;
+}
+
+pl_tcache_t *pl_tcache_create(void) {
+  pl_lock(&registry_lock);
+  pl_tcache_t *tc = pool;
+  if (tc) pool = tc->next;
+  pl_unlock(&registry_lock);
+  if (tc == NULL) {
+    tc = pl_meta_alloc(sizeof(pl_tcache_t) + total_slots * sizeof(void *),
+                       PL_CACHELINE);
+    if (tc == NULL) return NULL;
+  }
+  void **slot = tc->slot_storage;
+  for (unsigned c = 1; c <= PL_NCLASSES; c++) {
+    tc->bins[c].slots = slot;
+    tc->bins[c].count = 0;
+    tc->bins[c].limit = pl_tcache_cap[c] < START_LIMIT ? pl_tcache_cap[c] : START_LIMIT;
+    tc->overflowed[c] = 0;
+    tc->seen_count[c] = 0;
+    slot += pl_tcache_cap[c];
+  }
+  tc->bins[0].slots = NULL;
+  tc->bins[0].count = 0;
+  tc->bins[0].limit = 0;
+  tc->cached_bytes = 0;
+  tc->state = PL_TC_ACTIVE;
+  pl_lock(&registry_lock);
+  registry_add(tc);
+  pl_unlock(&registry_lock);
+  return tc;
+}
+
+/* Brings the budget's view of bin c up to date. */
+static void account(pl_tcache_t *tc, unsigned c) {
+  uint32_t now = tc->bins[c].count;
+  size_t size = pl_class_info[c].size;
+  tc->cached_bytes += (size_t)now * size;
+  tc->cached_bytes -= (size_t)tc->seen_count[c] * size;
+  tc->seen_count[c] = now;
+}
+
+static void flush_bin(pl_tcache_t *tc, unsigned c, uint32_t k) {
+  pl_bin_t *b = &tc->bins[c];
+  uint32_t n = b->count;
+  if (k > n) k = n;
+  if (k == 0) return;
+  pl_central_free_batch(c, b->slots, k);
+  memmove(b->slots, b->slots + k, (n - k) * sizeof(void *));
+  __atomic_store_n(&b->count, n - k, __ATOMIC_RELAXED);
+  account(tc, c);
+}
+
+void pl_tcache_flush_all(pl_tcache_t *tc) {
+  if (tc->state != PL_TC_ACTIVE) return;
+  for (unsigned c = 1; c <= PL_NCLASSES; c++) {
+    flush_bin(tc, c, tc->bins[c].count);
+    account(tc, c);
+  }
+}
+
+void pl_tcache_destroy(pl_tcache_t *tc) {
+  if (tc == NULL || tc->state != PL_TC_ACTIVE) return;
+  if (pl_tc == tc) pl_tc = &pl_tcache_dead;
+  pl_tcache_flush_all(tc);
+  tc->state = PL_TC_DEAD;
+  pl_lock(&registry_lock);
+  registry_remove(tc);
+  tc->next = pool;
+  pool = tc;
+  pl_unlock(&registry_lock);
+}
+
+/* Keeps the cache within its byte budget: flushes half of every bin,
+ * largest classes first, until it is under half the budget. */
+static void enforce_budget(pl_tcache_t *tc) {
+  for (unsigned c = 1; c <= PL_NCLASSES; c++) account(tc, c);
+  for (unsigned c = PL_NCLASSES; c >= 1 && tc->cached_bytes > pl_tcache_max_bytes / 2; c--) {
+    pl_bin_t *b = &tc->bins[c];
+    if (b->count) flush_bin(tc, c, (b->count + 1) / 2);
+  }
+}
+
+void *pl_tcache_refill_pop(pl_tcache_t *tc, unsigned cls) {
+  pl_bin_t *b = &tc->bins[cls];
+  uint32_t want = (b->limit + 1) / 2;
+  if (want == 0) want = 1;
+  size_t got = pl_central_alloc_batch(cls, b->slots, want);
+  if (got == 0) return NULL;
+  /* A class that runs empty again is hot: let it hold more (unless it has
+   * been overflowing too, i.e. it is just churning around the limit). */
+  uint32_t cap = pl_tcache_cap[cls];
+  if (b->limit < cap && tc->overflowed[cls] < 2) {
+    uint32_t nl = b->limit * 2;
+    b->limit = nl > cap ? cap : nl;
+  }
+  tc->overflowed[cls] = 0;
+  got--;
+  void **p = b->slots[got];
+  __atomic_store_n(&b->count, (uint32_t)got, __ATOMIC_RELAXED);
+  p[0] = NULL;
+  account(tc, cls);
+  if (tc->cached_bytes > pl_tcache_max_bytes) enforce_budget(tc);
+  return p;
+}
+
+void pl_tcache_flush_push(pl_tcache_t *tc, unsigned cls, void *p) {
+  pl_bin_t *b = &tc->bins[cls];
+  if (tc->overflowed[cls] < 255) tc->overflowed[cls]++;
+  flush_bin(tc, cls, (b->count + 1) / 2);
+  uint32_t c = b->count;
+  b->slots[c] = p;
+  __atomic_store_n(&b->count, c + 1, __ATOMIC_RELAXED);
+  *(uintptr_t *)p = pl_free_key(p);
+  account(tc, cls);
+  if (tc->cached_bytes > pl_tcache_max_bytes) enforce_budget(tc);
+}
+
+bool pl_tcache_holds(pl_tcache_t *tc, unsigned cls, const void *p) {
+  if (tc->state != PL_TC_ACTIVE) return false;
+  const pl_bin_t *b = &tc->bins[cls];
+  for (uint32_t i = 0; i < b->count; i++)
+    if (b->slots[i] == p) return true;
+  return false;
+}
+
+size_t pl_tcache_count_class(unsigned cls) {
+  size_t n = 0;
+  pl_lock(&registry_lock);
+  for (pl_tcache_t *tc = registry; tc; tc = tc->next)
+    n += __atomic_load_n(&tc->bins[cls].count, __ATOMIC_RELAXED);
+  pl_unlock(&registry_lock);
+  return n;
+}
+
+size_t pl_tcache_live(void) {
+  pl_lock(&registry_lock);
+  size_t n = nactive;
+  pl_unlock(&registry_lock);
+  return n;
+}
+
+void pl_tcache_fork_prepare(void) { pl_lock(&registry_lock); }
+void pl_tcache_fork_parent(void) { pl_unlock(&registry_lock); }
+void pl_tcache_fork_child(void) { pl_lock_init(&registry_lock); }

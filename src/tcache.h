@@ -1,0 +1,96 @@
+/*
+ * tcache.h — thread caches: per thread, for each size class, a stack of
+ * free blocks kept out of band (an array of pointers), a count and a limit.
+ *
+ * malloc pops, free pushes — also blocks that other threads allocated.  A
+ * bin that runs empty refills a batch from the central lists; one that
+ * reaches its limit flushes the older half back.  Limits start small and
+ * grow for classes that keep running empty, up to a per-class cap, and a
+ * byte budget bounds the whole cache.
+ *
+ * Because the stacks live outside the blocks, a write after free cannot
+ * poison them and a pop needs no decoding.  What free writes into a block
+ * is only a key, secret ^ address, in its first word: a block being freed
+ * that already holds its key is a double free.  malloc clears the key.
+ *
+ * Every thread starts pointing at a static, empty cache (limit 0), so its
+ * first malloc or free falls into the slow path, which sets the real one
+ * up: the fast paths never test "initialised yet?".  The thread pointer is
+ * the only thread-local pallet has (initial-exec TLS, 8 bytes).
+ *
+ * Invariant: 0 <= count <= limit <= cap for every bin of an active cache;
+ * slots[0 .. count) are distinct free blocks of that class.
+ * Locking: a cache is touched only by its thread (other threads read the
+ * counts for statistics, relaxed); the registry of caches has one lock.
+ */
+#ifndef PL_TCACHE_H
+#define PL_TCACHE_H
+
+#include "common.h"
+#include "sizeclass.h"
+
+typedef struct pl_bin {
+  void **slots;
+  uint32_t count;
+  uint32_t limit;
+} pl_bin_t;
+
+typedef enum {
+  PL_TC_BOOT = 0,   /* static: this thread has no cache yet */
+  PL_TC_INIT = 1,   /* static: the cache is being built (re-entry) */
+  PL_TC_DEAD = 2,   /* static: the thread's cache has been torn down */
+  PL_TC_ACTIVE = 3, /* a real cache */
+} pl_tc_state_t;
+
+typedef struct pl_tcache {
+  pl_bin_t bins[PL_NCLASSES + 1]; /* hot: first, 16 bytes a bin */
+  uint8_t state;
+  uint8_t overflowed[PL_NCLASSES + 1]; /* flushes since the last refill */
+  /* For the byte budget: each bin's count as of its last slow-path event,
+   * and the sum of those counts times the class sizes. */
+  uint32_t seen_count[PL_NCLASSES + 1];
+  size_t cached_bytes;
+  uint64_t last_scavenge_ms;
+  struct pl_tcache *next, *prev;       /* registry */
+  void *slot_storage[];
+} pl_tcache_t;
+
+extern __thread pl_tcache_t *pl_tc
+    __attribute__((tls_model("initial-exec"))) PL_HIDDEN;
+extern uint64_t pl_secret PL_HIDDEN;
+
+/* Caps and budgets (options.c may change them before any cache exists). */
+extern size_t pl_tcache_max_bytes PL_HIDDEN; /* per thread */
+extern uint32_t pl_tcache_cap[PL_NCLASSES + 1] PL_HIDDEN;
+
+PL_INLINE uintptr_t pl_free_key(const void *p) { return pl_secret ^ (uintptr_t)p; }
+
+/* Computes caps from the class sizes; called once at start-up. */
+void pl_tcache_init_caps(void) PL_HIDDEN;
+/* Builds the calling thread's cache; returns false if out of memory (the
+ * thread then keeps using the central lists directly). */
+pl_tcache_t *pl_tcache_create(void) PL_HIDDEN;
+/* Flushes everything back to the central lists and recycles the cache;
+ * the thread is then DEAD. */
+void pl_tcache_destroy(pl_tcache_t *tc) PL_HIDDEN;
+/* Flushes every bin of tc (trim, idle scavenging). */
+void pl_tcache_flush_all(pl_tcache_t *tc) PL_HIDDEN;
+
+/* Slow paths: bin of cls is empty / full. */
+void *pl_tcache_refill_pop(pl_tcache_t *tc, unsigned cls) PL_HIDDEN;
+void pl_tcache_flush_push(pl_tcache_t *tc, unsigned cls, void *p) PL_HIDDEN;
+
+/* Bytes and blocks of class cls held by all caches (relaxed reads). */
+size_t pl_tcache_count_class(unsigned cls) PL_HIDDEN;
+size_t pl_tcache_live(void) PL_HIDDEN;
+/* Does tc's bin of class cls hold p? (double-free confirmation) */
+bool pl_tcache_holds(pl_tcache_t *tc, unsigned cls, const void *p) PL_HIDDEN;
+void pl_tcache_fork_prepare(void) PL_HIDDEN;
+void pl_tcache_fork_parent(void) PL_HIDDEN;
+void pl_tcache_fork_child(void) PL_HIDDEN;
+
+extern pl_tcache_t pl_tcache_boot PL_HIDDEN;
+extern pl_tcache_t pl_tcache_init PL_HIDDEN;
+extern pl_tcache_t pl_tcache_dead PL_HIDDEN;
+
+#endif /* PL_TCACHE_H */
