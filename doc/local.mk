@@ -1,1 +1,15 @@
-# doc/local.mk — rules for doc/
+# doc/local.mk — rules for doc/: the pallet(3) man page, installed with
+# `make install`, and the design and user documents, shipped in the
+# release tarball.  List every doc/*.md here by name: a file listed but
+# missing breaks `make dist`, one not listed is left out of the tarball.
+#   doc/pallet.3   man page (man(7) macros); check: groff -man -Tutf8 -ww
+#   doc/design.md  the layers, a malloc's and a free's path, locks, fork
+#   doc/tuning.md  PALLET_* options, configure switches, preload / link
+#   doc/stress.md  the pallet-stress harness (tools/)
+
+dist_man_MANS += doc/pallet.3
+
+EXTRA_DIST += \
+	doc/design.md \
+	doc/tuning.md \
+	doc/stress.md

@@ -22,6 +22,7 @@
 #include "large.h"
 #include "lifecycle.h"
 #include "meta.h"
+#include "options.h"
 #include "os.h"
 #include "pallet.h"
 #include "sizeclass.h"
@@ -36,6 +37,24 @@
 PL_INLINE void *enomem(void) {
   errno = ENOMEM;
   return NULL;
+}
+
+/* Decay: at most every quarter of the decay time, a thread that reaches
+ * the heap (refill, flush, large or huge block) gives back free memory
+ * unused for the decay time.  The background thread, when enabled, does
+ * the same on a timer, for processes that go quiet. */
+static uint64_t next_decay_ms;
+
+static PL_NOINLINE void decay_tick(void) {
+  uint64_t now = pl_os_now_ms();
+  uint64_t next = __atomic_load_n(&next_decay_ms, __ATOMIC_RELAXED);
+  if (now < next) return;
+  uint64_t period = pl_opt.decay_ms / 4 + 1;
+  if (!__atomic_compare_exchange_n(&next_decay_ms, &next, now + period, false,
+                                   __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+    return;
+  if (PL_UNLIKELY(pl_opt.background)) pl_background_ensure();
+  pl_large_purge(pl_opt.decay_ms);
 }
 
 /* A block of class cls for the calling thread, from its cache, a refill,
@@ -62,6 +81,7 @@ static void *alloc_small(unsigned cls) {
     p[0] = NULL;
     return p;
   }
+  decay_tick();
   return pl_tcache_refill_pop(tc, cls);
 }
 
@@ -77,6 +97,7 @@ static PL_NOINLINE void *alloc_any(size_t n, bool zero) {
     if (zero) memset(p, 0, pl_class_info[cls].size);
     return p;
   }
+  decay_tick();
   p = pl_large_alloc(n, PL_MIN_ALIGN, zero);
   return p ? p : enomem();
 }
@@ -170,14 +191,15 @@ static void free_small(void *p, unsigned cls, const char *func) {
     *(uintptr_t *)p = pl_free_key(p);
     return;
   }
+  decay_tick();
   pl_tcache_flush_push(tc, cls, p);
 }
 
 static void free_ref(void *p, const block_ref_t *r, const char *func) {
   switch (r->kind) {
     case 1: free_small(p, r->cls, func); break;
-    case 2: pl_large_free(r->span); break;
-    default: pl_huge_free(r->chunk); break;
+    case 2: decay_tick(); pl_large_free(r->span); break;
+    default: decay_tick(); pl_huge_free(r->chunk); break;
   }
 }
 
@@ -193,8 +215,8 @@ static PL_NOINLINE void free_slow(void *p) {
 /* ---- the malloc family ---------------------------------------------- */
 
 API void *pallet_malloc(size_t n) {
-  if (PL_LIKELY(n <= PL_SMALL_LOOKUP_MAX)) {
-    pl_bin_t *b = &pl_tc->bins[pl_class_lookup[(n + 15) >> 4]];
+  if (PL_LIKELY(n <= PL_SMALL_MAX)) {
+    pl_bin_t *b = &pl_tc->bins[pl_size_class(n)];
     uint32_t c = b->count;
     if (PL_LIKELY(c != 0)) {
       void **p = b->slots[--c];
@@ -344,7 +366,7 @@ API int pallet_malloc_trim(size_t pad) {
   pl_tcache_t *tc = pl_tc;
   if (tc->state == PL_TC_ACTIVE) pl_tcache_flush_all(tc);
   pl_central_release_spares();
-  size_t released = pl_span_purge(0, true);
+  size_t released = pl_large_purge(0);
   errno = saved;
   return released > 0;
 }
@@ -357,7 +379,7 @@ API struct pallet_mallinfo2 pallet_mallinfo2(void) {
   pl_huge_totals(&h);
   struct pallet_mallinfo2 mi;
   memset(&mi, 0, sizeof mi);
-  mi.arena = st.mapped - h.mapped;     /* heap chunks */
+  mi.arena = st.mapped - h.mapped - h.cached; /* heap chunks */
   mi.ordblks = 1;
   mi.smblks = 0;
   mi.hblks = h.count;                  /* huge blocks, own mappings */

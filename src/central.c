@@ -17,6 +17,8 @@ typedef struct pl_central {
 
 static pl_central_t central[PL_NCLASSES + 1];
 
+#define SPARE_MAX_BYTES ((size_t)64 << 10)
+
 static void list_push(pl_central_t *c, pl_span_t *s) {
   s->prev = NULL;
   s->next = c->partial;
@@ -47,6 +49,13 @@ static pl_span_t *new_span(unsigned cls) {
   for (size_t i = 0; i < ci->nblocks; i++)
     s->free_map[i / 64] |= (uint64_t)1 << (i % 64);
   return s;
+}
+
+/* A wholly free span stays listed (as the class's spare, against
+ * thrashing) only when it is the class's only listed span and small. */
+static bool keep_spare(const pl_central_t *c, const pl_span_t *s, unsigned cls) {
+  return c->partial == s && s->next == NULL &&
+         pl_class_info[cls].pages * PL_PAGE_SIZE <= SPARE_MAX_BYTES;
 }
 
 size_t pl_central_alloc_batch(unsigned cls, void **out, size_t n) {
@@ -85,49 +94,62 @@ size_t pl_central_alloc_batch(unsigned cls, void **out, size_t n) {
 void pl_central_free_batch(unsigned cls, void *const *blocks, size_t n) {
   pl_central_t *c = &central[cls];
   size_t size = pl_class_info[cls].size;
-  pl_lock(&c->lock);
-  for (size_t i = 0; i < n; i++) {
-    void *p = blocks[i];
-    pl_span_t *s = pl_span_of(p);
-    pl_assert(s != NULL && s->state == PL_SPAN_SMALL && s->cls == cls);
-    size_t off = (uintptr_t)p - s->start;
-    size_t idx = pl_class_index(cls, off);
-    pl_assert(idx * size == off && idx < s->nblocks);
-    uint64_t bit = (uint64_t)1 << (idx % 64);
-    if (PL_UNLIKELY(s->free_map[idx / 64] & bit)) {
-      pl_unlock(&c->lock);
-      pl_fatal_ptr("free", "double free", p);
+  /* Wholly free spans go back to the heap after the class lock is
+   * released (the heap may purge, which is a system call). */
+  enum { RELEASE_MAX = 16 };
+  pl_span_t *release[RELEASE_MAX];
+  size_t nrelease = 0;
+  size_t i = 0;
+  while (i < n) {
+    pl_lock(&c->lock);
+    for (; i < n && nrelease < RELEASE_MAX; i++) {
+      void *p = blocks[i];
+      pl_span_t *s = pl_span_of(p);
+      pl_assert(s != NULL && s->state == PL_SPAN_SMALL && s->cls == cls);
+      size_t off = (uintptr_t)p - s->start;
+      size_t idx = pl_class_index(cls, off);
+      pl_assert(idx * size == off && idx < s->nblocks);
+      uint64_t bit = (uint64_t)1 << (idx % 64);
+      if (PL_UNLIKELY(s->free_map[idx / 64] & bit)) {
+        pl_unlock(&c->lock);
+        pl_fatal_ptr("free", "double free", p);
+      }
+      s->free_map[idx / 64] |= bit;
+      s->nfree++;
+      c->nfree_blocks++;
+      if (!s->listed) list_push(c, s);
+      if (s->nfree == s->nblocks && !keep_spare(c, s, cls)) {
+        list_remove(c, s);
+        c->nspans--;
+        c->nfree_blocks -= s->nblocks;
+        release[nrelease++] = s;
+      }
     }
-    s->free_map[idx / 64] |= bit;
-    s->nfree++;
-    c->nfree_blocks++;
-    if (!s->listed) list_push(c, s);
-    if (s->nfree == s->nblocks && !(c->partial == s && s->next == NULL)) {
-      /* Wholly free and not the class's only span: back to the heap. */
-      list_remove(c, s);
-      c->nspans--;
-      c->nfree_blocks -= s->nblocks;
-      pl_span_free(s);
-    }
+    pl_unlock(&c->lock);
+    for (size_t k = 0; k < nrelease; k++) pl_span_free(release[k]);
+    nrelease = 0;
   }
-  pl_unlock(&c->lock);
 }
 
 void pl_central_release_spares(void) {
   for (unsigned cls = 1; cls <= PL_NCLASSES; cls++) {
     pl_central_t *c = &central[cls];
-    pl_lock(&c->lock);
-    for (pl_span_t *s = c->partial; s;) {
-      pl_span_t *next = s->next;
-      if (s->nfree == s->nblocks) {
-        list_remove(c, s);
-        c->nspans--;
-        c->nfree_blocks -= s->nblocks;
-        pl_span_free(s);
+    for (;;) {
+      pl_span_t *victim = NULL;
+      pl_lock(&c->lock);
+      for (pl_span_t *s = c->partial; s; s = s->next) {
+        if (s->nfree == s->nblocks) {
+          victim = s;
+          list_remove(c, s);
+          c->nspans--;
+          c->nfree_blocks -= s->nblocks;
+          break;
+        }
       }
-      s = next;
+      pl_unlock(&c->lock);
+      if (victim == NULL) break;
+      pl_span_free(victim);
     }
-    pl_unlock(&c->lock);
   }
 }
 

@@ -38,7 +38,7 @@
 
 #define PL_MIN_ALIGN 16
 #define PL_SMALL_MAX ((size_t)256 << 10)  /* largest size class */
-#define PL_LARGE_MAX ((size_t)2 << 20)    /* largest span-backed block */
+#define PL_LARGE_MAX PL_CHUNK_SIZE        /* largest span-backed block */
 #define PL_MAX_REQUEST ((size_t)PTRDIFF_MAX)
 
 /* Compile-time configuration as constants, so that every variant compiles

@@ -12,6 +12,19 @@ static pl_lock_t huge_lock = PL_LOCK_INIT;
 static pl_chunk_t *huge_list;
 static size_t huge_count, huge_mapped, huge_usable;
 
+/* Freed huge mappings kept for reuse, so that a program that frees and
+ * allocates big blocks in a loop does not fault every page in again each
+ * time; unmapped once unused for the decay time, by malloc_trim, or when
+ * the cache is full.  Their slots in the chunk map hold the tombstone, so
+ * a second free of one is still reported. */
+#define HUGE_CACHE_SLOTS 8
+size_t pl_huge_cache_max = (size_t)64 << 20;
+static struct {
+  pl_chunk_t *rec;
+  uint64_t since;
+} huge_cache[HUGE_CACHE_SLOTS];
+static size_t huge_cached, huge_cached_bytes;
+
 static size_t pages_for(size_t n) { return (n + PL_PAGE_SIZE - 1) >> PL_PAGE_SHIFT; }
 
 void *pl_large_alloc(size_t n, size_t align, bool zero) {
@@ -45,11 +58,54 @@ bool pl_large_resize(pl_span_t *s, size_t n) {
   return n <= s->large_size;
 }
 
+static void huge_register(pl_chunk_t *rec) {
+  pl_lock(&huge_lock);
+  rec->prev = NULL;
+  rec->next = huge_list;
+  if (huge_list) huge_list->prev = rec;
+  huge_list = rec;
+  huge_count++;
+  huge_mapped += rec->size;
+  huge_usable += rec->usable;
+  pl_unlock(&huge_lock);
+}
+
+/* A cached mapping of at least n bytes and at most twice that, taken out
+ * of the cache; NULL if none fits. */
+static pl_chunk_t *cache_take(size_t n) {
+  pl_chunk_t *best = NULL;
+  size_t best_i = 0;
+  pl_lock(&huge_lock);
+  for (size_t i = 0; i < huge_cached; i++) {
+    pl_chunk_t *c = huge_cache[i].rec;
+    if (c->size >= n && c->size / 2 <= n && (best == NULL || c->size < best->size)) {
+      best = c;
+      best_i = i;
+    }
+  }
+  if (best) {
+    huge_cache[best_i] = huge_cache[--huge_cached];
+    huge_cached_bytes -= best->size;
+  }
+  pl_unlock(&huge_lock);
+  return best;
+}
+
 void *pl_huge_alloc(size_t n, size_t align, bool zero) {
-  (void)zero; /* fresh mappings read as zero */
   size_t page = pl_os_page_size();
   if (n > PL_MAX_REQUEST - PL_CHUNK_SIZE) return NULL;
   size_t size = PL_ALIGN_UP(n, page);
+  if (align <= PL_CHUNK_SIZE) {
+    pl_chunk_t *rec = cache_take(size);
+    if (rec != NULL) {
+      rec->kind = PL_CHUNK_HUGE;
+      rec->usable = rec->size;
+      if (zero) memset((void *)rec->base, 0, n);
+      huge_register(rec);
+      pl_chunk_map_set(rec->base, rec->size, rec);
+      return (void *)rec->base;
+    }
+  }
   if (align < PL_CHUNK_SIZE) align = PL_CHUNK_SIZE;
   void *mem = pl_os_map(size, align);
   if (mem == NULL) return NULL;
@@ -63,22 +119,25 @@ void *pl_huge_alloc(size_t n, size_t align, bool zero) {
   rec->base = (uintptr_t)mem;
   rec->size = size;
   rec->usable = size;
-  pl_lock(&huge_lock);
-  rec->prev = NULL;
-  rec->next = huge_list;
-  if (huge_list) huge_list->prev = rec;
-  huge_list = rec;
-  huge_count++;
-  huge_mapped += size;
-  huge_usable += size;
-  pl_unlock(&huge_lock);
+  huge_register(rec);
   pl_chunk_map_set(rec->base, size, rec);
   return mem;
+}
+
+static void unmap_record(pl_chunk_t *rec) {
+  uintptr_t base = rec->base;
+  size_t size = rec->size;
+  pl_chunk_record_release(rec);
+  pl_os_unmap((void *)base, size);
 }
 
 void pl_huge_free(pl_chunk_t *rec) {
   uintptr_t base = rec->base;
   size_t size = rec->size;
+  pl_chunk_map_set(base, size, &pl_chunk_tombstone);
+  pl_chunk_t *evict = NULL;
+  bool cached = false;
+  uint64_t now = pl_os_now_ms();
   pl_lock(&huge_lock);
   if (rec->prev)
     rec->prev->next = rec->next;
@@ -88,10 +147,52 @@ void pl_huge_free(pl_chunk_t *rec) {
   huge_count--;
   huge_mapped -= size;
   huge_usable -= rec->usable;
+  if (size <= pl_huge_cache_max / 2) {
+    if (huge_cached == HUGE_CACHE_SLOTS || huge_cached_bytes + size > pl_huge_cache_max) {
+      /* Make room: evict the oldest entry. */
+      size_t oldest = 0;
+      for (size_t i = 1; i < huge_cached; i++)
+        if (huge_cache[i].since < huge_cache[oldest].since) oldest = i;
+      if (huge_cached) {
+        evict = huge_cache[oldest].rec;
+        huge_cached_bytes -= evict->size;
+        huge_cache[oldest] = huge_cache[--huge_cached];
+      }
+    }
+    if (huge_cached < HUGE_CACHE_SLOTS && huge_cached_bytes + size <= pl_huge_cache_max) {
+      rec->kind = PL_CHUNK_FREED;
+      huge_cache[huge_cached].rec = rec;
+      huge_cache[huge_cached].since = now;
+      huge_cached++;
+      huge_cached_bytes += size;
+      cached = true;
+    }
+  }
   pl_unlock(&huge_lock);
-  pl_chunk_map_set(base, size, &pl_chunk_tombstone);
-  pl_chunk_record_release(rec);
-  pl_os_unmap((void *)base, size);
+  if (evict) unmap_record(evict);
+  if (!cached) unmap_record(rec);
+}
+
+size_t pl_huge_cache_purge(uint64_t age_ms) {
+  uint64_t now = pl_os_now_ms();
+  size_t released = 0;
+  for (;;) {
+    pl_chunk_t *victim = NULL;
+    pl_lock(&huge_lock);
+    for (size_t i = 0; i < huge_cached; i++) {
+      if (now - huge_cache[i].since >= age_ms) {
+        victim = huge_cache[i].rec;
+        huge_cached_bytes -= victim->size;
+        huge_cache[i] = huge_cache[--huge_cached];
+        break;
+      }
+    }
+    pl_unlock(&huge_lock);
+    if (victim == NULL) break;
+    released += victim->size;
+    unmap_record(victim);
+  }
+  return released;
 }
 
 bool pl_huge_resize(pl_chunk_t *rec, size_t n) {
@@ -123,17 +224,22 @@ void pl_huge_totals(pl_huge_totals_t *t) {
   t->count = huge_count;
   t->mapped = huge_mapped;
   t->usable = huge_usable;
+  t->cached = huge_cached_bytes;
   pl_unlock(&huge_lock);
+}
+
+size_t pl_large_purge(uint64_t age_ms) {
+  return pl_span_purge(age_ms, true, 0) + pl_huge_cache_purge(age_ms);
 }
 
 size_t pl_huge_resident(void) {
   /* mincore runs outside the lock: copy the ranges out in batches. */
   enum { MAXH = 64 };
-  uintptr_t base[MAXH];
-  size_t size[MAXH];
+  uintptr_t base[MAXH + HUGE_CACHE_SLOTS];
+  size_t size[MAXH + HUGE_CACHE_SLOTS];
   size_t total = 0, skip = 0;
   for (;;) {
-    size_t n = 0, seen = 0;
+    size_t n = 0, seen = 0, listed;
     pl_lock(&huge_lock);
     for (pl_chunk_t *c = huge_list; c && n < MAXH; c = c->next, seen++) {
       if (seen < skip) continue;
@@ -141,10 +247,18 @@ size_t pl_huge_resident(void) {
       size[n] = c->size;
       n++;
     }
+    listed = n;
+    if (skip == 0) { /* the cached mappings, once */
+      for (size_t i = 0; i < huge_cached; i++) {
+        base[n] = huge_cache[i].rec->base;
+        size[n] = huge_cache[i].rec->size;
+        n++;
+      }
+    }
     pl_unlock(&huge_lock);
     for (size_t i = 0; i < n; i++) total += pl_os_resident((void *)base[i], size[i]);
-    if (n < MAXH) break;
-    skip += n;
+    if (listed < MAXH) break;
+    skip += listed;
   }
   return total;
 }

@@ -32,10 +32,20 @@ void pl_huge_free(pl_chunk_t *rec) PL_HIDDEN;
 bool pl_huge_resize(pl_chunk_t *rec, size_t n) PL_HIDDEN;
 
 typedef struct pl_huge_totals {
-  size_t count, mapped, usable;
+  size_t count, mapped, usable; /* live huge blocks */
+  size_t cached;                /* freed mappings kept for reuse */
 } pl_huge_totals_t;
+/* Unmaps cached huge mappings unused for at least age_ms (0: all).
+ * Returns the bytes unmapped. */
+size_t pl_huge_cache_purge(uint64_t age_ms) PL_HIDDEN;
+/* The most bytes of freed huge mappings kept for reuse. */
+extern size_t pl_huge_cache_max PL_HIDDEN;
 void pl_huge_totals(pl_huge_totals_t *t) PL_HIDDEN;
 size_t pl_huge_resident(void) PL_HIDDEN;
+/* Decay: purges free spans and unmaps cached huge mappings unused for at
+ * least age_ms (0: everything, as malloc_trim does).  Returns bytes given
+ * back. */
+size_t pl_large_purge(uint64_t age_ms) PL_HIDDEN;
 
 void pl_huge_fork_prepare(void) PL_HIDDEN;
 void pl_huge_fork_parent(void) PL_HIDDEN;

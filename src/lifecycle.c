@@ -4,6 +4,8 @@
 #include "lifecycle.h"
 
 #include <pthread.h>
+#include <signal.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "central.h"
@@ -25,6 +27,38 @@ static pl_lock_t init_lock = PL_LOCK_INIT;
 static pthread_key_t tc_key;
 static bool have_key;
 static int atfork_done;
+
+static int bg_running;
+
+/* The optional background thread: every quarter of the decay time, gives
+ * back what has been free for the decay time.  It never allocates. */
+static void *bg_main(void *arg) {
+  (void)arg;
+  pl_tc = &pl_tcache_dead; /* it never caches blocks */
+  for (;;) {
+    uint64_t ms = pl_opt.decay_ms / 4 + 10;
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    pl_large_purge(pl_opt.decay_ms);
+  }
+  return NULL;
+}
+
+void pl_background_ensure(void) {
+  if (!pl_opt.background || __atomic_exchange_n(&bg_running, 1, __ATOMIC_ACQ_REL)) return;
+  pthread_attr_t attr;
+  pthread_t t;
+  sigset_t all, old;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, 64 << 10);
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  if (pthread_create(&t, &attr, bg_main, NULL) != 0)
+    __atomic_store_n(&bg_running, 0, __ATOMIC_RELEASE);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  pthread_attr_destroy(&attr);
+}
 
 static void tc_destructor(void *arg) { pl_tcache_destroy((pl_tcache_t *)arg); }
 
@@ -56,6 +90,7 @@ static void fork_child(void) {
   pl_span_fork_child();
   pl_central_fork_child();
   pl_tcache_fork_child();
+  bg_running = 0; /* the thread did not survive; started again on demand */
   /* The caches of threads that did not survive stay as they are: one of
    * them may have been half way through a push or pop when the fork
    * happened, so their contents cannot be trusted to be flushed. */
@@ -68,6 +103,7 @@ void pl_init_slow(void) {
     pl_span_purge_mode = pl_opt.purge ? PL_PURGE_FREE : PL_PURGE_DONTNEED;
     pl_span_retain_chunks = pl_opt.retain_chunks;
     pl_tcache_max_bytes = pl_opt.tcache_max;
+    pl_span_dirty_min = pl_opt.dirty_max;
     pl_sizeclass_init();
     pl_tcache_init_caps();
     uint64_t secret = pl_os_random();
@@ -79,6 +115,7 @@ void pl_init_slow(void) {
   /* Outside the lock: these may allocate (and so re-enter pallet). */
   if (__atomic_exchange_n(&atfork_done, 1, __ATOMIC_ACQ_REL) == 0) {
     pthread_atfork(fork_prepare, fork_parent, fork_child);
+    pl_background_ensure();
   }
 }
 

@@ -26,6 +26,9 @@ PL_INLINE void pl_ensure_init(void) {
   if (PL_UNLIKELY(__atomic_load_n(&pl_init_state, __ATOMIC_ACQUIRE) != 2))
     pl_init_slow();
 }
+/* Starts the purging thread if PALLET_BACKGROUND_THREAD asks for one and
+ * it is not running (also again in the child of a fork). */
+void pl_background_ensure(void) PL_HIDDEN;
 /* Gives the calling thread a cache if it has none and can have one. */
 void pl_thread_start(void) PL_HIDDEN;
 

@@ -16,6 +16,7 @@ pl_options_t pl_opt = {
     .junk = false,
     .background = false,
     .retain_chunks = 1,
+    .dirty_max = (size_t)32 << 20,
 };
 
 static bool streq(const char *a, const char *b) {
@@ -96,6 +97,9 @@ static void set_option(const char *name, const char *value) {
   } else if (streq(name, "PALLET_BACKGROUND_THREAD")) {
     if (parse_bool(value, &b)) pl_opt.background = b;
     else warn_bad(name, value, "0 or 1");
+  } else if (streq(name, "PALLET_DIRTY_MAX")) {
+    if (parse_size(value, (uint64_t)1 << 40, &n)) pl_opt.dirty_max = (size_t)n;
+    else warn_bad(name, value, "a byte count, suffix k/m/g allowed");
   } else if (streq(name, "PALLET_RETAIN_CHUNKS")) {
     if (parse_size(value, 1024, &n)) pl_opt.retain_chunks = (size_t)n;
     else warn_bad(name, value, "a count of chunks, 0 to 1024");

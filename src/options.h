@@ -18,6 +18,7 @@ typedef struct pl_options {
   bool junk;             /* PALLET_JUNK: fill freed blocks */
   bool background;       /* PALLET_BACKGROUND_THREAD: purge on a timer */
   size_t retain_chunks;  /* PALLET_RETAIN_CHUNKS: free chunks kept mapped */
+  size_t dirty_max;      /* PALLET_DIRTY_MAX: free memory kept regardless of age */
 } pl_options_t;
 
 extern pl_options_t pl_opt PL_HIDDEN;

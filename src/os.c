@@ -14,11 +14,13 @@
 
 size_t pl_os_page_size(void) {
   static size_t page;
-  if (PL_UNLIKELY(page == 0)) {
+  size_t v = __atomic_load_n(&page, __ATOMIC_RELAXED);
+  if (PL_UNLIKELY(v == 0)) {
     unsigned long p = getauxval(AT_PAGESZ);
-    page = p ? (size_t)p : 4096;
+    v = p ? (size_t)p : 4096;
+    __atomic_store_n(&page, v, __ATOMIC_RELAXED);
   }
-  return page;
+  return v;
 }
 
 static void *map_raw(size_t size) {

@@ -19,6 +19,8 @@
 
 pl_purge_mode_t pl_span_purge_mode = PL_PURGE_DONTNEED;
 size_t pl_span_retain_chunks = 1;
+size_t pl_span_dirty_min = (size_t)32 << 20;
+unsigned pl_span_dirty_shift = 4;
 
 static pl_lock_t heap_lock = PL_LOCK_INIT;
 static pl_span_t *bucket[NBUCKETS];
@@ -28,6 +30,10 @@ static size_t nchunks;
 static pl_span_t *desc_free;
 static size_t desc_nfree;
 static size_t unmapped_chunks;
+/* Pages of DIRTY free spans in the buckets, and pages of SMALL and LARGE
+ * spans; both under heap_lock. */
+static size_t dirty_pages;
+static size_t active_pages;
 
 /* ---- descriptors ---------------------------------------------------- */
 
@@ -72,6 +78,7 @@ static void bucket_insert(pl_span_t *s) {
   if (s->next) s->next->prev = s;
   bucket[n] = s;
   bucket_map[n / 64] |= (uint64_t)1 << (n % 64);
+  if (s->flags & PL_SPAN_DIRTY) dirty_pages += n;
 }
 
 static void bucket_remove(pl_span_t *s) {
@@ -83,6 +90,7 @@ static void bucket_remove(pl_span_t *s) {
   if (s->next) s->next->prev = s->prev;
   if (bucket[n] == NULL) bucket_map[n / 64] &= ~((uint64_t)1 << (n % 64));
   s->next = s->prev = NULL;
+  if (s->flags & PL_SPAN_DIRTY) dirty_pages -= n;
 }
 
 /* Smallest non-empty bucket >= n, or 0. */
@@ -218,6 +226,7 @@ pl_span_t *pl_span_alloc(size_t npages, size_t align_pages, int state,
     s->flags = 0;
     s->listed = 0;
     set_all_pages(s);
+    active_pages += s->npages;
     pl_unlock(&heap_lock);
     return s;
   }
@@ -264,12 +273,33 @@ static void free_locked(pl_span_t *s, uint8_t flags, uint64_t now) {
   bucket_insert(s);
 }
 
+/* Pages of dirty memory the heap may keep before it purges at once
+ * (heap_lock held). */
+static size_t dirty_limit_pages(void) {
+  size_t floor = pl_span_dirty_min >> PL_PAGE_SHIFT;
+  size_t ratio = active_pages >> pl_span_dirty_shift;
+  return floor > ratio ? floor : ratio;
+}
+
 void pl_span_free(pl_span_t *s) {
   uint64_t now = pl_os_now_ms();
   pl_lock(&heap_lock);
   pl_dassert(s->state == PL_SPAN_SMALL || s->state == PL_SPAN_LARGE);
+  active_pages -= s->npages;
   free_locked(s, PL_SPAN_DIRTY, now);
+  size_t limit = dirty_limit_pages();
+  bool over = dirty_pages > limit;
   pl_unlock(&heap_lock);
+  /* Too much freed memory held: give back the excess now, down to half
+   * the limit, so that even a process that then goes idle keeps little. */
+  if (PL_UNLIKELY(over)) pl_span_purge(0, false, (limit / 2) << PL_PAGE_SHIFT);
+}
+
+size_t pl_span_dirty_bytes(void) {
+  pl_lock(&heap_lock);
+  size_t d = dirty_pages;
+  pl_unlock(&heap_lock);
+  return d << PL_PAGE_SHIFT;
 }
 
 void pl_span_shrink(pl_span_t *s, size_t npages) {
@@ -287,6 +317,7 @@ void pl_span_shrink(pl_span_t *s, size_t npages) {
   tail->npages = s->npages - (uint32_t)npages;
   tail->state = PL_SPAN_LARGE;
   s->npages = (uint32_t)npages;
+  active_pages -= tail->npages;
   free_locked(tail, PL_SPAN_DIRTY, now);
   pl_unlock(&heap_lock);
 }
@@ -309,6 +340,7 @@ bool pl_span_grow(pl_span_t *s, size_t npages) {
       }
       set_pages(s, end, take);
       s->npages = (uint32_t)npages;
+      active_pages += take;
       ok = true;
     }
   }
@@ -318,9 +350,10 @@ bool pl_span_grow(pl_span_t *s, size_t npages) {
 
 /* ---- purging -------------------------------------------------------- */
 
-size_t pl_span_purge(uint64_t age_ms, bool unmap_chunks) {
+size_t pl_span_purge(uint64_t age_ms, bool unmap_chunks, size_t target_dirty) {
   size_t released = 0;
   uint64_t now = pl_os_now_ms();
+  size_t target_pages = target_dirty >> PL_PAGE_SHIFT;
   enum { BATCH = 32 };
   for (int round = 0; round < 1024; round++) {
     pl_span_t *work[BATCH];
@@ -328,13 +361,16 @@ size_t pl_span_purge(uint64_t age_ms, bool unmap_chunks) {
     size_t n = 0;
     size_t whole_free = 0;
     pl_lock(&heap_lock);
+    size_t dirty_left = dirty_pages;
     for (size_t b = PL_CHUNK_PAGES; b >= 1 && n < BATCH; b--) {
       for (pl_span_t *s = bucket[b]; s && n < BATCH;) {
         pl_span_t *next = s->next;
         bool whole = s->npages == PL_CHUNK_PAGES;
         if (whole) whole_free++;
         bool unmap = whole && unmap_chunks && whole_free > pl_span_retain_chunks;
-        if ((unmap || (s->flags & PL_SPAN_DIRTY)) && now - s->free_since >= age_ms) {
+        bool purge = (s->flags & PL_SPAN_DIRTY) && dirty_left > target_pages;
+        if ((unmap || purge) && now - s->free_since >= age_ms) {
+          if (s->flags & PL_SPAN_DIRTY) dirty_left -= s->npages;
           bucket_remove(s);
           s->state = PL_SPAN_BUSY;
           unmap_it[n] = unmap;

@@ -93,10 +93,14 @@ typedef struct pl_span_totals {
   size_t chunks, mapped, free_bytes, dirty_bytes, purged_bytes, small_bytes,
       large_bytes, retained_chunks, unmapped_chunks;
 } pl_span_totals_t;
-/* Purges free spans that have been free for at least age_ms (0: all of
- * them) and unmaps wholly free chunks beyond the retained reserve.
- * Returns the number of bytes given back. */
-size_t pl_span_purge(uint64_t age_ms, bool unmap_chunks) PL_HIDDEN;
+/* Purges dirty free spans that have been free for at least age_ms (0: any),
+ * largest first, until at most target_dirty bytes stay dirty; with
+ * unmap_chunks also unmaps wholly free chunks (of that age) beyond the
+ * retained reserve.  Returns the number of bytes given back.  Called with
+ * no lock held. */
+size_t pl_span_purge(uint64_t age_ms, bool unmap_chunks, size_t target_dirty) PL_HIDDEN;
+/* Bytes of dirty free spans (may be resident, hold old bytes). */
+size_t pl_span_dirty_bytes(void) PL_HIDDEN;
 void pl_span_totals(pl_span_totals_t *t) PL_HIDDEN;
 /* Bytes of heap chunks resident in RAM. */
 size_t pl_span_resident(void) PL_HIDDEN;
@@ -111,6 +115,10 @@ int pl_span_heap_check(void) PL_HIDDEN;
 /* Settings (options.c decides them at start-up). */
 extern pl_purge_mode_t pl_span_purge_mode PL_HIDDEN;
 extern size_t pl_span_retain_chunks PL_HIDDEN;
+/* Dirty memory the heap keeps before purging at once, regardless of age:
+ * max(pl_span_dirty_min, active >> pl_span_dirty_shift). */
+extern size_t pl_span_dirty_min PL_HIDDEN;
+extern unsigned pl_span_dirty_shift PL_HIDDEN;
 
 void pl_span_fork_prepare(void) PL_HIDDEN;
 void pl_span_fork_parent(void) PL_HIDDEN;

@@ -71,8 +71,8 @@ void pl_stats_collect(pallet_stats_t *st) {
   st->huge = h.usable;
   st->allocated += t.large_bytes + h.usable;
   st->active = small_active + t.large_bytes + h.usable;
-  st->mapped = t.mapped + h.mapped;
-  st->free_spans = t.dirty_bytes;
+  st->mapped = t.mapped + h.mapped + h.cached;
+  st->free_spans = t.dirty_bytes + h.cached;
   st->purged = t.purged_bytes;
   st->chunks = t.chunks;
   st->metadata = pl_meta_mapped();

@@ -146,6 +146,7 @@ int main(void)
       lines++;
     }
     CHECK(lines == 200);
+    CHECK(total == 200 + 37 * (199 * 200 / 2));
     check_ours(line, cap, "getline buffer");
     free(line);
     fclose(f);

@@ -40,6 +40,18 @@
 
 #include "pallet.h"
 
+/* Whether this code is built with AddressSanitizer (gcc or clang). */
+#if defined(__SANITIZE_ADDRESS__)
+#define TU_UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TU_UNDER_ASAN 1
+#endif
+#endif
+#ifndef TU_UNDER_ASAN
+#define TU_UNDER_ASAN 0
+#endif
+
 /* Helpers a given test may not use. */
 #define TU_FN static __attribute__((unused))
 

@@ -14,14 +14,14 @@
 
 enum { WORKERS = 4, FORKS = 60 };
 
-static volatile int stop;
+static int stop; /* set by main, read by the workers (atomically) */
 
 static void *busy(void *arg)
 {
   uint64_t s = (uint64_t)(uintptr_t)arg * 31 + 7;
   void *keep[64] = { NULL };
   unsigned long i;
-  for (i = 0; !stop; i++) {
+  for (i = 0; !__atomic_load_n(&stop, __ATOMIC_RELAXED); i++) {
     unsigned k = (unsigned)(i % 64);
     size_t n;
     s ^= s << 13;
@@ -114,7 +114,7 @@ static void test_fork_while_allocating(void **state)
     }
     usleep(2000);
   }
-  stop = 1;
+  __atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
   for (i = 0; i < WORKERS; i++)
     pthread_join(t[i], NULL);
   assert_int_equal(failures, 0);

@@ -1,0 +1,290 @@
+/*
+ * unit_central.c — unit tests of the central lists (central.h): batches
+ * of blocks are distinct, aligned blocks of SMALL spans of their class,
+ * marked allocated in their span's bitmap; the per-class totals agree
+ * with a walk of the span heap; blocks given back return to the bitmap, a
+ * span whose blocks all come back goes back to the heap (one spare kept
+ * per class); a block given back twice stops the program with
+ * "double free 0x<address>" (death tests in forked children).
+ * pl_central_check() and pl_span_heap_check() run after every step.
+ */
+#include "testutil.h" /* first: it sets _GNU_SOURCE */
+
+#include "central.h"
+#include "common.h"
+#include "lifecycle.h"
+#include "sizeclass.h"
+#include "span.h"
+
+static int setup(void **state) {
+  (void)state;
+  pl_init_slow();
+  pl_ensure_init();
+  return 0;
+}
+
+static void checks_ok(void) {
+  assert_int_equal(pl_central_check(), 0);
+  assert_int_equal(pl_span_heap_check(), 0);
+}
+
+/* Blocks in use of class cls according to the totals. */
+static size_t in_use(const pl_central_totals_t *t) { return t->blocks - t->free_blocks; }
+
+/* An independent count, from a walk of the span heap. */
+struct walk {
+  unsigned cls;
+  size_t spans, free_blocks, bad;
+};
+
+static void walk_fn(const pl_span_t *s, void *arg) {
+  struct walk *w = arg;
+  if (s->cls != w->cls) return;
+  size_t pop = 0;
+  for (size_t i = 0; i < PL_SPAN_BITMAP_WORDS; i++)
+    pop += (size_t)__builtin_popcountll(s->free_map[i]);
+  if (pop != s->nfree || s->nblocks != pl_class_info[w->cls].nblocks) w->bad++;
+  w->spans++;
+  w->free_blocks += s->nfree;
+}
+
+static void check_totals(unsigned cls, pl_central_totals_t *t) {
+  pl_central_totals(cls, t);
+  assert_int_equal(t->blocks, t->spans * pl_class_info[cls].nblocks);
+  assert_true(t->free_blocks <= t->blocks);
+  struct walk w = {.cls = cls};
+  pl_central_lock_all();
+  pl_span_foreach_small(walk_fn, &w);
+  pl_central_unlock_all();
+  assert_int_equal(w.bad, 0);
+  assert_int_equal(w.spans, t->spans);
+  assert_int_equal(w.free_blocks, t->free_blocks);
+}
+
+static int cmp_ptr(const void *a, const void *b) {
+  uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* The alignment every block of a class has: the largest power of two
+ * dividing its size, at most a page (spans start on pages). */
+static size_t natural_align(size_t size) {
+  size_t a = size & -size;
+  return a > PL_PAGE_SIZE ? PL_PAGE_SIZE : a;
+}
+
+/* p is an allocated block of class cls. */
+static void check_block(unsigned cls, void *p) {
+  size_t size = pl_class_size(cls);
+  pl_span_t *s = pl_span_of(p);
+  if (s == NULL) fail_msg("block %p is in no span", p);
+  if (s->state != PL_SPAN_SMALL || s->cls != cls)
+    fail_msg("block %p: span state %u class %u, want SMALL class %u", p, s->state,
+             s->cls, cls);
+  uintptr_t off = (uintptr_t)p - s->start;
+  if (off % size != 0) fail_msg("block %p not on a block boundary", p);
+  size_t idx = off / size;
+  assert_true(idx < s->nblocks);
+  assert_int_equal(pl_class_index(cls, off), idx);
+  if (s->free_map[idx / 64] & ((uint64_t)1 << (idx % 64)))
+    fail_msg("block %p handed out but still marked free", p);
+  assert_int_equal((uintptr_t)p % PL_MIN_ALIGN, 0);
+  assert_int_equal((uintptr_t)p % natural_align(size), 0);
+}
+
+static bool block_is_free(void *p) {
+  pl_span_t *s = pl_span_of(p);
+  if (s == NULL) return false;
+  if (s->state == PL_SPAN_FREE) return true; /* its span went back */
+  if (s->state != PL_SPAN_SMALL) return false;
+  size_t idx = ((uintptr_t)p - s->start) / pl_class_size(s->cls);
+  return (s->free_map[idx / 64] >> (idx % 64)) & 1;
+}
+
+static void batch_case(size_t request) {
+  unsigned cls = pl_size_class(request);
+  size_t size = pl_class_size(cls), nb = pl_class_info[cls].nblocks;
+  size_t n = 2 * nb + 3;
+  void **b = calloc(n, sizeof *b);
+  void **sorted = calloc(n, sizeof *b);
+  uintptr_t *starts = calloc(n, sizeof *starts);
+  assert_non_null(b);
+  assert_non_null(sorted);
+  assert_non_null(starts);
+  pl_central_totals_t t0, t1, t2, t3;
+  check_totals(cls, &t0);
+  checks_ok();
+
+  size_t got = pl_central_alloc_batch(cls, b, n);
+  assert_int_equal(got, n);
+  checks_ok();
+  check_totals(cls, &t1);
+  assert_int_equal(in_use(&t1), in_use(&t0) + n);
+  assert_true(t1.spans >= (n + nb - 1) / nb);
+
+  /* Distinct, and (with the pattern below) not overlapping. */
+  memcpy(sorted, b, n * sizeof *b);
+  qsort(sorted, n, sizeof *sorted, cmp_ptr);
+  for (size_t i = 0; i < n; i++) {
+    check_block(cls, b[i]);
+    if (i > 0 && (uintptr_t)sorted[i] - (uintptr_t)sorted[i - 1] < size)
+      fail_msg("class %u: blocks %p and %p overlap", cls, sorted[i - 1], sorted[i]);
+  }
+  for (size_t i = 0; i < n; i++) tu_fill(b[i], size, i + 1);
+  for (size_t i = 0; i < n; i++)
+    if (tu_check(b[i], size, i + 1) != (size_t)-1)
+      fail_msg("class %u: block %zu was overwritten", cls, i);
+
+  /* The spans the blocks came from. */
+  size_t nstarts = 0;
+  for (size_t i = 0; i < n; i++) {
+    uintptr_t st = pl_span_of(b[i])->start;
+    size_t k = 0;
+    while (k < nstarts && starts[k] != st) k++;
+    if (k == nstarts) starts[nstarts++] = st;
+  }
+  assert_true(nstarts >= (n + nb - 1) / nb);
+
+  /* Every other block back. */
+  size_t h = 0;
+  for (size_t i = 0; i < n; i += 2) {
+    pl_central_free_batch(cls, &b[i], 1);
+    h++;
+    assert_true(block_is_free(b[i]));
+  }
+  checks_ok();
+  check_totals(cls, &t2);
+  assert_int_equal(in_use(&t2), in_use(&t0) + n - h);
+  for (size_t i = 1; i < n; i += 2) check_block(cls, b[i]);
+
+  /* The rest, as one batch. */
+  size_t m = 0;
+  for (size_t i = 1; i < n; i += 2) b[m++] = b[i];
+  pl_central_free_batch(cls, b, m);
+  checks_ok();
+  check_totals(cls, &t3);
+  assert_int_equal(in_use(&t3), in_use(&t0));
+  for (size_t i = 0; i < m; i++) assert_true(block_is_free(b[i]));
+  /* Wholly free spans went back to the heap, but for one spare. */
+  assert_true(t3.spans <= t0.spans + 1);
+  size_t back = 0;
+  for (size_t k = 0; k < nstarts; k++) {
+    pl_span_t *s = pl_span_of((void *)starts[k]);
+    assert_non_null(s);
+    if (s->state == PL_SPAN_FREE) back++;
+  }
+  if (t0.spans == 0 && back + 1 < nstarts)
+    fail_msg("class %u: only %zu of %zu wholly free spans went back to the heap",
+             cls, back, nstarts);
+
+  pl_central_release_spares();
+  checks_ok();
+  pl_central_totals_t t4;
+  check_totals(cls, &t4);
+  if (t0.spans == 0) assert_int_equal(t4.spans, 0);
+  assert_int_equal(t4.free_blocks, 0);
+  free(b);
+  free(sorted);
+  free(starts);
+}
+
+static void test_batches(void **state) {
+  (void)state;
+  static const size_t sizes[] = {1,    16,   32,   48,    112,   128,   129,
+                                 1000, 1024, 3000, 8192,  9000,  65536, 100000,
+                                 PL_SMALL_MAX};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) batch_case(sizes[i]);
+}
+
+/* Every class, one batch of one span's worth and back. */
+static void test_every_class(void **state) {
+  (void)state;
+  void *b[PL_SPAN_MAX_BLOCKS];
+  for (unsigned cls = 1; cls <= PL_NCLASSES; cls++) {
+    size_t nb = pl_class_info[cls].nblocks;
+    pl_central_totals_t t0, t1;
+    check_totals(cls, &t0);
+    assert_int_equal(pl_central_alloc_batch(cls, b, nb), nb);
+    for (size_t i = 0; i < nb; i++) check_block(cls, b[i]);
+    check_totals(cls, &t1);
+    assert_int_equal(in_use(&t1), in_use(&t0) + nb);
+    pl_central_free_batch(cls, b, nb);
+    check_totals(cls, &t1);
+    assert_int_equal(in_use(&t1), in_use(&t0));
+    checks_ok();
+  }
+  assert_int_equal(pl_central_alloc_batch(1, b, 0), 0);
+  pl_central_release_spares();
+  checks_ok();
+}
+
+/* ---- death tests ---------------------------------------------------- */
+
+struct df_arg {
+  unsigned cls;
+  int how; /* 0: twice in two batches, 1: twice in one batch, 2: spare span */
+};
+
+static void child_double_free(void *arg) {
+  const struct df_arg *a = arg;
+  void *b[2];
+  if (a->how == 2) {
+    pl_central_release_spares();
+    TU_CHILD_REQUIRE(pl_central_alloc_batch(a->cls, b, 1) == 1);
+    fprintf(stderr, "block %p\n", b[0]);
+    pl_central_free_batch(a->cls, b, 1);
+    pl_central_totals_t t;
+    pl_central_totals(a->cls, &t);
+    TU_CHILD_REQUIRE(t.spans == 1); /* kept as the spare */
+    pl_central_free_batch(a->cls, b, 1);
+    return;
+  }
+  TU_CHILD_REQUIRE(pl_central_alloc_batch(a->cls, b, 2) == 2);
+  fprintf(stderr, "block %p\n", b[0]);
+  if (a->how == 0) {
+    pl_central_free_batch(a->cls, b, 1);
+    pl_central_free_batch(a->cls, b, 1);
+  } else {
+    void *twice[2] = {b[0], b[0]};
+    pl_central_free_batch(a->cls, twice, 2);
+  }
+}
+
+static void expect_double_free(struct df_arg *a) {
+  struct tu_child_result res;
+  char how[128], want[64];
+  void *blk = NULL;
+  tu_run_child(child_double_free, a, 20, &res);
+  tu_describe_status(res.status, how, sizeof how);
+  const char *line = strstr(res.err, "block ");
+  if (line == NULL || sscanf(line, "block %p", &blk) != 1)
+    fail_msg("child (class %u, case %d) %s and wrote:\n%s", a->cls, a->how, how, res.err);
+  snprintf(want, sizeof want, "double free %p\n", blk);
+  if (!(WIFSIGNALED(res.status) && WTERMSIG(res.status) == SIGABRT) ||
+      strstr(res.err, want) == NULL || strstr(res.err, "pallet: ") == NULL)
+    fail_msg("class %u, case %d: expected SIGABRT and \"%s\"; the child %s and "
+             "wrote:\n%s", a->cls, a->how, want, how, res.err);
+}
+
+static void test_double_free(void **state) {
+  (void)state;
+  static const size_t sizes[] = {16, 200, 5000, PL_SMALL_MAX};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+    for (int how = 0; how < 2; how++) {
+      struct df_arg a = {pl_size_class(sizes[i]), how};
+      expect_double_free(&a);
+    }
+  struct df_arg spare = {pl_size_class(64), 2};
+  expect_double_free(&spare);
+  /* The parent is untouched. */
+  checks_ok();
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_batches),
+      cmocka_unit_test(test_every_class),
+      cmocka_unit_test(test_double_free),
+  };
+  return cmocka_run_group_tests_name("unit_central", tests, setup, NULL);
+}

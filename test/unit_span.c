@@ -1,0 +1,561 @@
+/*
+ * unit_span.c — unit tests of the span heap (span.h): the page map of
+ * every page after each allocation and free, coalescing with no, left,
+ * right and both neighbours free (also at the first and last pages of a
+ * chunk), aligned allocation, shrinking and growing in place, purging
+ * (flags, zeroed memory, unmapping of wholly free chunks) and the totals.
+ *
+ * The span heap is process-wide, so each test takes a whole chunk for
+ * itself (a 512-page span) and carves it; spans the heap hands out from
+ * elsewhere while a test claims pages of its own chunk are held and given
+ * back afterwards.  pl_span_heap_check() runs after every step.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "chunk.h"
+#include "common.h"
+#include "lifecycle.h"
+#include "os.h"
+#include "sizeclass.h"
+#include "span.h"
+
+#define NPAGES PL_CHUNK_PAGES
+
+static size_t saved_dirty_min;
+static unsigned saved_dirty_shift;
+
+static int setup(void **state) {
+  (void)state;
+  pl_init_slow();
+  pl_ensure_init();
+  pl_span_purge_mode = PL_PURGE_DONTNEED;
+  /* No purge on free unless a test asks for one: the structural tests
+   * look at the flags of the spans they free. */
+  saved_dirty_min = pl_span_dirty_min;
+  saved_dirty_shift = pl_span_dirty_shift;
+  pl_span_dirty_min = (size_t)1 << 46;
+  return 0;
+}
+
+static size_t page_of(const pl_span_t *s) {
+  return (s->start - s->chunk->base) >> PL_PAGE_SHIFT;
+}
+
+static void heap_ok(void) { assert_int_equal(pl_span_heap_check(), 0); }
+
+/* The page map entries of every page of s, checked independently of
+ * pl_span_heap_check: chunk lookup, page_span, page_info and pl_span_of,
+ * at the first, middle and last byte of each page. */
+static void check_span_map(const pl_span_t *s) {
+  pl_chunk_t *c = s->chunk;
+  assert_non_null(c);
+  assert_int_equal(c->kind, PL_CHUNK_HEAP);
+  assert_true(s->npages >= 1 && page_of(s) + s->npages <= NPAGES);
+  uint32_t want = 0;
+  if (s->state == PL_SPAN_SMALL)
+    want = ((uint32_t)s->cls << PL_PI_CLASS_SHIFT) | (uint32_t)(s->start - c->base);
+  for (size_t p = page_of(s); p < page_of(s) + s->npages; p++) {
+    uintptr_t a = c->base + p * PL_PAGE_SIZE;
+    static const size_t at[] = {0, PL_PAGE_SIZE / 2, PL_PAGE_SIZE - 1};
+    for (size_t k = 0; k < 3; k++) {
+      const void *q = (const void *)(a + at[k]);
+      if (pl_chunk_lookup(q) != c) fail_msg("page %zu: lookup is not the chunk", p);
+      if (pl_chunk_page_index(q) != p) fail_msg("page %zu: page index wrong", p);
+      if (pl_span_of(q) != s) fail_msg("page %zu: pl_span_of is not the span", p);
+    }
+    if (c->page_span[p] != s) fail_msg("page %zu: page_span is not the span", p);
+    if (c->page_info[p] != want)
+      fail_msg("page %zu: page_info 0x%x, want 0x%x", p, c->page_info[p], want);
+    if (s->state == PL_SPAN_SMALL) {
+      /* What free() decodes: the class, and the span start. */
+      uint32_t info = c->page_info[p];
+      assert_int_equal(info >> PL_PI_CLASS_SHIFT, s->cls);
+      assert_int_equal(c->base + (info & PL_PI_OFFSET_MASK), s->start);
+    }
+  }
+}
+
+/* Walks chunk c page by page: its spans tile it, each one's map is right,
+ * and no two free spans touch. */
+static void check_chunk(pl_chunk_t *c) {
+  size_t p = 0;
+  bool prev_free = false;
+  while (p < NPAGES) {
+    pl_span_t *s = c->page_span[p];
+    assert_non_null(s);
+    if (s->chunk != c || page_of(s) != p)
+      fail_msg("span at page %zu does not start there", p);
+    assert_true(s->state == PL_SPAN_FREE || s->state == PL_SPAN_SMALL ||
+                s->state == PL_SPAN_LARGE);
+    check_span_map(s);
+    if (prev_free && s->state == PL_SPAN_FREE)
+      fail_msg("free spans touch at page %zu", p);
+    prev_free = s->state == PL_SPAN_FREE;
+    p += s->npages;
+  }
+  assert_int_equal(p, NPAGES);
+}
+
+/* The free span of chunk c starting at page first has npages pages. */
+static pl_span_t *expect_free(pl_chunk_t *c, size_t first, size_t npages) {
+  pl_span_t *s = c->page_span[first];
+  assert_non_null(s);
+  if (s->state != PL_SPAN_FREE || page_of(s) != first || s->npages != npages)
+    fail_msg("expected a free span at page %zu of %zu pages; found state %u "
+             "at page %zu of %u pages",
+             first, npages, s->state, page_of(s), s->npages);
+  check_chunk(c);
+  return s;
+}
+
+static pl_span_t *alloc_span(size_t npages, size_t align, int state, unsigned cls,
+                             bool *zeroed) {
+  bool z = false;
+  pl_span_t *s = pl_span_alloc(npages, align, state, cls, &z);
+  assert_non_null(s);
+  assert_int_equal(s->npages, npages);
+  assert_int_equal(s->state, state);
+  if (state == PL_SPAN_SMALL) assert_int_equal(s->cls, cls);
+  check_span_map(s);
+  heap_ok();
+  if (zeroed) *zeroed = z;
+  return s;
+}
+
+/* A chunk of our own: a 512-page LARGE span covering all of it. */
+static pl_span_t *whole_chunk(void) {
+  pl_span_t *s = alloc_span(NPAGES, 1, PL_SPAN_LARGE, 0, NULL);
+  assert_true(s->start == s->chunk->base);
+  assert_true((s->start & (PL_CHUNK_SIZE - 1)) == 0);
+  check_chunk(s->chunk);
+  return s;
+}
+
+/* Allocates npages until the span handed out is the one at page first of
+ * chunk c (which the caller has left free); spans from elsewhere are held
+ * meanwhile and freed afterwards. */
+static pl_span_t *claim(pl_chunk_t *c, size_t first, size_t npages, int state,
+                        unsigned cls, bool *zeroed) {
+  pl_span_t *held[256];
+  size_t nheld = 0;
+  pl_span_t *s;
+  for (;;) {
+    s = alloc_span(npages, 1, state, cls, zeroed);
+    if (s->chunk == c && page_of(s) == first) break;
+    if (s->chunk == c && page_of(s) < first + npages && page_of(s) + npages > first)
+      fail_msg("claim: got pages %zu.. of our chunk, wanted %zu..", page_of(s), first);
+    assert_true(nheld < 256);
+    held[nheld++] = s;
+  }
+  for (size_t i = 0; i < nheld; i++) {
+    pl_span_free(held[i]);
+    heap_ok();
+  }
+  return s;
+}
+
+/* The layout of the coalescing tests:
+ *   [A 10][B 20 SMALL][C 30][D 40 SMALL][E 412], pages 0..511 of a chunk. */
+enum { NLAYOUT = 5 };
+static const size_t lay_len[NLAYOUT] = {10, 20, 30, 40, 412};
+static const size_t lay_first[NLAYOUT] = {0, 10, 30, 60, 100};
+
+static pl_chunk_t *carve(pl_span_t *sp[NLAYOUT]) {
+  pl_span_t *whole = whole_chunk();
+  pl_chunk_t *c = whole->chunk;
+  pl_span_free(whole);
+  heap_ok();
+  expect_free(c, 0, NPAGES);
+  /* The cls of the SMALL spans: two arbitrary classes. */
+  const unsigned cls_b = 3, cls_d = PL_NCLASSES - 1;
+  for (size_t i = 0; i < NLAYOUT; i++) {
+    int st = (i == 1 || i == 3) ? PL_SPAN_SMALL : PL_SPAN_LARGE;
+    unsigned cls = i == 1 ? cls_b : i == 3 ? cls_d : 0;
+    sp[i] = claim(c, lay_first[i], lay_len[i], st, cls, NULL);
+    if (i + 1 < NLAYOUT) expect_free(c, lay_first[i + 1], NPAGES - lay_first[i + 1]);
+  }
+  check_chunk(c);
+  return c;
+}
+
+/* Frees the layout's spans in the order given, checking after each step;
+ * then the span covering the last one freed must be [first, first+len). */
+static void coalesce_case(const char *name, const int *order, size_t n,
+                          size_t first, size_t len) {
+  pl_span_t *sp[NLAYOUT];
+  bool freed[NLAYOUT] = {false};
+  pl_chunk_t *c = carve(sp);
+  size_t last = 0;
+  for (size_t i = 0; i < n; i++) {
+    last = (size_t)order[i];
+    pl_span_free(sp[last]);
+    freed[last] = true;
+    heap_ok();
+    check_chunk(c);
+    /* The page the freed span covered is now in a free span. */
+    assert_int_equal(c->page_span[lay_first[last]]->state, PL_SPAN_FREE);
+  }
+  pl_span_t *f = c->page_span[lay_first[last]];
+  if (page_of(f) != first || f->npages != len)
+    fail_msg("%s: free span is pages [%zu, +%u), want [%zu, +%zu)", name,
+             page_of(f), f->npages, first, len);
+  expect_free(c, first, len);
+  /* Its flags: freed spans are dirty and not known to be zero. */
+  assert_true(f->flags & PL_SPAN_DIRTY);
+  assert_false(f->flags & PL_SPAN_ZERO);
+  /* Give the rest back: the chunk ends up one free span. */
+  for (size_t i = 0; i < NLAYOUT; i++)
+    if (!freed[i]) {
+      pl_span_free(sp[i]);
+      heap_ok();
+      check_chunk(c);
+    }
+  expect_free(c, 0, NPAGES);
+}
+
+static void test_coalesce_none(void **state) {
+  (void)state;
+  static const int o[] = {2};
+  coalesce_case("none", o, 1, 30, 30);
+}
+static void test_coalesce_left(void **state) {
+  (void)state;
+  static const int o[] = {1, 2};
+  coalesce_case("left", o, 2, 10, 50);
+}
+static void test_coalesce_right(void **state) {
+  (void)state;
+  static const int o[] = {3, 2};
+  coalesce_case("right", o, 2, 30, 70);
+}
+static void test_coalesce_both(void **state) {
+  (void)state;
+  static const int o[] = {1, 3, 2};
+  coalesce_case("both", o, 3, 10, 90);
+}
+static void test_coalesce_first_page(void **state) {
+  (void)state;
+  static const int alone[] = {0};
+  coalesce_case("first, alone", alone, 1, 0, 10);
+  static const int right[] = {1, 0};
+  coalesce_case("first, right free", right, 2, 0, 30);
+}
+static void test_coalesce_last_page(void **state) {
+  (void)state;
+  static const int alone[] = {4};
+  coalesce_case("last, alone", alone, 1, 100, 412);
+  static const int left[] = {3, 4};
+  coalesce_case("last, left free", left, 2, 60, 452);
+}
+static void test_coalesce_whole(void **state) {
+  (void)state;
+  static const int o1[] = {0, 2, 4, 1, 3};
+  coalesce_case("all, odd first", o1, 5, 0, NPAGES);
+  static const int o2[] = {4, 3, 2, 1, 0};
+  coalesce_case("all, right to left", o2, 5, 0, NPAGES);
+}
+
+/* Spans of every length in a row, with the page map checked each time. */
+static void test_lengths(void **state) {
+  (void)state;
+  static const size_t lens[] = {1, 2, 3, 7, 8, 31, 64, 100, 255, 256, 511, 512};
+  pl_span_t *sp[sizeof lens / sizeof lens[0]];
+  for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+    int st = i % 2 ? PL_SPAN_SMALL : PL_SPAN_LARGE;
+    unsigned cls = i % 2 ? (unsigned)(1 + i * 7 % PL_NCLASSES) : 0;
+    sp[i] = alloc_span(lens[i], 1, st, cls, NULL);
+    check_chunk(sp[i]->chunk);
+  }
+  for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+    pl_chunk_t *c = sp[i]->chunk;
+    pl_span_free(sp[i]);
+    heap_ok();
+    check_chunk(c);
+  }
+}
+
+static void test_aligned(void **state) {
+  (void)state;
+  for (size_t align = 2; align <= 256; align *= 2) {
+    /* A chunk whose free part starts on page 1: misaligned for every
+     * alignment, so the heap must leave a free head in front. */
+    pl_span_t *pin = whole_chunk();
+    pl_chunk_t *c = pin->chunk;
+    pl_span_shrink(pin, 1);
+    heap_ok();
+    expect_free(c, 1, NPAGES - 1);
+    size_t sizes[3] = {1, align, align / 2 + 3};
+    pl_span_t *got[3];
+    for (size_t k = 0; k < 3; k++) {
+      got[k] = alloc_span(sizes[k], align, PL_SPAN_LARGE, 0, NULL);
+      if ((got[k]->start & (align * PL_PAGE_SIZE - 1)) != 0)
+        fail_msg("align %zu pages: span at %#lx is misaligned", align,
+                 (unsigned long)got[k]->start);
+      check_chunk(got[k]->chunk);
+    }
+    for (size_t k = 0; k < 3; k++) {
+      pl_chunk_t *gc = got[k]->chunk;
+      pl_span_free(got[k]);
+      heap_ok();
+      check_chunk(gc);
+    }
+    pl_span_free(pin);
+    heap_ok();
+    expect_free(c, 0, NPAGES);
+  }
+  /* The largest request that can be aligned in a chunk, and one past it. */
+  pl_span_t *pin = whole_chunk();
+  pl_chunk_t *c = pin->chunk;
+  pl_span_shrink(pin, 1);
+  pl_span_t *big = alloc_span(NPAGES / 2 + 1, NPAGES / 2, PL_SPAN_LARGE, 0, NULL);
+  assert_true((big->start & (NPAGES / 2 * PL_PAGE_SIZE - 1)) == 0);
+  pl_span_free(big);
+  heap_ok();
+  bool z;
+  assert_null(pl_span_alloc(NPAGES / 2 + 2 + NPAGES / 4, NPAGES / 2, PL_SPAN_LARGE, 0, &z));
+  heap_ok();
+  pl_span_free(pin);
+  heap_ok();
+  check_chunk(c);
+}
+
+static void test_shrink_grow(void **state) {
+  (void)state;
+  pl_span_t *s = whole_chunk();
+  pl_chunk_t *c = s->chunk;
+
+  pl_span_shrink(s, 100);
+  heap_ok();
+  assert_int_equal(s->npages, 100);
+  check_span_map(s);
+  expect_free(c, 100, NPAGES - 100);
+
+  pl_span_shrink(s, 60); /* the freed tail merges with the free span */
+  heap_ok();
+  assert_int_equal(s->npages, 60);
+  expect_free(c, 60, NPAGES - 60);
+
+  pl_span_shrink(s, 60); /* no-ops */
+  pl_span_shrink(s, 61);
+  assert_int_equal(s->npages, 60);
+  heap_ok();
+  expect_free(c, 60, NPAGES - 60);
+
+  assert_true(pl_span_grow(s, 200));
+  heap_ok();
+  assert_int_equal(s->npages, 200);
+  expect_free(c, 200, NPAGES - 200);
+
+  assert_true(pl_span_grow(s, NPAGES)); /* takes the whole free span */
+  heap_ok();
+  assert_int_equal(s->npages, NPAGES);
+  check_chunk(c);
+  assert_false(pl_span_grow(s, NPAGES)); /* at the chunk's end */
+
+  /* An allocated right neighbour blocks growth. */
+  pl_span_shrink(s, 300);
+  pl_span_t *x = claim(c, 300, 100, PL_SPAN_LARGE, 0, NULL);
+  expect_free(c, 400, NPAGES - 400);
+  assert_false(pl_span_grow(s, 301));
+  assert_int_equal(s->npages, 300);
+  heap_ok();
+  check_chunk(c);
+
+  /* A free neighbour too short blocks it; one exactly long enough not. */
+  pl_span_free(x);
+  heap_ok();
+  expect_free(c, 300, NPAGES - 300);
+  pl_span_t *y = claim(c, 480, NPAGES - 480, PL_SPAN_LARGE, 0, NULL);
+  expect_free(c, 300, 180);
+  assert_false(pl_span_grow(s, 481));
+  assert_int_equal(s->npages, 300);
+  heap_ok();
+  expect_free(c, 300, 180);
+  assert_true(pl_span_grow(s, 480));
+  heap_ok();
+  assert_int_equal(s->npages, 480);
+  check_chunk(c);
+
+  pl_span_free(s);
+  pl_span_free(y);
+  heap_ok();
+  expect_free(c, 0, NPAGES);
+}
+
+static void check_totals_consistent(const pl_span_totals_t *t) {
+  assert_int_equal(t->mapped, t->chunks * PL_CHUNK_SIZE);
+  assert_int_equal(t->free_bytes + t->small_bytes + t->large_bytes, t->mapped);
+  assert_int_equal(t->dirty_bytes + t->purged_bytes, t->free_bytes);
+  assert_true(t->retained_chunks <= t->chunks);
+  assert_int_equal(pl_span_dirty_bytes(), t->dirty_bytes);
+}
+
+static void test_purge(void **state) {
+  (void)state;
+  pl_span_t *s = whole_chunk();
+  pl_chunk_t *c = s->chunk;
+  memset((void *)s->start, 0xa5, PL_CHUNK_SIZE);
+  pl_span_shrink(s, 100);
+  pl_span_t *f = expect_free(c, 100, NPAGES - 100);
+  assert_true(f->flags & PL_SPAN_DIRTY);
+  pl_span_totals_t t;
+  pl_span_totals(&t);
+  check_totals_consistent(&t);
+  assert_true(t.dirty_bytes >= (NPAGES - 100) * PL_PAGE_SIZE);
+
+  size_t released = pl_span_purge(0, false, 0);
+  heap_ok();
+  assert_true(released >= (NPAGES - 100) * PL_PAGE_SIZE);
+  f = expect_free(c, 100, NPAGES - 100);
+  assert_int_equal(f->flags, PL_SPAN_ZERO);
+  uintptr_t tail = c->base + 100 * PL_PAGE_SIZE;
+  size_t tail_bytes = (NPAGES - 100) * PL_PAGE_SIZE;
+  assert_int_equal(pl_os_resident((void *)tail, tail_bytes), 0);
+  pl_span_totals(&t);
+  check_totals_consistent(&t);
+  assert_int_equal(t.dirty_bytes, 0);
+  assert_int_equal(pl_span_dirty_bytes(), 0);
+  /* Every free span of our chunk is clean. */
+  for (size_t p = 0; p < NPAGES; p += c->page_span[p]->npages)
+    if (c->page_span[p]->state == PL_SPAN_FREE)
+      assert_int_equal(c->page_span[p]->flags, PL_SPAN_ZERO);
+  /* The purged pages read zero; the span still allocated kept its bytes. */
+  for (size_t i = 0; i < tail_bytes; i += 64)
+    if (((volatile unsigned char *)tail)[i] != 0)
+      fail_msg("purged byte at offset %zu is not zero", i);
+  for (size_t i = 0; i < 100 * PL_PAGE_SIZE; i += 4096)
+    assert_int_equal(((unsigned char *)s->start)[i], 0xa5);
+
+  /* A span carved from purged pages is known to be zero. */
+  bool zeroed = false;
+  pl_span_t *z = claim(c, 100, 50, PL_SPAN_LARGE, 0, &zeroed);
+  assert_true(zeroed);
+  pl_span_free(z);
+  heap_ok();
+  f = expect_free(c, 100, NPAGES - 100);
+  assert_true(f->flags & PL_SPAN_DIRTY); /* dirty + clean = dirty */
+  assert_false(f->flags & PL_SPAN_ZERO);
+
+  /* Dirty s next to the free span: the merge is dirty, not zero. */
+  pl_span_free(s);
+  heap_ok();
+  f = expect_free(c, 0, NPAGES);
+  assert_true(f->flags & PL_SPAN_DIRTY);
+  assert_false(f->flags & PL_SPAN_ZERO);
+  pl_span_t *w = claim(c, 0, NPAGES, PL_SPAN_LARGE, 0, &zeroed);
+  assert_false(zeroed);
+  pl_span_free(w);
+  pl_span_purge(0, false, 0);
+  heap_ok();
+  f = expect_free(c, 0, NPAGES);
+  assert_int_equal(f->flags, PL_SPAN_ZERO);
+}
+
+/* Freeing beyond the dirty limit purges at once, down to half of it. */
+static void test_purge_on_free(void **state) {
+  (void)state;
+  pl_span_t *s = whole_chunk();
+  pl_chunk_t *c = s->chunk;
+  pl_span_purge(0, false, 0);
+  size_t limit = 64 * PL_PAGE_SIZE;
+  pl_span_dirty_min = limit;
+  pl_span_dirty_shift = 60; /* no share of the active pages */
+  pl_span_free(s);
+  size_t dirty = pl_span_dirty_bytes();
+  pl_span_dirty_min = (size_t)1 << 46;
+  pl_span_dirty_shift = saved_dirty_shift;
+  heap_ok();
+  check_chunk(c);
+  if (dirty > limit / 2)
+    fail_msg("after a free over the dirty limit %zu, %zu bytes stay dirty", limit, dirty);
+  pl_span_totals_t t;
+  pl_span_totals(&t);
+  check_totals_consistent(&t);
+}
+
+/* Chunk counts and mapped bytes follow what the test does; wholly free
+ * chunks beyond the reserve are unmapped and leave the map. */
+static void test_totals_and_unmap(void **state) {
+  (void)state;
+  pl_span_totals_t t0, t1, t2, t3;
+  pl_span_purge(0, false, 0);
+  pl_span_totals(&t0);
+  check_totals_consistent(&t0);
+  size_t k = t0.retained_chunks + 2;
+  pl_span_t *sp[64];
+  uintptr_t base[64];
+  assert_true(k <= 64);
+  for (size_t i = 0; i < k; i++) {
+    sp[i] = whole_chunk();
+    base[i] = sp[i]->chunk->base;
+  }
+  pl_span_totals(&t1);
+  check_totals_consistent(&t1);
+  assert_int_equal(t1.chunks, t0.chunks + 2);
+  assert_int_equal(t1.mapped, t0.mapped + 2 * PL_CHUNK_SIZE);
+  assert_int_equal(t1.large_bytes, t0.large_bytes + k * PL_CHUNK_SIZE);
+  assert_int_equal(t1.retained_chunks, 0);
+  assert_int_equal(t1.small_bytes, t0.small_bytes);
+
+  for (size_t i = 0; i < k; i++) pl_span_free(sp[i]);
+  heap_ok();
+  pl_span_totals(&t2);
+  check_totals_consistent(&t2);
+  assert_int_equal(t2.chunks, t1.chunks);
+  assert_int_equal(t2.large_bytes, t0.large_bytes);
+  assert_int_equal(t2.free_bytes, t0.free_bytes + 2 * PL_CHUNK_SIZE);
+  assert_int_equal(t2.retained_chunks, k);
+  assert_int_equal(t2.dirty_bytes, t0.dirty_bytes + k * PL_CHUNK_SIZE);
+
+  size_t saved_retain = pl_span_retain_chunks;
+  pl_span_retain_chunks = 1;
+  size_t released = pl_span_purge(0, true, 0);
+  pl_span_retain_chunks = saved_retain;
+  heap_ok();
+  pl_span_totals(&t3);
+  check_totals_consistent(&t3);
+  assert_true(released >= k * PL_CHUNK_SIZE);
+  assert_int_equal(t3.retained_chunks, 1);
+  assert_int_equal(t3.chunks, t2.chunks - (k - 1));
+  assert_int_equal(t3.unmapped_chunks, t2.unmapped_chunks + (k - 1));
+  assert_int_equal(t3.dirty_bytes, 0);
+  size_t gone = 0;
+  for (size_t i = 0; i < k; i++) {
+    pl_chunk_t *c = pl_chunk_lookup((void *)base[i]);
+    if (c == NULL) {
+      gone++;
+      assert_null(pl_chunk_lookup((void *)(base[i] + PL_CHUNK_SIZE - 1)));
+    } else {
+      assert_int_equal(c->kind, PL_CHUNK_HEAP);
+      assert_int_equal(c->base, base[i]);
+      check_chunk(c);
+    }
+  }
+  assert_int_equal(gone, k - 1);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_lengths),
+      cmocka_unit_test(test_coalesce_none),
+      cmocka_unit_test(test_coalesce_left),
+      cmocka_unit_test(test_coalesce_right),
+      cmocka_unit_test(test_coalesce_both),
+      cmocka_unit_test(test_coalesce_first_page),
+      cmocka_unit_test(test_coalesce_last_page),
+      cmocka_unit_test(test_coalesce_whole),
+      cmocka_unit_test(test_aligned),
+      cmocka_unit_test(test_shrink_grow),
+      cmocka_unit_test(test_purge),
+      cmocka_unit_test(test_purge_on_free),
+      cmocka_unit_test(test_totals_and_unmap),
+  };
+  return cmocka_run_group_tests_name("unit_span", tests, setup, NULL);
+}
