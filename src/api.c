@@ -161,7 +161,8 @@ static void resolve(void *p, const char *func, block_ref_t *r) {
     pl_fatal_ptr(func, "invalid pointer", p);
   }
   size_t off = ((uintptr_t)p & (PL_CHUNK_SIZE - 1)) - (info & PL_PI_OFFSET_MASK);
-  if (pl_class_index(cls, off) * pl_class_info[cls].size != off)
+  if (pl_class_index(cls, off) * pl_class_info[cls].size != off ||
+      pl_class_off_misaligned(off, pl_class_info[cls].recip))
     pl_fatal_ptr(func, "invalid pointer", p);
   r->kind = 1;
   r->cls = cls;
@@ -229,25 +230,24 @@ API void *pallet_malloc(size_t n) {
 }
 
 API void pallet_free(void *p) {
-  pl_chunk_t *ch = pl_chunk_lookup(p);
-  if (PL_LIKELY(ch != NULL)) {
-    uint32_t info = __atomic_load_n(&ch->page_info[pl_chunk_page_index(p)], __ATOMIC_RELAXED);
-    unsigned cls = info >> PL_PI_CLASS_SHIFT;
-    pl_bin_t *b = &pl_tc->bins[cls];
-    uint32_t c = b->count;
-    if (PL_LIKELY(c < b->limit && cls != 0)) {
-      uintptr_t key = pl_free_key(p);
-      if (pl_config_hardening) {
-        size_t off = ((uintptr_t)p & (PL_CHUNK_SIZE - 1)) - (info & PL_PI_OFFSET_MASK);
-        if (PL_UNLIKELY((pl_class_index(cls, off) * pl_class_info[cls].size != off) |
-                        (*(uintptr_t *)p == key)))
-          goto slow;
-      }
-      b->slots[c] = p;
-      __atomic_store_n(&b->count, c + 1, __ATOMIC_RELAXED);
-      *(uintptr_t *)p = key;
-      return;
+  pl_chunk_t *ch = pl_chunk_lookup_raw(p);
+  uint32_t info = __atomic_load_n(&ch->page_info[pl_chunk_page_index(p)], __ATOMIC_RELAXED);
+  /* Class 0 (not a small block, or not ours) has a bin with limit 0. */
+  pl_bin_t *b = &pl_tc->bins[info >> PL_PI_CLASS_SHIFT];
+  uint32_t c = b->count;
+  if (PL_LIKELY(c < b->limit)) {
+    uintptr_t key = pl_free_key(p);
+    if (pl_config_hardening) {
+      /* p must start a block (the fraction of off / size is zero, see
+       * sizeclass.h), and must not hold its free key already. */
+      size_t off = ((uintptr_t)p & (PL_CHUNK_SIZE - 1)) - (info & PL_PI_OFFSET_MASK);
+      if (PL_UNLIKELY(pl_class_off_misaligned(off, b->recip) | (*(uintptr_t *)p == key)))
+        goto slow;
     }
+    b->slots[c] = p;
+    __atomic_store_n(&b->count, c + 1, __ATOMIC_RELAXED);
+    *(uintptr_t *)p = key;
+    return;
   }
 slow:
   free_slow(p);

@@ -12,6 +12,7 @@
 
 pl_chunk_t **pl_chunk_map[PL_MAP_L1_SIZE];
 pl_chunk_t pl_chunk_tombstone = {.kind = PL_CHUNK_FREED};
+pl_chunk_t pl_chunk_none = {.kind = 0};
 
 static pl_lock_t record_lock = PL_LOCK_INIT;
 static pl_chunk_t *record_free;
@@ -26,6 +27,7 @@ bool pl_chunk_map_reserve(uintptr_t base, size_t size) {
     pl_chunk_t **leaf =
         pl_meta_alloc(PL_MAP_L2_SIZE * sizeof(pl_chunk_t *), 4096);
     if (leaf == NULL) return false;
+    for (size_t i = 0; i < PL_MAP_L2_SIZE; i++) leaf[i] = &pl_chunk_none;
     pl_chunk_t **expected = NULL;
     /* Losing the race wastes one leaf; that is rare and harmless. */
     __atomic_compare_exchange_n(&pl_chunk_map[i1], &expected, leaf, false,
@@ -41,7 +43,8 @@ void pl_chunk_map_set(uintptr_t base, size_t size, pl_chunk_t *rec) {
     pl_chunk_t **leaf =
         __atomic_load_n(&pl_chunk_map[s >> PL_MAP_L2_BITS], __ATOMIC_ACQUIRE);
     pl_assert(leaf != NULL);
-    __atomic_store_n(&leaf[s & (PL_MAP_L2_SIZE - 1)], rec, __ATOMIC_RELEASE);
+    __atomic_store_n(&leaf[s & (PL_MAP_L2_SIZE - 1)], rec ? rec : &pl_chunk_none,
+                     __ATOMIC_RELEASE);
   }
 }
 

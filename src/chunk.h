@@ -10,7 +10,8 @@
  *   - a huge block (one or more slots, starting at a slot boundary);
  *   - the tombstone of a huge block already freed (so that a second free is
  *     reported as a double free, not as a foreign pointer).
- * A slot whose entry is NULL is not ours.  Records are metadata (meta.c),
+ * A slot whose entry is &pl_chunk_none (or whose leaf is missing) is not
+ * ours.  Records are metadata (meta.c),
  * never next to user memory.
  *
  * Concurrency: entries are published with release stores before any
@@ -58,15 +59,27 @@ typedef struct pl_chunk {
 
 extern pl_chunk_t **pl_chunk_map[PL_MAP_L1_SIZE] PL_HIDDEN;
 
-/* The record of the slot holding p, or NULL if pallet does not own it. */
-PL_INLINE pl_chunk_t *pl_chunk_lookup(const void *p) {
+/* What a slot pallet does not own points at: a record of no kind whose
+ * page map is all zero (class 0), so that free's fast path needs no test
+ * for "not ours" before it reads the page map. */
+extern pl_chunk_t pl_chunk_none PL_HIDDEN;
+
+/* The record of the slot holding p; &pl_chunk_none if pallet does not own
+ * it. */
+PL_INLINE pl_chunk_t *pl_chunk_lookup_raw(const void *p) {
   uintptr_t a = (uintptr_t)p;
   uintptr_t i1 = a >> (PL_CHUNK_SHIFT + PL_MAP_L2_BITS);
-  if (PL_UNLIKELY(i1 >= PL_MAP_L1_SIZE)) return NULL;
+  if (PL_UNLIKELY(i1 >= PL_MAP_L1_SIZE)) return &pl_chunk_none;
   pl_chunk_t **leaf = __atomic_load_n(&pl_chunk_map[i1], __ATOMIC_RELAXED);
-  if (PL_UNLIKELY(leaf == NULL)) return NULL;
+  if (PL_UNLIKELY(leaf == NULL)) return &pl_chunk_none;
   return __atomic_load_n(&leaf[(a >> PL_CHUNK_SHIFT) & (PL_MAP_L2_SIZE - 1)],
                          __ATOMIC_RELAXED);
+}
+
+/* The record of the slot holding p, or NULL if pallet does not own it. */
+PL_INLINE pl_chunk_t *pl_chunk_lookup(const void *p) {
+  pl_chunk_t *c = pl_chunk_lookup_raw(p);
+  return c == &pl_chunk_none ? NULL : c;
 }
 
 PL_INLINE size_t pl_chunk_page_index(const void *p) {
@@ -76,7 +89,7 @@ PL_INLINE size_t pl_chunk_page_index(const void *p) {
 /* Makes sure the map has leaves for [base, base+size).  May map memory:
  * call with no lock held.  Returns false when out of memory. */
 bool pl_chunk_map_reserve(uintptr_t base, size_t size) PL_HIDDEN;
-/* Points every slot of [base, base+size) at rec (NULL to forget them).
+/* Points every slot of [base, base+size) at rec (NULL: forget them).
  * The leaves must have been reserved. */
 void pl_chunk_map_set(uintptr_t base, size_t size, pl_chunk_t *rec) PL_HIDDEN;
 

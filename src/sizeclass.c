@@ -13,19 +13,28 @@ static size_t class_size_formula(unsigned cls) {
   return base + k * (base / 8);
 }
 
-/* Pages per span: at least 8 blocks (4 above 8 KiB), at most 512 blocks,
- * and the smallest such count whose leftover tail is <= 1/8 of the span. */
+/* Pages per span: the span holds a whole number of blocks with nothing
+ * left over (so that no multiple of the block size inside a span is
+ * anything but a block start: free's check needs no bound), at most 512
+ * blocks, and at least 8 blocks (4 above 8 KiB) where that is possible.
+ * With size = 16 m, a span of p pages holds p 512 / m blocks, a whole
+ * number exactly when p is a multiple of p0 = m / gcd(m, 512). */
 static unsigned span_pages(size_t size) {
-  size_t min_blocks = size <= 8192 ? 8 : 4;
-  size_t pmin = (size * min_blocks + PL_PAGE_SIZE - 1) / PL_PAGE_SIZE;
-  size_t pmax = size / 16; /* 512 blocks at most */
-  if (pmin < 1) pmin = 1;
-  if (pmax < pmin) pmax = pmin;
-  for (size_t p = pmin; p <= pmax; p++) {
-    size_t bytes = p * PL_PAGE_SIZE;
-    if ((bytes % size) * 8 <= bytes) return (unsigned)p;
+  size_t m = size / 16;
+  size_t g = 512;
+  for (size_t a = m, b = 512; b;) { /* gcd(m, 512) */
+    size_t t = a % b;
+    a = b;
+    b = t;
+    g = a;
   }
-  return (unsigned)pmin;
+  size_t p0 = m / g;
+  size_t min_blocks = size <= 8192 ? 8 : 4;
+  size_t min_pages = (size * min_blocks + PL_PAGE_SIZE - 1) / PL_PAGE_SIZE;
+  size_t k = (min_pages + p0 - 1) / p0;
+  if (k > g) k = g; /* blocks = k * 512 / g <= 512 */
+  if (k < 1) k = 1;
+  return (unsigned)(k * p0);
 }
 
 void pl_sizeclass_init(void) {

@@ -8,7 +8,8 @@
  * Every class is a multiple of 16.  A request n > 128 lands in a class c
  * with c - n < base/8 <= n/8, so the rounding waste is below 12.5% of the
  * request (and of the class).  Each class carves spans of `pages` pages into
- * nblocks blocks (<= 512); the span tail left over is at most 1/8 of it.
+ * nblocks blocks (<= 512) with nothing left over, so every multiple of the
+ * size inside a span is a block start.
  * Sizes up to 1 KiB find their class with one table lookup; larger ones
  * with a bit scan.  Class 0 means "no class" throughout pallet.
  */
@@ -51,6 +52,17 @@ PL_INLINE size_t pl_class_size(unsigned cls) { return pl_class_info[cls].size; }
  * off is exactly the start of a block. */
 PL_INLINE size_t pl_class_index(unsigned cls, size_t off) {
   return (size_t)((off * pl_class_info[cls].recip) >> PL_RECIP_SHIFT);
+}
+
+/* Whether byte offset off (< 4 MiB) inside a span is NOT a block start,
+ * from the reciprocal alone.  With r = ceil(2^42 / s) = (2^42 + e) / s,
+ * 0 <= e < s <= 2^18, and off = k s + q (0 <= q < s):
+ *   off * r = k 2^42 + k e + q (2^42 + e) / s,
+ * so the low 42 bits are k e < k s <= 2^22 when q = 0, and at least
+ * 2^42 / s >= 2^24 when q > 0 (and below 2^42: no wrap).  Bits 22..41 of
+ * off * r are therefore all zero exactly when off is a multiple of s. */
+PL_INLINE bool pl_class_off_misaligned(size_t off, uint64_t recip) {
+  return ((off * recip) << 22) >> 44 != 0;
 }
 
 /* The smallest class of size >= n whose size is a multiple of align (a

@@ -29,10 +29,16 @@
 #include "common.h"
 #include "sizeclass.h"
 
+/* One bin, 32 bytes: everything free's fast path needs about the class
+ * is on the same line as the count (the reciprocal for the block-start
+ * check).  A static empty cache has count == limit == 0, so
+ * both fast paths leave before they read the rest. */
 typedef struct pl_bin {
   void **slots;
   uint32_t count;
   uint32_t limit;
+  uint64_t recip; /* pl_class_info[cls].recip */
+  uint64_t spare; /* pads the bin to 32 bytes */
 } pl_bin_t;
 
 typedef enum {
@@ -43,7 +49,7 @@ typedef enum {
 } pl_tc_state_t;
 
 typedef struct pl_tcache {
-  pl_bin_t bins[PL_NCLASSES + 1]; /* hot: first, 16 bytes a bin */
+  pl_bin_t bins[PL_NCLASSES + 1]; /* hot: first, 32 bytes a bin */
   uint8_t state;
   uint8_t overflowed[PL_NCLASSES + 1]; /* flushes since the last refill */
   /* For the byte budget: each bin's count as of its last slow-path event,

@@ -8,9 +8,10 @@
  * slots, each slot holding at most one live block.  Sizes are drawn from a
  * mix that reaches every part of the allocator: tiny requests, sizes around
  * each size-class boundary, page multiples, large spans (256 KiB..2 MiB),
- * huge mappings (a few MiB) and the edges between them; alignments run from
- * 1 byte to 1 MiB.  Only the pallet_ names are called (the harness is built
- * with PL_OVERRIDE=0), so ASan's own malloc stays out of the way.
+ * blocks of 2..6 MiB (span-backed or mappings of their own) and the edges
+ * between these ranges; alignments run from 1 byte to 1 MiB.  Only the
+ * pallet_ names are called (the harness is built with PL_OVERRIDE=0), so
+ * ASan's own malloc stays out of the way.
  *
  * Every live block carries a pattern derived from its slot, size and a
  * generation counter, written over its whole usable size when it is handed
@@ -178,9 +179,8 @@ static uint64_t make_seed(unsigned slot, size_t size) {
   return mix64(((uint64_t)slot << 48) ^ (uint64_t)size ^ mix64(++generation));
 }
 
-static inline uint64_t pattern_word(uint64_t seed, size_t k) {
-  return seed ^ (k * 0x9e3779b97f4a7c15ULL);
-}
+/* Word k of a block's pattern (a macro: the bulk loops must not call out). */
+#define pattern_word(seed, k) ((seed) ^ ((uint64_t)(k)*0x9e3779b97f4a7c15ULL))
 
 /* The hot loops over block contents: kept out of libFuzzer's coverage (its
  * comparison hooks would cost more than the loop) and out of ASan's checks
@@ -357,7 +357,7 @@ static void op_calloc(reader_t *r, unsigned i) {
   unsigned sel = u8(r);
   if (sel >= 0xfc) {
     /* nmemb * size overflows: NULL and ENOMEM. */
-    size_t nm = SIZE_MAX / 2 + (sel & 3), sz = 2 + (sel & 1);
+    size_t nm = SIZE_MAX / 2 + 1 + (sel & 3), sz = 2 + (sel & 1);
     note("calloc(%zu, %zu) overflowing", nm, sz);
     errno = 0;
     void *p = pallet_calloc(nm, sz);

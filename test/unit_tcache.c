@@ -1,0 +1,429 @@
+/*
+ * unit_tcache.c — unit tests of the thread caches (tcache.h): a thread's
+ * cache is ACTIVE after pl_thread_start(); every bin keeps
+ * 0 <= count <= limit <= cap and its own slots; pushes past the limit
+ * flush; repeated underflow grows the limit up to the cap; the byte budget
+ * (pl_tcache_max_bytes) holds after refills; pl_tcache_holds; and
+ * pl_tcache_destroy gives every block back to the central lists and leaves
+ * the thread DEAD, still able to allocate through the central lists.
+ *
+ * The caps depend on the budget, read by pl_tcache_init_caps(), so the
+ * budget is set in the group setup, before any cache exists.  The test of
+ * a budget so small that some caps would be zero runs in a child forked
+ * before the parent makes its cache.
+ */
+#include "testutil.h" /* first: it sets _GNU_SOURCE */
+
+#include "central.h"
+#include "common.h"
+#include "lifecycle.h"
+#include "sizeclass.h"
+#include "span.h"
+#include "tcache.h"
+
+#define BUDGET ((size_t)1 << 20)
+
+static int setup(void **state) {
+  (void)state;
+  pl_init_slow();
+  pl_ensure_init();
+  /* No cache exists yet in this process: the caps may be recomputed. */
+  if (pl_tc != &pl_tcache_boot) return -1;
+  pl_tcache_max_bytes = BUDGET;
+  pl_tcache_init_caps();
+  return 0;
+}
+
+/* The first violated bin invariant of tc, or NULL. */
+static const char *bin_violation(const pl_tcache_t *tc, unsigned *where) {
+  static char msg[160];
+  for (unsigned c = 1; c <= PL_NCLASSES; c++) {
+    const pl_bin_t *b = &tc->bins[c];
+    *where = c;
+    if (b->count > b->limit || b->limit > pl_tcache_cap[c]) {
+      snprintf(msg, sizeof msg, "class %u: count %u, limit %u, cap %u", c,
+               b->count, b->limit, pl_tcache_cap[c]);
+      return msg;
+    }
+    /* Each bin's slots end where the next bin's begin. */
+    if (c < PL_NCLASSES && b->slots + pl_tcache_cap[c] > tc->bins[c + 1].slots) {
+      snprintf(msg, sizeof msg, "class %u: slots overlap class %u's", c, c + 1);
+      return msg;
+    }
+    for (uint32_t i = 0; i < b->count; i++) {
+      pl_span_t *s = pl_span_of(b->slots[i]);
+      if (s == NULL || s->state != PL_SPAN_SMALL || s->cls != c) {
+        snprintf(msg, sizeof msg, "class %u: slot %u holds %p, not a block of the class",
+                 c, i, b->slots[i]);
+        return msg;
+      }
+    }
+  }
+  return NULL;
+}
+
+static void bins_ok(void) {
+  unsigned c;
+  const char *v = bin_violation(pl_tc, &c);
+  if (v) fail_msg("bin invariant broken: %s", v);
+}
+
+static size_t cached_bytes(const pl_tcache_t *tc) {
+  size_t sum = 0;
+  for (unsigned c = 1; c <= PL_NCLASSES; c++)
+    sum += (size_t)tc->bins[c].count * pl_class_size(c);
+  return sum;
+}
+
+/* ---- a budget smaller than some classes ------------------------------ */
+
+#define TINY_BUDGET ((size_t)256 << 10)
+
+static void child_tiny_budget(void *arg) {
+  (void)arg;
+  pl_tcache_max_bytes = TINY_BUDGET;
+  pl_tcache_init_caps();
+  pl_thread_start();
+  TU_CHILD_REQUIRE(pl_tc->state == PL_TC_ACTIVE);
+  unsigned where;
+  const char *v;
+  /* Two classes above half the budget. */
+  size_t big = 200 << 10, other = 150 << 10;
+  unsigned cb = pl_size_class(big), co = pl_size_class(other);
+  TU_CHILD_REQUIRE(cb != co);
+  void *p = pallet_malloc(big);
+  TU_CHILD_REQUIRE(p != NULL);
+  pallet_free(p);
+  v = bin_violation(pl_tc, &where);
+  if (v) fprintf(stderr, "after malloc+free of %zu bytes: %s\n", big, v);
+  void *q = pallet_malloc(other);
+  void *p2 = pallet_malloc(big);
+  TU_CHILD_REQUIRE(q != NULL && p2 != NULL);
+  if (p2 == q)
+    fprintf(stderr, "malloc(%zu) returned %p, which malloc(%zu) returned and is live\n",
+            big, p2, other);
+  v = bin_violation(pl_tc, &where);
+  if (v) fprintf(stderr, "at the end: %s\n", v);
+  TU_CHILD_REQUIRE(p2 != q);
+  TU_CHILD_REQUIRE(bin_violation(pl_tc, &where) == NULL);
+  pallet_free(q);
+  pallet_free(p2);
+}
+
+/* Must run first: the parent has no cache yet, so the child may compute
+ * caps for its own budget. */
+static void test_tiny_budget(void **state) {
+  (void)state;
+  assert_ptr_equal(pl_tc, &pl_tcache_boot);
+  struct tu_child_result res;
+  char how[128];
+  tu_run_child(child_tiny_budget, NULL, 20, &res);
+  tu_describe_status(res.status, how, sizeof how);
+  if (!(WIFEXITED(res.status) && WEXITSTATUS(res.status) == 0))
+    fail_msg("with a %zu-byte budget, malloc/free of blocks above half the "
+             "budget must keep the cache sound; the child %s:\n%s",
+             TINY_BUDGET, how, res.err);
+}
+
+/* ---- the cache of this thread --------------------------------------- */
+
+static void test_active(void **state) {
+  (void)state;
+  size_t live0 = pl_tcache_live();
+  pl_thread_start();
+  pl_tcache_t *tc = pl_tc;
+  assert_ptr_not_equal(tc, &pl_tcache_boot);
+  assert_int_equal(tc->state, PL_TC_ACTIVE);
+  assert_int_equal(pl_tcache_live(), live0 + 1);
+  pl_thread_start(); /* idempotent */
+  assert_ptr_equal(pl_tc, tc);
+  for (unsigned c = 1; c <= PL_NCLASSES; c++) {
+    assert_int_equal(tc->bins[c].count, 0);
+    assert_true(pl_tcache_cap[c] >= 1);
+    assert_true((size_t)pl_tcache_cap[c] * pl_class_size(c) <= BUDGET / 2);
+  }
+  bins_ok();
+}
+
+/* Pushes past the limit flush: count stays <= limit <= cap. */
+static void test_limit_flush(void **state) {
+  (void)state;
+  const size_t n = 48;
+  unsigned cls = pl_size_class(n);
+  size_t total = 4 * (size_t)pl_tcache_cap[cls] + 7;
+  void **b = calloc(total, sizeof *b);
+  assert_non_null(b);
+  pl_bin_t *bin = &pl_tc->bins[cls];
+  for (size_t i = 0; i < total; i++) {
+    b[i] = pallet_malloc(n);
+    assert_non_null(b[i]);
+    assert_true(bin->count <= bin->limit && bin->limit <= pl_tcache_cap[cls]);
+  }
+  bins_ok();
+  size_t flushes = 0;
+  for (size_t i = 0; i < total; i++) {
+    uint32_t before = bin->count;
+    pallet_free(b[i]);
+    if (bin->count <= before) flushes++;
+    if (!(bin->count <= bin->limit && bin->limit <= pl_tcache_cap[cls]))
+      fail_msg("after %zu frees: count %u, limit %u, cap %u", i + 1, bin->count,
+               bin->limit, pl_tcache_cap[cls]);
+    assert_true(pl_tcache_holds(pl_tc, cls, b[i]));
+  }
+  assert_true(flushes > 0);
+  assert_true(bin->count >= 1);
+  bins_ok();
+  assert_int_equal(pl_central_check(), 0);
+  free(b);
+}
+
+/* Running empty again and again grows the limit, up to the cap. */
+static void test_limit_growth(void **state) {
+  (void)state;
+  const size_t n = 160;
+  unsigned cls = pl_size_class(n);
+  pl_bin_t *bin = &pl_tc->bins[cls];
+  uint32_t cap = pl_tcache_cap[cls];
+  assert_int_equal(bin->count, 0); /* untouched so far */
+  assert_true(bin->limit < cap);
+  size_t max = 8 * (size_t)cap + 64, nb = 0, refills = 0;
+  void **b = calloc(max, sizeof *b);
+  assert_non_null(b);
+  while (bin->limit < cap) {
+    uint32_t before = bin->limit;
+    bool empty = bin->count == 0;
+    assert_true(nb < max);
+    b[nb] = pallet_malloc(n);
+    assert_non_null(b[nb]);
+    nb++;
+    if (empty) {
+      refills++;
+      if (bin->limit <= before)
+        fail_msg("refill %zu: limit %u did not grow (cap %u)", refills, bin->limit, cap);
+    } else {
+      assert_int_equal(bin->limit, before);
+    }
+    assert_true(bin->count <= bin->limit && bin->limit <= cap);
+  }
+  assert_int_equal(bin->limit, cap);
+  assert_true(refills <= 16);
+  /* And it stays there. */
+  for (size_t i = 0; i < 3 * (size_t)cap && nb < max; i++) {
+    b[nb] = pallet_malloc(n);
+    assert_non_null(b[nb++]);
+    assert_int_equal(bin->limit, cap);
+  }
+  for (size_t i = 0; i < nb; i++) pallet_free(b[i]);
+  bins_ok();
+  free(b);
+}
+
+/* After refills the blocks held by the cache stay within the budget. */
+static void test_budget(void **state) {
+  (void)state;
+  pl_tcache_t *tc = pl_tc;
+  enum { MAXB = 4096 };
+  void **keep = calloc(MAXB, sizeof *keep);
+  assert_non_null(keep);
+  size_t nkeep = 0;
+  size_t worst = 0;
+  /* Fill the bins of many classes by freeing a cap's worth of blocks of
+   * each; after each class, run another class's bin dry so that it
+   * refills, and look at the total. */
+  unsigned trigger = pl_size_class(32);
+  for (size_t sz = 1024; sz <= (64 << 10); sz += sz / 4) {
+    unsigned cls = pl_size_class(sz);
+    size_t k = pl_tcache_cap[cls];
+    void *blk[256];
+    for (size_t round = 0; round < 3; round++) {
+      for (size_t i = 0; i < k; i++) {
+        blk[i] = pallet_malloc(sz);
+        assert_non_null(blk[i]);
+      }
+      for (size_t i = 0; i < k; i++) pallet_free(blk[i]);
+    }
+    while (tc->bins[trigger].count > 0) {
+      assert_true(nkeep < MAXB);
+      keep[nkeep++] = pallet_malloc(32);
+    }
+    assert_true(nkeep < MAXB);
+    keep[nkeep++] = pallet_malloc(32); /* refill */
+    size_t bytes = cached_bytes(tc);
+    if (bytes > worst) worst = bytes;
+    if (bytes > pl_tcache_max_bytes)
+      fail_msg("after filling classes up to %zu B and a refill, the cache holds "
+               "%zu bytes; the budget is %zu",
+               sz, bytes, pl_tcache_max_bytes);
+    bins_ok();
+  }
+  for (size_t i = 0; i < nkeep; i++) pallet_free(keep[i]);
+  free(keep);
+  assert_true(worst > 0);
+}
+
+/* The same, when every bin was filled by frees alone (no slow path in
+ * between): at its limit, with the refill count of its last slow path
+ * long gone. */
+static void test_budget_fast_fill(void **state) {
+  (void)state;
+  pl_tcache_t *tc = pl_tc;
+  pl_tcache_flush_all(tc);
+  enum { MAXB = 8192 };
+  void **keep = calloc(MAXB, sizeof *keep);
+  assert_non_null(keep);
+  size_t nkeep = 0, filled = 0;
+  for (size_t sz = 1024; sz <= (64 << 10); sz += sz / 4) {
+    unsigned cls = pl_size_class(sz);
+    pl_bin_t *bin = &tc->bins[cls];
+    size_t cap = pl_tcache_cap[cls], first = nkeep;
+    /* Grow the limit to the cap, hold a cap's worth of blocks, and run
+     * the bin dry (the last mallocs are fast pops). */
+    while (bin->limit < cap || nkeep - first < cap || bin->count > 0) {
+      assert_true(nkeep < MAXB);
+      keep[nkeep] = pallet_malloc(sz);
+      assert_non_null(keep[nkeep++]);
+    }
+    /* Free exactly a limit's worth: fast pushes, no flush. */
+    assert_true(nkeep - first >= cap);
+    for (size_t i = 0; i < cap; i++) {
+      pallet_free(keep[--nkeep]);
+    }
+    assert_int_equal(bin->count, cap);
+    filled += cap * pl_class_size(cls);
+  }
+  unsigned trigger = pl_size_class(32);
+  while (tc->bins[trigger].count > 0) {
+    assert_true(nkeep < MAXB);
+    keep[nkeep++] = pallet_malloc(32);
+  }
+  assert_true(nkeep < MAXB);
+  keep[nkeep++] = pallet_malloc(32); /* refill */
+  size_t bytes = cached_bytes(tc);
+  /* The fill alone was above the budget, so the refill had to trim. */
+  assert_true(filled > pl_tcache_max_bytes);
+  if (bytes > pl_tcache_max_bytes)
+    fail_msg("after a refill the cache holds %zu bytes; the budget is %zu",
+             bytes, pl_tcache_max_bytes);
+  bins_ok();
+  for (size_t i = 0; i < nkeep; i++) pallet_free(keep[i]);
+  free(keep);
+}
+
+static void test_holds_and_key(void **state) {
+  (void)state;
+  pl_tcache_t *tc = pl_tc;
+  unsigned cls = pl_size_class(24);
+  void *p = pallet_malloc(24), *q = pallet_malloc(24);
+  assert_non_null(p);
+  assert_non_null(q);
+  assert_int_equal(*(uintptr_t *)p, 0);
+  assert_false(pl_tcache_holds(tc, cls, p));
+  pallet_free(p);
+  assert_true(pl_tcache_holds(tc, cls, p));
+  assert_false(pl_tcache_holds(tc, cls, q));
+  assert_false(pl_tcache_holds(tc, cls + 1, p));
+  assert_false(pl_tcache_holds(&pl_tcache_dead, cls, p));
+  assert_false(pl_tcache_holds(&pl_tcache_boot, cls, p));
+  assert_true(*(uintptr_t *)p == pl_free_key(p));
+  void *r = pallet_malloc(24); /* the last pushed comes back first */
+  assert_ptr_equal(r, p);
+  assert_false(pl_tcache_holds(tc, cls, p));
+  assert_int_equal(*(uintptr_t *)r, 0);
+  pallet_free(r);
+  pallet_free(q);
+  assert_true(pl_tcache_holds(tc, cls, q));
+}
+
+static bool block_free_in_central(void *p) {
+  pl_span_t *s = pl_span_of(p);
+  if (s == NULL) return false;
+  if (s->state == PL_SPAN_FREE) return true;
+  if (s->state != PL_SPAN_SMALL) return false;
+  size_t idx = ((uintptr_t)p - s->start) / pl_class_size(s->cls);
+  return (s->free_map[idx / 64] >> (idx % 64)) & 1;
+}
+
+static size_t in_use(unsigned cls) {
+  pl_central_totals_t t;
+  pl_central_totals(cls, &t);
+  return t.blocks - t.free_blocks;
+}
+
+/* Must run last: it leaves this thread without a cache. */
+static void test_destroy(void **state) {
+  (void)state;
+  pl_tcache_t *tc = pl_tc;
+  assert_int_equal(tc->state, PL_TC_ACTIVE);
+  /* Put blocks of a few classes in the cache. */
+  static const size_t sizes[] = {16, 100, 1000, 5000, 40000};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    void *b[4];
+    for (size_t k = 0; k < 4; k++) b[k] = pallet_malloc(sizes[i]);
+    for (size_t k = 0; k < 4; k++) pallet_free(b[k]);
+  }
+  size_t held = 0, before[PL_NCLASSES + 1];
+  void **copy = calloc(4096, sizeof *copy);
+  assert_non_null(copy);
+  for (unsigned c = 1; c <= PL_NCLASSES; c++) {
+    before[c] = in_use(c);
+    assert_int_equal(pl_tcache_count_class(c), tc->bins[c].count);
+    for (uint32_t i = 0; i < tc->bins[c].count; i++) {
+      assert_true(held < 4096);
+      copy[held++] = tc->bins[c].slots[i];
+    }
+  }
+  assert_true(held >= 5);
+  size_t counts[PL_NCLASSES + 1];
+  for (unsigned c = 1; c <= PL_NCLASSES; c++) counts[c] = tc->bins[c].count;
+  size_t live0 = pl_tcache_live();
+
+  pl_tcache_destroy(tc);
+  assert_ptr_equal(pl_tc, &pl_tcache_dead);
+  assert_int_equal(tc->state, PL_TC_DEAD);
+  assert_int_equal(pl_tcache_live(), live0 - 1);
+  for (unsigned c = 1; c <= PL_NCLASSES; c++) {
+    assert_int_equal(pl_tcache_count_class(c), 0);
+    if (in_use(c) != before[c] - counts[c])
+      fail_msg("class %u: %zu blocks in use after the flush, want %zu - %zu", c,
+               in_use(c), before[c], counts[c]);
+  }
+  for (size_t i = 0; i < held; i++)
+    if (!block_free_in_central(copy[i])) fail_msg("block %p not given back", copy[i]);
+  assert_int_equal(pl_central_check(), 0);
+  free(copy);
+
+  /* The thread still allocates, from the central lists. */
+  pl_thread_start();
+  assert_ptr_equal(pl_tc, &pl_tcache_dead);
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    unsigned c = pl_size_class(sizes[i]);
+    size_t u = in_use(c);
+    void *p = pallet_malloc(sizes[i]);
+    assert_non_null(p);
+    assert_false(block_free_in_central(p));
+    assert_int_equal(in_use(c), u + 1);
+    memset(p, 0x5a, sizes[i]);
+    pallet_free(p);
+    assert_true(block_free_in_central(p));
+    assert_int_equal(in_use(c), u);
+  }
+  void *big = pallet_malloc(1 << 20);
+  assert_non_null(big);
+  pallet_free(big);
+  assert_ptr_equal(pl_tc, &pl_tcache_dead);
+  assert_int_equal(pl_central_check(), 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_tiny_budget),
+      cmocka_unit_test(test_active),
+      cmocka_unit_test(test_limit_flush),
+      cmocka_unit_test(test_limit_growth),
+      cmocka_unit_test(test_budget),
+      cmocka_unit_test(test_budget_fast_fill),
+      cmocka_unit_test(test_holds_and_key),
+      cmocka_unit_test(test_destroy),
+  };
+  return cmocka_run_group_tests_name("unit_tcache", tests, setup, NULL);
+}
