@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "canary.h"
 #include "central.h"
 #include "chunk.h"
 #include "common.h"
@@ -69,6 +70,7 @@ static void *alloc_small(unsigned cls) {
     if (tc->state != PL_TC_ACTIVE) {
       void *p;
       if (pl_central_alloc_batch(cls, &p, 1) == 0) return NULL;
+      if (PL_UNLIKELY(pl_opt.junk)) pl_junk_check(p, pl_class_info[cls].size, cls);
       *(void **)p = NULL;
       return p;
     }
@@ -85,10 +87,18 @@ static void *alloc_small(unsigned cls) {
   return pl_tcache_refill_pop(tc, cls);
 }
 
+static void *alloc_canary(size_t a, size_t n, bool zero);
+static void *alloc_any_raw(size_t n, bool zero);
+
 /* Any size, alignment <= 16. */
 static PL_NOINLINE void *alloc_any(size_t n, bool zero) {
   if (PL_UNLIKELY(n > PL_MAX_REQUEST)) return enomem();
   pl_ensure_init();
+  if (PL_UNLIKELY(pl_opt.canary)) return alloc_canary(PL_MIN_ALIGN, n, zero);
+  return alloc_any_raw(n, zero);
+}
+
+static void *alloc_any_raw(size_t n, bool zero) {
   void *p;
   if (n <= PL_SMALL_MAX) {
     unsigned cls = pl_size_class(n);
@@ -103,10 +113,16 @@ static PL_NOINLINE void *alloc_any(size_t n, bool zero) {
 }
 
 /* Alignment a (a power of two). */
+static void *alloc_aligned_raw(size_t a, size_t n);
 static void *alloc_aligned(size_t a, size_t n) {
   if (a <= PL_MIN_ALIGN) return alloc_any(n, false);
   if (PL_UNLIKELY(n > PL_MAX_REQUEST || a > PL_MAX_REQUEST - n)) return enomem();
   pl_ensure_init();
+  if (PL_UNLIKELY(pl_opt.canary)) return alloc_canary(a, n, false);
+  return alloc_aligned_raw(a, n);
+}
+
+static void *alloc_aligned_raw(size_t a, size_t n) {
   if (a <= PL_PAGE_SIZE && n <= PL_SMALL_MAX) {
     unsigned cls = pl_size_class_aligned(n, a);
     if (cls != 0) {
@@ -179,6 +195,7 @@ static void free_small(void *p, unsigned cls, const char *func) {
       tc = pl_tc;
     }
     if (tc->state != PL_TC_ACTIVE) {
+      if (PL_UNLIKELY(pl_opt.junk)) pl_junk_fill(p, pl_class_info[cls].size, cls);
       *(uintptr_t *)p = pl_free_key(p);
       pl_central_free_batch(cls, &p, 1);
       return;
@@ -209,8 +226,24 @@ static PL_NOINLINE void free_slow(void *p) {
   int saved = errno;
   block_ref_t r;
   resolve(p, "free", &r);
+  if (PL_UNLIKELY(pl_opt.canary)) {
+    if (r.kind == 1 && *(uintptr_t *)p == pl_free_key(p)) pl_fatal_ptr("free", "double free", p);
+    pl_canary_check(p, r.usable, "free");
+  }
   free_ref(p, &r, "free");
   errno = saved;
+}
+
+/* PALLET_CANARY: n requested bytes with a checked tail (canary.h). */
+static void *alloc_canary(size_t a, size_t n, bool zero) {
+  if (n > PL_MAX_REQUEST - PL_CANARY_EXTRA - a) return enomem();
+  void *p = a <= PL_MIN_ALIGN ? alloc_any_raw(n + PL_CANARY_EXTRA, zero)
+                              : alloc_aligned_raw(a, n + PL_CANARY_EXTRA);
+  if (p == NULL) return NULL;
+  block_ref_t r;
+  resolve(p, "malloc", &r);
+  pl_canary_set(p, r.usable, n);
+  return p;
 }
 
 /* ---- the malloc family ---------------------------------------------- */
@@ -270,6 +303,20 @@ API void *pallet_realloc(void *p, size_t n) {
   if (r.kind == 1 && *(uintptr_t *)p == pl_free_key(p))
     pl_fatal_ptr("realloc", "double free", p);
   if (PL_UNLIKELY(n > PL_MAX_REQUEST)) return enomem();
+  if (PL_UNLIKELY(pl_opt.canary)) {
+    size_t old_n = pl_canary_check(p, r.usable, "realloc");
+    if (n <= r.usable - PL_CANARY_EXTRA) {
+      pl_canary_set(p, r.usable, n);
+      return p;
+    }
+    void *q = alloc_any(n, false);
+    if (q == NULL) return NULL;
+    memcpy(q, p, old_n < n ? old_n : n);
+    int saved = errno;
+    free_ref(p, &r, "realloc");
+    errno = saved;
+    return q;
+  }
   if (n <= r.usable) {
     /* Fits where it is.  Large and huge blocks give back their tail. */
     if (r.kind == 2) pl_large_resize(r.span, n);
@@ -343,6 +390,7 @@ API size_t pallet_malloc_usable_size(void *p) {
   resolve(p, "malloc_usable_size", &r);
   if (r.kind == 1 && *(uintptr_t *)p == pl_free_key(p))
     pl_fatal_ptr("malloc_usable_size", "double free", p);
+  if (PL_UNLIKELY(pl_opt.canary)) return pl_canary_check(p, r.usable, "malloc_usable_size");
   return r.usable;
 }
 

@@ -43,6 +43,8 @@ static pl_span_t *new_span(unsigned cls) {
   bool zeroed;
   pl_span_t *s = pl_span_alloc(ci->pages, 1, PL_SPAN_SMALL, cls, &zeroed);
   if (s == NULL) return NULL;
+  static uint64_t carvings;
+  s->generation = __atomic_add_fetch(&carvings, 1, __ATOMIC_RELAXED);
   s->nblocks = ci->nblocks;
   s->nfree = ci->nblocks;
   memset(s->free_map, 0, sizeof s->free_map);

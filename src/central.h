@@ -22,8 +22,7 @@
 #include "span.h"
 
 /* Fills out[0..n) with up to n free blocks of class cls; returns how many
- * (0 only when the OS refused memory).  *zeroed (may be NULL) is set when
- * all the blocks returned are known to read as zero. */
+ * (0 only when the OS refused memory). */
 size_t pl_central_alloc_batch(unsigned cls, void **out, size_t n) PL_HIDDEN;
 /* Takes back n blocks of class cls.  A block already free is reported as a
  * double free (fatal). */

@@ -122,6 +122,11 @@ void pl_init_slow(void) {
 void pl_thread_start(void) {
   if (pl_tc != &pl_tcache_boot) return;
   pl_ensure_init();
+  if (pl_opt.canary || pl_opt.junk) {
+    /* Checked blocks: every allocation and free takes the slow paths. */
+    pl_tc = &pl_tcache_dead;
+    return;
+  }
   /* Allocations made while the cache is built (pthread_setspecific may
    * calloc) go straight to the central lists. */
   pl_tc = &pl_tcache_init;

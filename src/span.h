@@ -62,6 +62,7 @@ typedef struct pl_span {
   uint32_t nblocks;
   uint32_t nfree;
   size_t large_size;           /* LARGE: bytes the program may use */
+  uint64_t generation;         /* SMALL: which carving of these pages */
   uint64_t free_map[PL_SPAN_BITMAP_WORDS];
 } pl_span_t;
 

@@ -27,7 +27,7 @@ static pl_tcache_t *registry;   /* active caches */
 static pl_tcache_t *pool;       /* recycled caches */
 static size_t nactive;
 
-#define CAP_BYTES ((size_t)64 << 10)
+#define CAP_BYTES ((size_t)256 << 10)
 #define CAP_MAX 256
 #define START_LIMIT 4
 
@@ -36,10 +36,12 @@ void pl_tcache_init_caps(void) {
   for (unsigned c = 1; c <= PL_NCLASSES; c++) {
     size_t cap = CAP_BYTES / pl_class_info[c].size;
     if (cap > CAP_MAX) cap = CAP_MAX;
-    if (cap < 1) cap = 1;
-    /* The per-thread byte budget bounds every single bin too. */
+    /* The per-thread byte budget bounds every single bin too, but every
+     * bin holds at least one block (a bin of capacity 0 would have no
+     * slots of its own). */
     size_t budget = pl_tcache_max_bytes / 2 / pl_class_info[c].size;
     if (cap > budget) cap = budget;
+    if (cap < 1) cap = 1;
     pl_tcache_cap[c] = (uint32_t)cap;
     total += cap;
   }
@@ -162,7 +164,9 @@ void *pl_tcache_refill_pop(pl_tcache_t *tc, unsigned cls) {
   void **p = b->slots[got];
   __atomic_store_n(&b->count, (uint32_t)got, __ATOMIC_RELAXED);
   p[0] = NULL;
-  account(tc, cls);
+  /* The fast paths do not count: bring every bin's figure up to date
+   * before the budget is checked (a refill is rare next to a pop). */
+  for (unsigned c = 1; c <= PL_NCLASSES; c++) account(tc, c);
   if (tc->cached_bytes > pl_tcache_max_bytes) enforce_budget(tc);
   return p;
 }
@@ -175,7 +179,7 @@ void pl_tcache_flush_push(pl_tcache_t *tc, unsigned cls, void *p) {
   b->slots[c] = p;
   __atomic_store_n(&b->count, c + 1, __ATOMIC_RELAXED);
   *(uintptr_t *)p = pl_free_key(p);
-  account(tc, cls);
+  for (unsigned k = 1; k <= PL_NCLASSES; k++) account(tc, k);
   if (tc->cached_bytes > pl_tcache_max_bytes) enforce_budget(tc);
 }
 

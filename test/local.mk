@@ -5,3 +5,4 @@ PL_UNIT_LIBS = libpallet_core.la $(CMOCKA_LIBS) $(PTHREAD_LIBS)
 PL_UNIT_FLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
 
 include test/api.mk
+include test/unit.mk

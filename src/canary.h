@@ -1,0 +1,42 @@
+/*
+ * canary.h — optional block checks (PALLET_CANARY, PALLET_JUNK).
+ *
+ * Canary: a block of n requested bytes is allocated with room for 8 more.
+ * The bytes from n to the end of the block, but for its last word, are
+ * filled with a pad pattern, and the last word holds n encoded with the
+ * secret and the block's address.  free, realloc and malloc_usable_size
+ * decode n and verify the pad: a write past the requested size (even of a
+ * single byte) is reported as "pallet: <func>(): heap buffer overflow 0x..."
+ * and aborts.  malloc_usable_size then answers n.
+ *
+ * Junk: small blocks are filled with 0x5a when freed, but for the first
+ * word (the free key) and the second (a tag of the key, the class and the
+ * carving of its span, so that memory carved again is never mistaken for
+ * a junked block).  When a block whose two words still match is handed out again,
+ * the fill is verified, so a write after free is reported as
+ * "pallet: malloc(): write after free 0x...".
+ *
+ * Both options route every allocation and free through the slow paths
+ * (no thread cache), so they cost nothing when off.
+ */
+#ifndef PL_CANARY_H
+#define PL_CANARY_H
+
+#include "common.h"
+
+#define PL_CANARY_EXTRA 8
+#define PL_JUNK_BYTE 0x5a
+
+/* Writes pad and trailer for n requested bytes in a block of total usable
+ * bytes (n + PL_CANARY_EXTRA <= total). */
+void pl_canary_set(void *p, size_t total, size_t n) PL_HIDDEN;
+/* Verifies them; returns n, or reports the overflow and aborts. */
+size_t pl_canary_check(void *p, size_t total, const char *func) PL_HIDDEN;
+/* Tags a freed block of class cls (size bytes) and fills the rest with
+ * the junk byte; the caller writes the free key in the first word. */
+void pl_junk_fill(void *p, size_t size, unsigned cls) PL_HIDDEN;
+/* For a block about to be handed out again: if it carries the tag, checks
+ * the fill; reports a write after free and aborts. */
+void pl_junk_check(void *p, size_t size, unsigned cls) PL_HIDDEN;
+
+#endif /* PL_CANARY_H */
