@@ -6,10 +6,14 @@
 #   doc/design.md  the layers, a malloc's and a free's path, locks, fork
 #   doc/tuning.md  PALLET_* options, configure switches, preload / link
 #   doc/stress.md  the pallet-stress harness (tools/)
+#   doc/fuzzing.md the libFuzzer harness (test/fuzz/)
+# (tools/local.mk and test/fuzz.mk list their doc too; a file listed twice
+# is copied once.)
 
 dist_man_MANS += doc/pallet.3
 
 EXTRA_DIST += \
 	doc/design.md \
 	doc/tuning.md \
-	doc/stress.md
+	doc/stress.md \
+	doc/fuzzing.md

@@ -8,11 +8,23 @@
 #include "error.h"
 #include "lock.h"
 
+/* Free blocks a class keeps as a plain array of pointers in front of its
+ * spans, so that a batch freed by one thread and wanted by another moves
+ * with two memcpy under the lock instead of a bitmap update per block.
+ * At most XFER_MAX blocks and XFER_BYTES bytes a class; none for classes
+ * above 32 KiB, whose spans hold a single block: those go straight back to
+ * the heap, where they coalesce. */
+#define XFER_MAX 512
+#define XFER_BYTES ((size_t)128 << 10)
+#define XFER_SIZE_MAX ((size_t)32 << 10)
+
 typedef struct pl_central {
   pl_lock_t lock;
   pl_span_t *partial;  /* spans with at least one free block */
   size_t nspans;       /* spans of this class, listed or full */
-  size_t nfree_blocks; /* free blocks in those spans */
+  size_t nfree_blocks; /* free blocks in those spans' bitmaps */
+  size_t nxfer;        /* free blocks in xfer[] (not in the bitmaps) */
+  void *xfer[XFER_MAX];
 } PL_ALIGNED(PL_CACHELINE) pl_central_t;
 
 static pl_central_t central[PL_NCLASSES + 1];
@@ -65,6 +77,13 @@ size_t pl_central_alloc_batch(unsigned cls, void **out, size_t n) {
   size_t size = pl_class_info[cls].size;
   size_t got = 0;
   pl_lock(&c->lock);
+  if (c->nxfer) {
+    size_t k = c->nxfer < n ? c->nxfer : n;
+    c->nxfer -= k;
+    memcpy(out, c->xfer + c->nxfer, k * sizeof(void *));
+    got = k;
+  }
+  size_t from_spans = got;
   while (got < n) {
     pl_span_t *s = c->partial;
     if (s == NULL) {
@@ -88,12 +107,13 @@ size_t pl_central_alloc_batch(unsigned cls, void **out, size_t n) {
     }
     if (s->nfree == 0) list_remove(c, s);
   }
-  c->nfree_blocks -= got;
+  c->nfree_blocks -= got - from_spans;
   pl_unlock(&c->lock);
   return got;
 }
 
-void pl_central_free_batch(unsigned cls, void *const *blocks, size_t n) {
+/* Returns blocks to their spans' bitmaps (catching any already free). */
+static void free_to_spans(unsigned cls, void *const *blocks, size_t n) {
   pl_central_t *c = &central[cls];
   size_t size = pl_class_info[cls].size;
   /* Wholly free spans go back to the heap after the class lock is
@@ -133,9 +153,42 @@ void pl_central_free_batch(unsigned cls, void *const *blocks, size_t n) {
   }
 }
 
+void pl_central_free_batch(unsigned cls, void *const *blocks, size_t n) {
+  pl_central_t *c = &central[cls];
+  size_t size = pl_class_info[cls].size;
+  size_t cap = size > XFER_SIZE_MAX ? 0 : XFER_BYTES / size;
+  if (cap > XFER_MAX) cap = XFER_MAX;
+  pl_lock(&c->lock);
+  if (c->nxfer + n <= cap) {
+    /* Room for the whole batch in the transfer array. */
+    memcpy(c->xfer + c->nxfer, blocks, n * sizeof(void *));
+    c->nxfer += n;
+    pl_unlock(&c->lock);
+    return;
+  }
+  pl_unlock(&c->lock);
+  free_to_spans(cls, blocks, n);
+}
+
+/* Moves the blocks of the transfer array back into their spans. */
+void pl_central_drain(unsigned cls) {
+  pl_central_t *c = &central[cls];
+  void *batch[64];
+  for (;;) {
+    pl_lock(&c->lock);
+    size_t k = c->nxfer < 64 ? c->nxfer : 64;
+    c->nxfer -= k;
+    memcpy(batch, c->xfer + c->nxfer, k * sizeof(void *));
+    pl_unlock(&c->lock);
+    if (k == 0) return;
+    free_to_spans(cls, batch, k);
+  }
+}
+
 void pl_central_release_spares(void) {
   for (unsigned cls = 1; cls <= PL_NCLASSES; cls++) {
     pl_central_t *c = &central[cls];
+    pl_central_drain(cls);
     for (;;) {
       pl_span_t *victim = NULL;
       pl_lock(&c->lock);
@@ -160,7 +213,7 @@ void pl_central_totals(unsigned cls, pl_central_totals_t *t) {
   pl_lock(&c->lock);
   t->spans = c->nspans;
   t->blocks = c->nspans * pl_class_info[cls].nblocks;
-  t->free_blocks = c->nfree_blocks;
+  t->free_blocks = c->nfree_blocks + c->nxfer;
   pl_unlock(&c->lock);
 }
 

@@ -3,10 +3,13 @@
  * into blocks of that class, and which of their blocks are free.
  *
  * They hand out and take back blocks only in batches (arrays of pointers);
- * they do not know that thread caches exist.  A span's free blocks are a
- * bitmap in its out-of-band descriptor, so no link of the central lists is
- * ever stored inside user memory, and a block given back twice is caught
- * here for certain.  A span whose blocks are all free goes back to the span
+ * they do not know that thread caches exist.  A batch first goes to a
+ * per-class transfer array (up to 512 pointers), from which the next
+ * refill of any thread takes it back with one copy; only past that do
+ * blocks return to their spans.  A span's free blocks are a bitmap in its
+ * out-of-band descriptor, so no link of the central lists is ever stored
+ * inside user memory, and a block given back to its span twice is caught
+ * there for certain.  A span whose blocks are all free goes back to the span
  * heap (one spare is kept per class, against thrashing).
  *
  * Invariant per class:  free blocks in listed spans == nfree_blocks, and
@@ -24,8 +27,8 @@
 /* Fills out[0..n) with up to n free blocks of class cls; returns how many
  * (0 only when the OS refused memory). */
 size_t pl_central_alloc_batch(unsigned cls, void **out, size_t n) PL_HIDDEN;
-/* Takes back n blocks of class cls.  A block already free is reported as a
- * double free (fatal). */
+/* Takes back n blocks of class cls.  A block already free in its span is
+ * reported as a double free (fatal). */
 void pl_central_free_batch(unsigned cls, void *const *blocks, size_t n) PL_HIDDEN;
 
 typedef struct pl_central_totals {
@@ -34,7 +37,11 @@ typedef struct pl_central_totals {
 void pl_central_totals(unsigned cls, pl_central_totals_t *t) PL_HIDDEN;
 /* Verifies the invariants of every class; 0 or -1. */
 int pl_central_check(void) PL_HIDDEN;
-/* Releases the spare empty spans of every class to the span heap. */
+/* Returns the blocks of class cls's transfer array to their spans (where
+ * a block already free is reported as a double free). */
+void pl_central_drain(unsigned cls) PL_HIDDEN;
+/* Returns the transfer arrays' blocks to their spans and releases the
+ * wholly free spans of every class to the span heap (malloc_trim). */
 void pl_central_release_spares(void) PL_HIDDEN;
 
 /* Takes / releases every class lock, in ascending class order. */

@@ -9,14 +9,14 @@
 pl_options_t pl_opt = {
     .stats = false,
     .verbose = 0,
-    .tcache_max = (size_t)4 << 20,
+    .tcache_max = (size_t)2 << 20,
     .decay_ms = 1000,
     .purge = 0,
     .canary = false,
     .junk = false,
     .background = false,
     .retain_chunks = 1,
-    .dirty_max = (size_t)32 << 20,
+    .dirty_max = (size_t)16 << 20,
 };
 
 static bool streq(const char *a, const char *b) {

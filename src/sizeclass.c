@@ -16,7 +16,8 @@ static size_t class_size_formula(unsigned cls) {
 /* Pages per span: the span holds a whole number of blocks with nothing
  * left over (so that no multiple of the block size inside a span is
  * anything but a block start: free's check needs no bound), at most 512
- * blocks, and at least 8 blocks (4 above 8 KiB) where that is possible.
+ * blocks, and at least 8 blocks (4 above 8 KiB, 1 above 32 KiB, so that
+ * big blocks do not strand memory in half-used spans) where possible.
  * With size = 16 m, a span of p pages holds p 512 / m blocks, a whole
  * number exactly when p is a multiple of p0 = m / gcd(m, 512). */
 static unsigned span_pages(size_t size) {
@@ -29,7 +30,7 @@ static unsigned span_pages(size_t size) {
     g = a;
   }
   size_t p0 = m / g;
-  size_t min_blocks = size <= 8192 ? 8 : 4;
+  size_t min_blocks = size <= 8192 ? 8 : size <= 32768 ? 4 : 1;
   size_t min_pages = (size * min_blocks + PL_PAGE_SIZE - 1) / PL_PAGE_SIZE;
   size_t k = (min_pages + p0 - 1) / p0;
   if (k > g) k = g; /* blocks = k * 512 / g <= 512 */

@@ -19,7 +19,7 @@
 
 pl_purge_mode_t pl_span_purge_mode = PL_PURGE_DONTNEED;
 size_t pl_span_retain_chunks = 1;
-size_t pl_span_dirty_min = (size_t)32 << 20;
+size_t pl_span_dirty_min = (size_t)16 << 20;
 unsigned pl_span_dirty_shift = 4;
 
 static pl_lock_t heap_lock = PL_LOCK_INIT;
@@ -281,6 +281,13 @@ static size_t dirty_limit_pages(void) {
   return floor > ratio ? floor : ratio;
 }
 
+/* Dirty memory above the limit is purged as frees come in: what has been
+ * free for PURGE_MIN_AGE_MS at most every PURGE_MIN_AGE_MS (so that a
+ * block freed and allocated again at once is not purged in between), and,
+ * above four times the limit, anything, largest first. */
+#define PURGE_MIN_AGE_MS 100
+static uint64_t next_soft_purge;
+
 void pl_span_free(pl_span_t *s) {
   uint64_t now = pl_os_now_ms();
   pl_lock(&heap_lock);
@@ -288,11 +295,12 @@ void pl_span_free(pl_span_t *s) {
   active_pages -= s->npages;
   free_locked(s, PL_SPAN_DIRTY, now);
   size_t limit = dirty_limit_pages();
-  bool over = dirty_pages > limit;
+  bool soft = dirty_pages > limit && now >= next_soft_purge;
+  bool hard = dirty_pages > 4 * limit;
+  if (soft) next_soft_purge = now + PURGE_MIN_AGE_MS;
   pl_unlock(&heap_lock);
-  /* Too much freed memory held: give back the excess now, down to half
-   * the limit, so that even a process that then goes idle keeps little. */
-  if (PL_UNLIKELY(over)) pl_span_purge(0, false, (limit / 2) << PL_PAGE_SHIFT);
+  if (PL_UNLIKELY(soft)) pl_span_purge(PURGE_MIN_AGE_MS, false, (limit / 2) << PL_PAGE_SHIFT);
+  if (PL_UNLIKELY(hard)) pl_span_purge(0, false, limit << PL_PAGE_SHIFT);
 }
 
 size_t pl_span_dirty_bytes(void) {
@@ -469,6 +477,18 @@ size_t pl_span_resident(void) {
     skip += n;
   }
   return total;
+}
+
+void pl_span_walk(void (*fn)(const pl_chunk_t *c, const pl_span_t *s, void *arg), void *arg) {
+  pl_lock(&heap_lock);
+  for (pl_chunk_t *c = chunk_list; c; c = c->next) {
+    for (size_t p = 0; p < PL_CHUNK_PAGES;) {
+      pl_span_t *s = c->page_span[p];
+      fn(c, s, arg);
+      p += s->npages;
+    }
+  }
+  pl_unlock(&heap_lock);
 }
 
 void pl_span_foreach_small(void (*fn)(const pl_span_t *s, void *arg), void *arg) {

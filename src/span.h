@@ -105,6 +105,11 @@ size_t pl_span_dirty_bytes(void) PL_HIDDEN;
 void pl_span_totals(pl_span_totals_t *t) PL_HIDDEN;
 /* Bytes of heap chunks resident in RAM. */
 size_t pl_span_resident(void) PL_HIDDEN;
+/* Calls fn on every span of every heap chunk in address order, under the
+ * heap lock (the caller holds every central lock, so that SMALL spans'
+ * block maps are stable).  fn must not call into pallet. */
+void pl_span_walk(void (*fn)(const pl_chunk_t *c, const pl_span_t *s, void *arg),
+                  void *arg) PL_HIDDEN;
 /* Calls fn on every SMALL span, under the heap lock (the caller holds
  * every central lock, so that the spans' block maps are stable). */
 void pl_span_foreach_small(void (*fn)(const pl_span_t *s, void *arg),
@@ -116,8 +121,8 @@ int pl_span_heap_check(void) PL_HIDDEN;
 /* Settings (options.c decides them at start-up). */
 extern pl_purge_mode_t pl_span_purge_mode PL_HIDDEN;
 extern size_t pl_span_retain_chunks PL_HIDDEN;
-/* Dirty memory the heap keeps before purging at once, regardless of age:
- * max(pl_span_dirty_min, active >> pl_span_dirty_shift). */
+/* Dirty memory the heap keeps before it purges as frees come in (see
+ * pl_span_free): max(pl_span_dirty_min, active >> pl_span_dirty_shift). */
 extern size_t pl_span_dirty_min PL_HIDDEN;
 extern unsigned pl_span_dirty_shift PL_HIDDEN;
 

@@ -18,7 +18,7 @@ pl_tcache_t pl_tcache_boot = {.state = PL_TC_BOOT};
 pl_tcache_t pl_tcache_init = {.state = PL_TC_INIT};
 pl_tcache_t pl_tcache_dead = {.state = PL_TC_DEAD};
 
-size_t pl_tcache_max_bytes = (size_t)4 << 20;
+size_t pl_tcache_max_bytes = (size_t)2 << 20;
 uint32_t pl_tcache_cap[PL_NCLASSES + 1];
 static size_t total_slots;
 
@@ -174,6 +174,14 @@ void *pl_tcache_refill_pop(pl_tcache_t *tc, unsigned cls) {
 void pl_tcache_flush_push(pl_tcache_t *tc, unsigned cls, void *p) {
   pl_bin_t *b = &tc->bins[cls];
   if (tc->overflowed[cls] < 255) tc->overflowed[cls]++;
+  /* A class that keeps overflowing without running empty in between is
+   * freed more than allocated here (a consumer thread): let it hold more,
+   * so that it flushes in bigger batches. */
+  uint32_t cap = pl_tcache_cap[cls];
+  if (b->limit < cap && tc->overflowed[cls] >= 2) {
+    uint32_t nl = b->limit * 2;
+    b->limit = nl > cap ? cap : nl;
+  }
   flush_bin(tc, cls, (b->count + 1) / 2);
   uint32_t c = b->count;
   b->slots[c] = p;

@@ -337,6 +337,12 @@ static void test_holds_and_key(void **state) {
 static bool block_free_in_central(void *p) {
   pl_span_t *s = pl_span_of(p);
   if (s == NULL) return false;
+  /* A flushed block may be parked in the class's transfer array: put
+   * those back into the bitmaps first. */
+  if (s->state == PL_SPAN_SMALL) {
+    pl_central_drain(s->cls);
+    s = pl_span_of(p);
+  }
   if (s->state == PL_SPAN_FREE) return true;
   if (s->state != PL_SPAN_SMALL) return false;
   size_t idx = ((uintptr_t)p - s->start) / pl_class_size(s->cls);
