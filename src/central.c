@@ -83,7 +83,6 @@ size_t pl_central_alloc_batch(unsigned cls, void **out, size_t n) {
     memcpy(out, c->xfer + c->nxfer, k * sizeof(void *));
     got = k;
   }
-  size_t from_spans = got;
   while (got < n) {
     pl_span_t *s = c->partial;
     if (s == NULL) {
@@ -95,6 +94,7 @@ size_t pl_central_alloc_batch(unsigned cls, void **out, size_t n) {
       c->nfree_blocks += s->nblocks;
       list_push(c, s);
     }
+    size_t before = got;
     for (size_t w = 0; w < PL_SPAN_BITMAP_WORDS && got < n; w++) {
       uint64_t bits = s->free_map[w];
       while (bits && got < n) {
@@ -105,9 +105,11 @@ size_t pl_central_alloc_batch(unsigned cls, void **out, size_t n) {
       }
       s->free_map[w] = bits;
     }
+    /* Keep the count right before the lock can be dropped again (another
+     * thread, a statistics reader or a fork may look in between). */
+    c->nfree_blocks -= got - before;
     if (s->nfree == 0) list_remove(c, s);
   }
-  c->nfree_blocks -= got - from_spans;
   pl_unlock(&c->lock);
   return got;
 }
@@ -127,7 +129,13 @@ static void free_to_spans(unsigned cls, void *const *blocks, size_t n) {
     for (; i < n && nrelease < RELEASE_MAX; i++) {
       void *p = blocks[i];
       pl_span_t *s = pl_span_of(p);
-      pl_assert(s != NULL && s->state == PL_SPAN_SMALL && s->cls == cls);
+      if (PL_UNLIKELY(s == NULL || s->state != PL_SPAN_SMALL || s->cls != cls)) {
+        /* Its span went back to the heap (or was never this class's):
+         * the block was given back before. */
+        pl_unlock(&c->lock);
+        bool gone = s != NULL && (s->state == PL_SPAN_FREE || s->state == PL_SPAN_BUSY);
+        pl_fatal_ptr("free", gone ? "double free" : "invalid pointer", p);
+      }
       size_t off = (uintptr_t)p - s->start;
       size_t idx = pl_class_index(cls, off);
       pl_assert(idx * size == off && idx < s->nblocks);
@@ -243,7 +251,11 @@ int pl_central_check(void) {
       pl_msg_t m = {.len = 0};
       pl_msg_str(&m, "pallet: heap check: central free count wrong for class ");
       pl_msg_dec(&m, cls);
-      pl_msg_str(&m, "\n");
+      pl_msg_str(&m, " (spans say ");
+      pl_msg_dec(&m, listed_free);
+      pl_msg_str(&m, ", the count says ");
+      pl_msg_dec(&m, c->nfree_blocks);
+      pl_msg_str(&m, ")\n");
       pl_msg_write(&m);
       rc = -1;
     }

@@ -6,3 +6,4 @@ PL_UNIT_FLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
 
 include test/api.mk
 include test/unit.mk
+include test/fuzz.mk

@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "pallet.h"
 
@@ -74,6 +75,7 @@ static size_t live_bytes;
 static uint64_t generation;
 static unsigned long op_index;
 static bool trace;
+static size_t page_size; /* valloc and pvalloc align to it */
 
 /* ---- reporting ------------------------------------------------------ */
 
@@ -477,12 +479,12 @@ static void op_aligned(reader_t *r, unsigned i, enum alloc_fn fn) {
       }
       break;
     case FN_VALLOC:
-      a = 4096;
+      a = page_size;
       note("valloc(%zu) slot %u", n, i);
       p = pallet_valloc(n);
       break;
     default: /* FN_PVALLOC */
-      a = 4096;
+      a = page_size;
       note("pvalloc(%zu) slot %u", n, i);
       p = pallet_pvalloc(n);
       break;
@@ -535,6 +537,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   const char *t = getenv("FUZZ_PALLET_TRACE");
   trace = t != NULL && *t != '\0' && *t != '0';
   init_class_sizes();
+  page_size = (size_t)sysconf(_SC_PAGESIZE);
   return 0;
 }
 
@@ -543,7 +546,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   reader_t *r = &rd;
   generation = 0;
   op_index = 0;
-  if (nclass_sizes == 0) init_class_sizes();
+  if (nclass_sizes == 0) LLVMFuzzerInitialize(NULL, NULL);
   while (r->i < r->n) {
     op_index++;
     unsigned op = u8(r) % 32;
