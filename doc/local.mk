@@ -7,6 +7,7 @@
 #   doc/tuning.md  PALLET_* options, configure switches, preload / link
 #   doc/stress.md  the pallet-stress harness (tools/)
 #   doc/fuzzing.md the libFuzzer harness (test/fuzz/)
+#   doc/security.md what the checks catch and what they do not
 # (tools/local.mk and test/fuzz.mk list their doc too; a file listed twice
 # is copied once.)
 
@@ -16,4 +17,5 @@ EXTRA_DIST += \
 	doc/design.md \
 	doc/tuning.md \
 	doc/stress.md \
-	doc/fuzzing.md
+	doc/fuzzing.md \
+	doc/security.md

@@ -56,8 +56,9 @@ void pallet_free_sized(void *ptr, size_t size);
 void pallet_free_aligned_sized(void *ptr, size_t alignment, size_t size);
 
 /* ---- glibc extras --------------------------------------------------- */
-/* Flushes the calling thread's cache and the central lists and returns
- * every free page to the OS.  Returns 1 if memory was released, else 0. */
+/* Flushes the calling thread's cache into the central lists, returns their
+ * wholly free spans to the heap, and gives every free page and cached huge
+ * mapping back to the OS.  Returns 1 if memory was released, else 0. */
 int pallet_malloc_trim(size_t pad);
 
 /* Same layout as glibc's struct mallinfo2 / struct mallinfo. */
@@ -107,7 +108,9 @@ typedef struct pallet_stats_s {
   pallet_class_stats_t classes[PALLET_NCLASSES_MAX];
 } pallet_stats_t;
 
-/* Fills *out with a consistent snapshot.  Returns 0. */
+/* Fills *out.  Each figure is exact when no other thread allocates
+ * meanwhile; with threads running, classes are read one after another.
+ * Returns 0. */
 int pallet_stats_get(pallet_stats_t *out);
 
 #define PALLET_STATS_TEXT 0

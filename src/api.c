@@ -475,10 +475,7 @@ API void pallet_malloc_stats(void) {
 }
 
 API int pallet_malloc_info(int options, FILE *fp) {
-  if (options != 0 || fp == NULL) {
-    errno = EINVAL;
-    return -1;
-  }
+  if (options != 0 || fp == NULL) return EINVAL; /* as glibc */
   pl_ensure_init();
   pallet_stats_t st;
   pl_stats_collect(&st);

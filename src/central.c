@@ -12,8 +12,8 @@
  * spans, so that a batch freed by one thread and wanted by another moves
  * with two memcpy under the lock instead of a bitmap update per block.
  * At most XFER_MAX blocks and XFER_BYTES bytes a class; none for classes
- * above 32 KiB, whose spans hold a single block: those go straight back to
- * the heap, where they coalesce. */
+ * above 32 KiB, whose spans hold one or two blocks: those go straight back
+ * to their spans, which return to the heap and coalesce. */
 #define XFER_MAX 512
 #define XFER_BYTES ((size_t)128 << 10)
 #define XFER_SIZE_MAX ((size_t)32 << 10)

@@ -10,7 +10,7 @@
  * out-of-band descriptor, so no link of the central lists is ever stored
  * inside user memory, and a block given back to its span twice is caught
  * there for certain.  A span whose blocks are all free goes back to the span
- * heap (one spare is kept per class, against thrashing).
+ * heap (one spare span of up to 64 KiB is kept per class, against thrashing).
  *
  * Invariant per class:  free blocks in listed spans == nfree_blocks, and
  * for every span  nfree == popcount(free_map) <= nblocks.

@@ -45,7 +45,6 @@ typedef struct pl_chunk {
   size_t size;                        /* bytes mapped */
   size_t usable;                      /* huge: usable bytes of the block */
   uint8_t kind;                       /* pl_chunk_kind_t */
-  bool retained;                      /* heap chunk wholly free, kept */
   struct pl_chunk *next, *prev;       /* list of heap chunks / huge blocks */
   struct pl_span *page_span[PL_CHUNK_PAGES];
 } pl_chunk_t;

@@ -174,13 +174,13 @@ void pl_huge_free(pl_chunk_t *rec) {
 }
 
 size_t pl_huge_cache_purge(uint64_t age_ms) {
-  uint64_t now = pl_os_now_ms();
   size_t released = 0;
   for (;;) {
     pl_chunk_t *victim = NULL;
     pl_lock(&huge_lock);
+    uint64_t now = pl_os_now_ms();
     for (size_t i = 0; i < huge_cached; i++) {
-      if (now - huge_cache[i].since >= age_ms) {
+      if (huge_cache[i].since + age_ms <= now) {
         victim = huge_cache[i].rec;
         huge_cached_bytes -= victim->size;
         huge_cache[i] = huge_cache[--huge_cached];

@@ -4,11 +4,14 @@
 #include "lifecycle.h"
 
 #include <pthread.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "central.h"
+#include "error.h"
 #include "chunk.h"
 #include "lock.h"
 #include "meta.h"
@@ -63,6 +66,7 @@ void pl_background_ensure(void) {
 static void tc_destructor(void *arg) { pl_tcache_destroy((pl_tcache_t *)arg); }
 
 static void fork_prepare(void) {
+  pl_lock(&init_lock);
   if (__atomic_load_n(&pl_init_state, __ATOMIC_ACQUIRE) != 2) return;
   pl_tcache_fork_prepare();
   pl_central_fork_prepare();
@@ -73,16 +77,21 @@ static void fork_prepare(void) {
 }
 
 static void fork_parent(void) {
-  if (__atomic_load_n(&pl_init_state, __ATOMIC_ACQUIRE) != 2) return;
+  if (__atomic_load_n(&pl_init_state, __ATOMIC_ACQUIRE) != 2) {
+    pl_unlock(&init_lock);
+    return;
+  }
   pl_meta_fork_parent();
   pl_chunk_fork_parent();
   pl_huge_fork_parent();
   pl_span_fork_parent();
   pl_central_fork_parent();
   pl_tcache_fork_parent();
+  pl_unlock(&init_lock);
 }
 
 static void fork_child(void) {
+  pl_lock_init(&init_lock);
   if (__atomic_load_n(&pl_init_state, __ATOMIC_ACQUIRE) != 2) return;
   pl_meta_fork_child();
   pl_chunk_fork_child();
@@ -94,6 +103,35 @@ static void fork_child(void) {
   /* The caches of threads that did not survive stay as they are: one of
    * them may have been half way through a push or pop when the fork
    * happened, so their contents cannot be trusted to be flushed. */
+}
+
+/* PALLET_STATS=1 (or PALLET_VERBOSE=2): the report at exit, or when the
+ * library is unloaded.  Registered with atexit, which in a shared object
+ * is tied to it: some programs (ls, for one) end without running the
+ * destructors of preloaded libraries, but always run atexit handlers. */
+static int report_fd = STDERR_FILENO;
+static void report_at_exit(void) {
+  static int done;
+  if (__atomic_exchange_n(&done, 1, __ATOMIC_ACQ_REL) == 0) pl_stats_write_fd(report_fd, 0);
+}
+
+/* PALLET_VERBOSE >= 1: one line with the settings in force. */
+static void report_settings(void) {
+  pl_msg_t m = {.len = 0};
+  pl_msg_str(&m, "pallet: " PACKAGE_VERSION " tcache_max=");
+  pl_msg_dec(&m, pl_opt.tcache_max);
+  pl_msg_str(&m, " decay_ms=");
+  pl_msg_dec(&m, pl_opt.decay_ms);
+  pl_msg_str(&m, pl_opt.purge ? " purge=free" : " purge=dontneed");
+  pl_msg_str(&m, " dirty_max=");
+  pl_msg_dec(&m, pl_opt.dirty_max);
+  pl_msg_str(&m, " retain_chunks=");
+  pl_msg_dec(&m, pl_opt.retain_chunks);
+  pl_msg_str(&m, pl_opt.canary ? " canary=1" : " canary=0");
+  pl_msg_str(&m, pl_opt.junk ? " junk=1" : " junk=0");
+  pl_msg_str(&m, pl_opt.background ? " background_thread=1" : " background_thread=0");
+  pl_msg_str(&m, pl_config_hardening ? " hardening=on\n" : " hardening=off\n");
+  pl_msg_write(&m);
 }
 
 void pl_init_slow(void) {
@@ -116,6 +154,14 @@ void pl_init_slow(void) {
   if (__atomic_exchange_n(&atfork_done, 1, __ATOMIC_ACQ_REL) == 0) {
     pthread_atfork(fork_prepare, fork_parent, fork_child);
     pl_background_ensure();
+    if (pl_opt.verbose >= 1) report_settings();
+    if (pl_opt.stats || pl_opt.verbose >= 2) {
+      /* A private copy of stderr: programs such as coreutils close
+       * stderr in their own exit handlers, which run before ours. */
+      int fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 100);
+      if (fd >= 0) report_fd = fd;
+      atexit(report_at_exit);
+    }
   }
 }
 
@@ -141,7 +187,3 @@ void pl_thread_start(void) {
 
 __attribute__((constructor(101))) static void pl_constructor(void) { pl_ensure_init(); }
 
-/* PALLET_STATS=1: the report at exit (or when the library is unloaded). */
-__attribute__((destructor)) static void pl_destructor(void) {
-  if (pl_init_state == 2 && pl_opt.stats) pl_stats_write_fd(STDERR_FILENO, 0);
-}

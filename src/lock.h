@@ -7,16 +7,17 @@
  *
  * Lock order (every path that holds two locks takes them in this order,
  * and the fork handlers take them all in it):
+ *   0. start-up                (lifecycle.c)
  *   1. thread-cache registry   (tcache.c)
  *   2. central list of class 1 .. class N   (central.c, ascending)
  *   3. span heap               (span.c)
  *   4. huge-block registry     (large.c)
  *   5. chunk-record pool       (chunk.c)
  *   6. metadata allocator      (meta.c)
- * Only the first is ever held while a later one is taken in the same
- * path, in this order: tcache registry is never held around the others;
- * a central lock may be held while the heap lock is taken; the heap lock
- * while the chunk-record and metadata locks are taken.
+ * The nestings that exist: every central lock, then the heap lock (the
+ * statistics and the heap map walk spans that way); the heap lock, then
+ * the chunk-record lock (purging a whole chunk).  Every other lock is held
+ * alone.
  * No system call that maps or unmaps memory is made while any is held.
  */
 #ifndef PL_LOCK_H

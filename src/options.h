@@ -10,7 +10,7 @@
 
 typedef struct pl_options {
   bool stats;            /* PALLET_STATS: report at exit */
-  int verbose;           /* PALLET_VERBOSE: 0..2 */
+  int verbose;           /* PALLET_VERBOSE: 1 settings at start, 2 also stats at exit */
   size_t tcache_max;     /* PALLET_TCACHE_MAX: bytes per thread cache */
   uint64_t decay_ms;     /* PALLET_DECAY_MS: free spans older are purged */
   int purge;             /* PALLET_PURGE: 0 dontneed, 1 free */

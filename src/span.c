@@ -360,7 +360,6 @@ bool pl_span_grow(pl_span_t *s, size_t npages) {
 
 size_t pl_span_purge(uint64_t age_ms, bool unmap_chunks, size_t target_dirty) {
   size_t released = 0;
-  uint64_t now = pl_os_now_ms();
   size_t target_pages = target_dirty >> PL_PAGE_SHIFT;
   enum { BATCH = 32 };
   for (int round = 0; round < 1024; round++) {
@@ -369,6 +368,9 @@ size_t pl_span_purge(uint64_t age_ms, bool unmap_chunks, size_t target_dirty) {
     size_t n = 0;
     size_t whole_free = 0;
     pl_lock(&heap_lock);
+    /* Read under the lock: a span freed by another thread just before
+     * has free_since <= now. */
+    uint64_t now = pl_os_now_ms();
     size_t dirty_left = dirty_pages;
     for (size_t b = PL_CHUNK_PAGES; b >= 1 && n < BATCH; b--) {
       for (pl_span_t *s = bucket[b]; s && n < BATCH;) {
@@ -377,7 +379,7 @@ size_t pl_span_purge(uint64_t age_ms, bool unmap_chunks, size_t target_dirty) {
         if (whole) whole_free++;
         bool unmap = whole && unmap_chunks && whole_free > pl_span_retain_chunks;
         bool purge = (s->flags & PL_SPAN_DIRTY) && dirty_left > target_pages;
-        if ((unmap || purge) && now - s->free_since >= age_ms) {
+        if ((unmap || purge) && s->free_since + age_ms <= now) {
           if (s->flags & PL_SPAN_DIRTY) dirty_left -= s->npages;
           bucket_remove(s);
           s->state = PL_SPAN_BUSY;

@@ -56,7 +56,6 @@ typedef struct pl_tcache {
    * and the sum of those counts times the class sizes. */
   uint32_t seen_count[PL_NCLASSES + 1];
   size_t cached_bytes;
-  uint64_t last_scavenge_ms;
   struct pl_tcache *next, *prev;       /* registry */
   void *slot_storage[];
 } pl_tcache_t;

@@ -41,7 +41,7 @@ trap cleanup EXIT
 trap 'exit 1' INT TERM
 
 ran=0 passed=0 failed=0 skipped=0
-LIMIT=${PALLET_PRELOAD_TIMEOUT:-120}
+LIMIT=${PL_PRELOAD_TIMEOUT:-120}
 
 have() { command -v "$1" >/dev/null 2>&1; }
 

@@ -11,7 +11,7 @@
 #   4. runs pallet-stress for 60 s with libpallet.so preloaded;
 #   5. runs the libFuzzer harness for 60 s;
 #   6. make distcheck.
-# Set PALLET_TEST_QUICK=1 to run only step 1; TEST_NO_APT=1 to skip apt-get.
+# Set PL_TEST_QUICK=1 to run only step 1; TEST_NO_APT=1 to skip apt-get.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -45,7 +45,7 @@ if ! make -j"$jobs" check; then
   exit 1
 fi
 cd "$top"
-[ "${PALLET_TEST_QUICK:-0}" = 1 ] && { echo "test/run.sh: quick mode: done"; exit 0; }
+[ "${PL_TEST_QUICK:-0}" = 1 ] && { echo "test/run.sh: quick mode: done"; exit 0; }
 
 # 2. Debug build under ASan + UBSan: the tests that drive the pallet_ API
 #    (sanitizers interpose malloc themselves, so no override here).

@@ -84,11 +84,11 @@ TU_FN void tu_watchdog_fire(int sig)
 }
 
 /* Arms (or re-arms) a watchdog of `seconds` for the calling process;
- * 0 disarms it.  The scale can be raised through PALLET_TEST_TIMEOUT_SCALE
+ * 0 disarms it.  The scale can be raised through PL_TEST_TIMEOUT_SCALE
  * (e.g. 4 under valgrind). */
 TU_FN void tu_watchdog(const char *name, unsigned seconds)
 {
-  const char *scale = getenv("PALLET_TEST_TIMEOUT_SCALE");
+  const char *scale = getenv("PL_TEST_TIMEOUT_SCALE");
   if (scale != NULL && atoi(scale) > 1)
     seconds *= (unsigned)atoi(scale);
   tu_watchdog_name = name;

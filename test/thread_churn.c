@@ -98,7 +98,7 @@ static void test_thread_churn(void **state)
   rss_end = tu_rss_bytes();
   assert_int_equal(pallet_stats_get(st), 0);
   pallet_end = st->mapped + st->metadata;
-  if (getenv("PALLET_TEST_VERBOSE") != NULL)
+  if (getenv("PL_TEST_VERBOSE") != NULL)
     fprintf(stderr, "rss %zu -> %zu KiB; pallet mapped+metadata %zu -> %zu KiB\n",
             rss_base / 1024, rss_end / 1024, pallet_base / 1024, pallet_end / 1024);
   /* pallet's own mappings (heap and metadata) stay bounded ... */
