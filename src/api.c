@@ -274,7 +274,7 @@ API void pallet_free(void *p) {
       /* p must start a block (the fraction of off / size is zero, see
        * sizeclass.h), and must not hold its free key already. */
       size_t off = ((uintptr_t)p & (PL_CHUNK_SIZE - 1)) - (info & PL_PI_OFFSET_MASK);
-      if (PL_UNLIKELY(pl_class_off_misaligned(off, b->recip) | (*(uintptr_t *)p == key)))
+      if (PL_UNLIKELY(pl_class_off_misaligned(off, b->recip) || *(uintptr_t *)p == key))
         goto slow;
     }
     b->slots[c] = p;
