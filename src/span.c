@@ -385,6 +385,18 @@ size_t pl_span_purge(uint64_t age_ms, bool unmap_chunks, size_t target_dirty) {
           s->state = PL_SPAN_BUSY;
           unmap_it[n] = unmap;
           work[n++] = s;
+          if (unmap) {
+            /* Out of the chunk list now, so that no walker (statistics,
+             * heap check) meets it while it is unmapped unlocked. */
+            pl_chunk_t *c = s->chunk;
+            if (c->prev)
+              c->prev->next = c->next;
+            else
+              chunk_list = c->next;
+            if (c->next) c->next->prev = c->prev;
+            nchunks--;
+            unmapped_chunks++;
+          }
         }
         s = next;
       }
@@ -408,16 +420,8 @@ size_t pl_span_purge(uint64_t age_ms, bool unmap_chunks, size_t target_dirty) {
     for (size_t i = 0; i < n; i++) {
       pl_span_t *s = work[i];
       if (unmap_it[i]) {
-        pl_chunk_t *c = s->chunk;
-        if (c->prev)
-          c->prev->next = c->next;
-        else
-          chunk_list = c->next;
-        if (c->next) c->next->prev = c->prev;
-        nchunks--;
-        unmapped_chunks++;
         desc_give(s);
-        pl_chunk_record_release(c);
+        pl_chunk_record_release(s->chunk);
       } else {
         /* Back in the heap, clean; neighbours freed meanwhile coalesce. */
         uint8_t flags = s->flags;
