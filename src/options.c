@@ -9,7 +9,7 @@
 pl_options_t pl_opt = {
     .stats = false,
     .verbose = 0,
-    .tcache_max = (size_t)2 << 20,
+    .tcache_max = (size_t)4 << 20,
     .decay_ms = 1000,
     .purge = 0,
     .canary = false,

@@ -18,7 +18,7 @@ pl_tcache_t pl_tcache_boot = {.state = PL_TC_BOOT};
 pl_tcache_t pl_tcache_init = {.state = PL_TC_INIT};
 pl_tcache_t pl_tcache_dead = {.state = PL_TC_DEAD};
 
-size_t pl_tcache_max_bytes = (size_t)2 << 20;
+size_t pl_tcache_max_bytes = (size_t)4 << 20;
 uint32_t pl_tcache_cap[PL_NCLASSES + 1];
 static size_t total_slots;
 
@@ -146,6 +146,19 @@ static void enforce_budget(pl_tcache_t *tc) {
   }
 }
 
+/* The fast paths keep no byte count, so the figure of every bin but the
+ * one at hand is as of its own last slow-path event.  Every
+ * BUDGET_RECOUNT slow-path events (and whenever the estimate is already
+ * over) all bins are counted again; so the budget holds within that many
+ * refills or flushes, at a cost of a few instructions per event. */
+#define BUDGET_RECOUNT 16
+
+static void check_budget(pl_tcache_t *tc) {
+  if (++tc->events % BUDGET_RECOUNT == 0 || tc->cached_bytes > pl_tcache_max_bytes)
+    for (unsigned c = 1; c <= PL_NCLASSES; c++) account(tc, c);
+  if (tc->cached_bytes > pl_tcache_max_bytes) enforce_budget(tc);
+}
+
 void *pl_tcache_refill_pop(pl_tcache_t *tc, unsigned cls) {
   pl_bin_t *b = &tc->bins[cls];
   uint32_t want = (b->limit + 1) / 2;
@@ -164,10 +177,8 @@ void *pl_tcache_refill_pop(pl_tcache_t *tc, unsigned cls) {
   void **p = b->slots[got];
   __atomic_store_n(&b->count, (uint32_t)got, __ATOMIC_RELAXED);
   p[0] = NULL;
-  /* The fast paths do not count: bring every bin's figure up to date
-   * before the budget is checked (a refill is rare next to a pop). */
-  for (unsigned c = 1; c <= PL_NCLASSES; c++) account(tc, c);
-  if (tc->cached_bytes > pl_tcache_max_bytes) enforce_budget(tc);
+  account(tc, cls);
+  check_budget(tc);
   return p;
 }
 
@@ -187,8 +198,8 @@ void pl_tcache_flush_push(pl_tcache_t *tc, unsigned cls, void *p) {
   b->slots[c] = p;
   __atomic_store_n(&b->count, c + 1, __ATOMIC_RELAXED);
   *(uintptr_t *)p = pl_free_key(p);
-  for (unsigned k = 1; k <= PL_NCLASSES; k++) account(tc, k);
-  if (tc->cached_bytes > pl_tcache_max_bytes) enforce_budget(tc);
+  account(tc, cls);
+  check_budget(tc);
 }
 
 bool pl_tcache_holds(pl_tcache_t *tc, unsigned cls, const void *p) {

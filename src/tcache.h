@@ -5,8 +5,9 @@
  * malloc pops, free pushes — also blocks that other threads allocated.  A
  * bin that runs empty refills a batch from the central lists; one that
  * reaches its limit flushes the older half back.  Limits start small and
- * grow for classes that keep running empty, up to a per-class cap, and a
- * byte budget bounds the whole cache.
+ * grow for classes that keep running empty (or keep overflowing), up to a
+ * per-class cap, and a byte budget bounds the whole cache (checked on slow
+ * paths: it holds within 16 refills or flushes).
  *
  * Because the stacks live outside the blocks, a write after free cannot
  * poison them and a pop needs no decoding.  What free writes into a block
@@ -56,6 +57,7 @@ typedef struct pl_tcache {
    * and the sum of those counts times the class sizes. */
   uint32_t seen_count[PL_NCLASSES + 1];
   size_t cached_bytes;
+  uint64_t events; /* slow-path events, for the periodic recount */
   struct pl_tcache *next, *prev;       /* registry */
   void *slot_storage[];
 } pl_tcache_t;

@@ -1,0 +1,337 @@
+/*
+ * options_effect.c — the program test/options_effect.sh runs under
+ * LD_PRELOAD=libpallet.so with PALLET_* variables set, to see that each
+ * option does what it says.  It uses only the standard malloc names (the
+ * preload provides them); pallet's statistics it finds with dlsym, so the
+ * program also runs, and says so, without pallet.
+ *
+ * Usage: options_effect_prog MODE [ARG]; prints "ok" (and values as
+ * name=value lines) on stdout and exits 0 when the mode ran to the end.
+ *   work         mixed allocations from two threads, checked
+ *   overflow     writes one byte past a 24-byte block, then frees it
+ *   uaf          writes into a freed 64-byte block, then allocates that
+ *                size again (up to 1000 times)
+ *   tcache       frees many blocks of many classes on one thread, then
+ *                prints tcache=<pallet_stats_get().tcache>
+ *   decay MS     a burst of 128 MiB of blocks above 32 KiB, freed, then
+ *                light activity for MS ms; prints rss_start, rss_freed,
+ *                rss_end (bytes)
+ *   retain       a 64 MiB burst of large blocks, freed, malloc_trim;
+ *                prints chunks=<pallet_stats_get().chunks>
+ *   reuse        a malloc'd burst written non-zero, freed and trimmed,
+ *                then a calloc'd burst of the same sizes checked for zero
+ */
+#define _GNU_SOURCE 1
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pallet.h" /* the types only; nothing of it is linked */
+
+#define MIB ((size_t)1 << 20)
+
+typedef int (*stats_get_fn)(pallet_stats_t *);
+
+static stats_get_fn stats_get(void)
+{
+  stats_get_fn f;
+  *(void **)(&f) = dlsym(RTLD_DEFAULT, "pallet_stats_get");
+  if (f == NULL) {
+    fprintf(stderr, "options_effect_prog: pallet_stats_get not found "
+            "(not running under pallet?)\n");
+    exit(77);
+  }
+  return f;
+}
+
+/* Hides a pointer from the compiler, so that it neither removes the
+ * accesses below nor warns about them. */
+static void *opaque(void *p)
+{
+  void *volatile v = p;
+  return v;
+}
+
+static size_t tu_index(size_t i)
+{
+  volatile size_t v = i;
+  return v;
+}
+
+static size_t rss(void)
+{
+  char buf[128];
+  unsigned long vs = 0, res = 0;
+  int fd = open("/proc/self/statm", O_RDONLY);
+  ssize_t n;
+  if (fd < 0)
+    return 0;
+  n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0)
+    return 0;
+  buf[n] = '\0';
+  if (sscanf(buf, "%lu %lu", &vs, &res) != 2)
+    return 0;
+  return (size_t)res * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static void sleep_ms(unsigned ms)
+{
+  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+static uint64_t next_rand(uint64_t *s)
+{
+  *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+  return *s >> 17;
+}
+
+static void *work_thread(void *arg)
+{
+  uint64_t s = (uint64_t)(uintptr_t)arg;
+  void *p[256];
+  size_t n[256];
+  int i, round;
+  for (round = 0; round < 20; round++) {
+    for (i = 0; i < 256; i++) {
+      n[i] = (size_t)(next_rand(&s) % (i % 16 == 0 ? 100000 : 2000)) + 1;
+      p[i] = malloc(n[i]);
+      if (p[i] == NULL)
+        return (void *)1;
+      memset(p[i], i & 0xff, n[i]);
+    }
+    for (i = 0; i < 256; i++) {
+      unsigned char *c = p[i];
+      if (c[0] != (unsigned char)(i & 0xff) || c[n[i] - 1] != (unsigned char)(i & 0xff))
+        return (void *)1;
+      p[i] = realloc(p[i], n[i] * 2);
+      if (p[i] == NULL || ((unsigned char *)p[i])[n[i] - 1] != (unsigned char)(i & 0xff))
+        return (void *)1;
+      free(p[i]);
+    }
+  }
+  return NULL;
+}
+
+static int mode_work(void)
+{
+  pthread_t t;
+  void *r1 = NULL, *r2;
+  char *z;
+  if (pthread_create(&t, NULL, work_thread, (void *)(uintptr_t)7) != 0)
+    return 1;
+  r2 = work_thread((void *)(uintptr_t)11);
+  pthread_join(t, &r1);
+  if (r1 != NULL || r2 != NULL) {
+    fprintf(stderr, "options_effect_prog: a block did not hold its contents\n");
+    return 1;
+  }
+  z = calloc(1000, 10);
+  if (z == NULL)
+    return 1;
+  for (int i = 0; i < 10000; i++)
+    if (z[i] != 0)
+      return 1;
+  free(z);
+  return 0;
+}
+
+static int mode_overflow(void)
+{
+  /* Through opaque(): the compiler may drop a malloc/free pair. */
+  /* Volatile stores: the compiler must not drop them as dead (they are
+   * to memory that is freed next). */
+  volatile char *p = opaque(malloc(24));
+  size_t i;
+  if (p == NULL)
+    return 1;
+  for (i = 0; i < 24; i++)
+    p[i] = 'a';
+  p[tu_index(24)] = 'x'; /* one byte past the end */
+  free(opaque((void *)p));
+  return 0;
+}
+
+static int mode_uaf(void)
+{
+  void *keep[1000];
+  volatile char *p = opaque(malloc(64));
+  int i;
+  if (p == NULL)
+    return 1;
+  for (i = 0; i < 64; i++)
+    p[i] = 'a';
+  free(opaque((void *)p));
+  p[tu_index(40)] = 'x'; /* after the free */
+  for (i = 0; i < 1000; i++) {
+    keep[i] = malloc(64);
+    if (keep[i] == NULL)
+      return 1;
+  }
+  for (i = 0; i < 1000; i++)
+    free(keep[i]);
+  return 0;
+}
+
+static int mode_tcache(void)
+{
+  stats_get_fn get = stats_get();
+  static pallet_stats_t st;
+  enum { PER = 300, NS = 48 };
+  static void *p[NS][PER];
+  int s, i;
+  for (s = 0; s < NS; s++)
+    for (i = 0; i < PER; i++) {
+      p[s][i] = malloc((size_t)(s + 1) * 160);
+      if (p[s][i] == NULL)
+        return 1;
+    }
+  for (s = 0; s < NS; s++)
+    for (i = 0; i < PER; i++)
+      free(p[s][i]);
+  /* A second pass: caches that grow do so on refills. */
+  for (s = 0; s < NS; s++)
+    for (i = 0; i < PER; i++)
+      p[s][i] = malloc((size_t)(s + 1) * 160);
+  for (s = 0; s < NS; s++)
+    for (i = 0; i < PER; i++)
+      free(p[s][i]);
+  get(&st);
+  printf("tcache=%zu\n", st.tcache);
+  return 0;
+}
+
+struct burst {
+  void *p[8192];
+  size_t n[8192];
+  size_t count;
+};
+
+static int burst_alloc(struct burst *b, size_t budget, size_t min, size_t max,
+                       int use_calloc)
+{
+  uint64_t s = 12345;
+  size_t total = 0;
+  b->count = 0;
+  while (total < budget && b->count < 8192) {
+    size_t n = min + (size_t)(next_rand(&s) % (max - min));
+    void *p = use_calloc ? calloc(1, n) : malloc(n);
+    if (p == NULL)
+      return 1;
+    if (use_calloc) {
+      const unsigned char *c = p;
+      for (size_t i = 0; i < n; i += 61)
+        if (c[i] != 0) {
+          fprintf(stderr, "options_effect_prog: calloc(1, %zu) = %p reads %#x at %zu\n",
+                  n, p, c[i], i);
+          return 1;
+        }
+    }
+    memset(p, 0x77, n);
+    b->p[b->count] = p;
+    b->n[b->count] = n;
+    b->count++;
+    total += n;
+  }
+  return 0;
+}
+
+static void burst_free(struct burst *b)
+{
+  /* Every other block first, so that the heap fragments, then the rest. */
+  for (size_t i = 1; i < b->count; i += 2)
+    free(b->p[i]);
+  for (size_t i = 0; i < b->count; i += 2)
+    free(b->p[i]);
+  b->count = 0;
+}
+
+static int mode_decay(unsigned ms)
+{
+  static struct burst b;
+  size_t r0, r1, r2;
+  unsigned t;
+  free(opaque(malloc(100)));
+  r0 = rss();
+  if (burst_alloc(&b, 128 * MIB, 40 << 10, 2 << 20, 0) != 0)
+    return 1;
+  burst_free(&b);
+  r1 = rss();
+  for (t = 0; t < ms; t += 10) {
+    /* Through opaque(): the compiler may drop a malloc/free pair. */
+    void *p = opaque(malloc(300000)), *q = opaque(malloc(50000));
+    free(p);
+    free(q);
+    sleep_ms(10);
+  }
+  r2 = rss();
+  printf("rss_start=%zu\nrss_freed=%zu\nrss_end=%zu\n", r0, r1, r2);
+  return 0;
+}
+
+static int mode_retain(void)
+{
+  static struct burst b;
+  static pallet_stats_t st;
+  stats_get_fn get = stats_get();
+  if (burst_alloc(&b, 64 * MIB, 300 << 10, 3 << 20, 0) != 0)
+    return 1;
+  burst_free(&b);
+  malloc_trim(0);
+  get(&st);
+  printf("chunks=%zu\n", st.chunks);
+  return 0;
+}
+
+static int mode_reuse(void)
+{
+  static struct burst b;
+  int round;
+  for (round = 0; round < 3; round++) {
+    if (burst_alloc(&b, 64 * MIB, 16, 300 << 10, round > 0) != 0)
+      return 1;
+    burst_free(&b);
+    malloc_trim(0);
+  }
+  return 0;
+}
+
+int main(int argc, char **argv)
+{
+  int rc;
+  if (argc < 2) {
+    fprintf(stderr, "usage: %s work|overflow|uaf|tcache|decay MS|retain|reuse\n", argv[0]);
+    return 2;
+  }
+  if (strcmp(argv[1], "work") == 0)
+    rc = mode_work();
+  else if (strcmp(argv[1], "overflow") == 0)
+    rc = mode_overflow();
+  else if (strcmp(argv[1], "uaf") == 0)
+    rc = mode_uaf();
+  else if (strcmp(argv[1], "tcache") == 0)
+    rc = mode_tcache();
+  else if (strcmp(argv[1], "decay") == 0)
+    rc = mode_decay(argc > 2 ? (unsigned)atoi(argv[2]) : 500);
+  else if (strcmp(argv[1], "retain") == 0)
+    rc = mode_retain();
+  else if (strcmp(argv[1], "reuse") == 0)
+    rc = mode_reuse();
+  else {
+    fprintf(stderr, "options_effect_prog: unknown mode %s\n", argv[1]);
+    return 2;
+  }
+  if (rc == 0)
+    printf("ok\n");
+  return rc;
+}
