@@ -124,6 +124,10 @@ void pallet_stats_print(FILE *out, int format);
  * stderr and returns -1. */
 int pallet_heap_check(void);
 
+/* Writes an SVG picture of the heap to out (doc/heapmap.md).  Returns 0,
+ * or -1 with errno set (EINVAL: out is NULL; else the failed write's). */
+int pallet_heap_map(FILE *out);
+
 #ifdef __cplusplus
 }
 #endif

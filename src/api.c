@@ -20,6 +20,7 @@
 #include "chunk.h"
 #include "common.h"
 #include "error.h"
+#include "heapmap.h"
 #include "large.h"
 #include "lifecycle.h"
 #include "meta.h"
@@ -55,7 +56,7 @@ static PL_NOINLINE void decay_tick(void) {
                                    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
     return;
   if (PL_UNLIKELY(pl_opt.background)) pl_background_ensure();
-  pl_large_purge(pl_opt.decay_ms);
+  pl_decay_run(pl_opt.decay_ms);
 }
 
 /* A block of class cls for the calling thread, from its cache, a refill,
@@ -537,6 +538,11 @@ API int pallet_heap_check(void) {
   int rc = pl_span_heap_check();
   if (rc == 0) rc = pl_central_check();
   return rc;
+}
+
+API int pallet_heap_map(FILE *out) {
+  pl_ensure_init();
+  return pl_heap_map_write(out);
 }
 
 /* ---- the standard names --------------------------------------------- */

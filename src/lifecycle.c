@@ -33,6 +33,11 @@ static int atfork_done;
 
 static int bg_running;
 
+void pl_decay_run(uint64_t age_ms) {
+  pl_central_release_spares();
+  pl_large_purge(age_ms);
+}
+
 /* The optional background thread: every quarter of the decay time, gives
  * back what has been free for the decay time.  It never allocates. */
 static void *bg_main(void *arg) {
@@ -42,7 +47,7 @@ static void *bg_main(void *arg) {
     uint64_t ms = pl_opt.decay_ms / 4 + 10;
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
-    pl_large_purge(pl_opt.decay_ms);
+    pl_decay_run(pl_opt.decay_ms);
   }
   return NULL;
 }

@@ -26,6 +26,10 @@ PL_INLINE void pl_ensure_init(void) {
   if (PL_UNLIKELY(__atomic_load_n(&pl_init_state, __ATOMIC_ACQUIRE) != 2))
     pl_init_slow();
 }
+/* One decay pass: the central transfer arrays go back to their spans,
+ * wholly free spans go back to the heap, and whatever has been free for
+ * at least age_ms is purged or unmapped. */
+void pl_decay_run(uint64_t age_ms) PL_HIDDEN;
 /* Starts the purging thread if PALLET_BACKGROUND_THREAD asks for one and
  * it is not running (also again in the child of a fork). */
 void pl_background_ensure(void) PL_HIDDEN;

@@ -144,8 +144,9 @@ static int bg_child(void)
     return 4;
   }
   if (rss > rss0 + MARGIN) {
-    fprintf(stderr, "bg-child: idle for 3 s with PALLET_BACKGROUND_THREAD=1, RSS is %.1f MiB, "
-            "start %.1f MiB: not given back\n", fp_mib(rss), fp_mib(rss0));
+    const char *bg = getenv("PALLET_BACKGROUND_THREAD");
+    fprintf(stderr, "bg-child: idle for 3 s with PALLET_BACKGROUND_THREAD=%s, RSS is %.1f MiB, "
+            "start %.1f MiB: not given back\n", bg ? bg : "(unset)", fp_mib(rss), fp_mib(rss0));
     pallet_stats_print(stderr, PALLET_STATS_TEXT);
     return 1;
   }

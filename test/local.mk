@@ -7,3 +7,5 @@ PL_UNIT_FLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
 include test/api.mk
 include test/unit.mk
 include test/fuzz.mk
+include test/heapmap.mk
+include test/footprint.mk
