@@ -102,7 +102,7 @@ else
       CORRUPT_SHIM_MODE=hang -- \
       "$STRESS_BIN" --threads 3 --duration 60 --watchdog 2 --quiet; then
     expect "$tmp/err" 'FAILED: watchdog: no progress' "watchdog report"
-    expect "$tmp/err" 'thread [0-9]+ \(generation [0-9]+\) stuck for [0-9]+ s in malloc' \
+    expect "$tmp/err" 'thread [0-9]+ \(generation [0-9]+\) stuck for [0-9]+ s in (malloc|calloc|realloc|posix_memalign|aligned_alloc|memalign|valloc)' \
       "watchdog names the stuck thread and call"
   fi
   if run "crashing fork child is reported" 1 LD_PRELOAD="$STRESS_SHIM" \
