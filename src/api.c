@@ -179,7 +179,7 @@ static void resolve(void *p, const char *func, block_ref_t *r) {
   }
   size_t off = ((uintptr_t)p & (PL_CHUNK_SIZE - 1)) - (info & PL_PI_OFFSET_MASK);
   if (pl_class_index(cls, off) * pl_class_info[cls].size != off ||
-      pl_class_off_misaligned(off, pl_class_info[cls].recip))
+      pl_class_off_misaligned(off, pl_class_recip_shifted(cls)))
     pl_fatal_ptr(func, "invalid pointer", p);
   r->kind = 1;
   r->cls = cls;
@@ -188,7 +188,8 @@ static void resolve(void *p, const char *func, block_ref_t *r) {
 
 /* Gives back a small block whose pointer has been validated. */
 static void free_small(void *p, unsigned cls, const char *func) {
-  if (*(uintptr_t *)p == pl_free_key(p)) pl_fatal_ptr(func, "double free", p);
+  if (pl_config_hardening && *(uintptr_t *)p == pl_free_key(p))
+    pl_fatal_ptr(func, "double free", p);
   pl_tcache_t *tc = pl_tc;
   if (PL_UNLIKELY(tc->state != PL_TC_ACTIVE)) {
     if (tc == &pl_tcache_boot) {
@@ -228,7 +229,8 @@ static PL_NOINLINE void free_slow(void *p) {
   block_ref_t r;
   resolve(p, "free", &r);
   if (PL_UNLIKELY(pl_opt.canary)) {
-    if (r.kind == 1 && *(uintptr_t *)p == pl_free_key(p)) pl_fatal_ptr("free", "double free", p);
+    if (pl_config_hardening && r.kind == 1 && *(uintptr_t *)p == pl_free_key(p))
+      pl_fatal_ptr("free", "double free", p);
     pl_canary_check(p, r.usable, "free");
   }
   free_ref(p, &r, "free");
@@ -256,7 +258,7 @@ API void *pallet_malloc(size_t n) {
     if (PL_LIKELY(c != 0)) {
       void **p = b->slots[--c];
       __atomic_store_n(&b->count, c, __ATOMIC_RELAXED);
-      p[0] = NULL;
+      if (pl_config_hardening) p[0] = NULL; /* the free key */
       return p;
     }
   }
@@ -274,13 +276,14 @@ API void pallet_free(void *p) {
     if (pl_config_hardening) {
       /* p must start a block (the fraction of off / size is zero, see
        * sizeclass.h), and must not hold its free key already. */
-      size_t off = ((uintptr_t)p & (PL_CHUNK_SIZE - 1)) - (info & PL_PI_OFFSET_MASK);
+      /* (p - info) keeps the span offset's borrow out of bits >= 22. */
+      size_t off = ((uintptr_t)p - info) & (PL_CHUNK_SIZE - 1);
       if (PL_UNLIKELY(pl_class_off_misaligned(off, b->recip) || *(uintptr_t *)p == key))
         goto slow;
     }
     b->slots[c] = p;
     __atomic_store_n(&b->count, c + 1, __ATOMIC_RELAXED);
-    *(uintptr_t *)p = key;
+    if (pl_config_hardening) *(uintptr_t *)p = key;
     return;
   }
 slow:
@@ -301,7 +304,7 @@ API void *pallet_realloc(void *p, size_t n) {
   }
   block_ref_t r;
   resolve(p, "realloc", &r);
-  if (r.kind == 1 && *(uintptr_t *)p == pl_free_key(p))
+  if (pl_config_hardening && r.kind == 1 && *(uintptr_t *)p == pl_free_key(p))
     pl_fatal_ptr("realloc", "double free", p);
   if (PL_UNLIKELY(n > PL_MAX_REQUEST)) return enomem();
   if (PL_UNLIKELY(pl_opt.canary)) {
@@ -389,7 +392,7 @@ API size_t pallet_malloc_usable_size(void *p) {
   if (p == NULL) return 0;
   block_ref_t r;
   resolve(p, "malloc_usable_size", &r);
-  if (r.kind == 1 && *(uintptr_t *)p == pl_free_key(p))
+  if (pl_config_hardening && r.kind == 1 && *(uintptr_t *)p == pl_free_key(p))
     pl_fatal_ptr("malloc_usable_size", "double free", p);
   if (PL_UNLIKELY(pl_opt.canary)) return pl_canary_check(p, r.usable, "malloc_usable_size");
   return r.usable;

@@ -11,12 +11,14 @@
 /* Free blocks a class keeps as a plain array of pointers in front of its
  * spans, so that a batch freed by one thread and wanted by another moves
  * with two memcpy under the lock instead of a bitmap update per block.
- * At most XFER_MAX blocks and XFER_BYTES bytes a class; none for classes
- * above 32 KiB, whose spans hold one or two blocks: those go straight back
- * to their spans, which return to the heap and coalesce. */
+ * At most XFER_MAX blocks and XFER_BYTES bytes a class; only XFER_BIG
+ * blocks for classes above 32 KiB, whose spans hold one or two blocks, so
+ * that most of those go back to their spans, which return to the heap and
+ * coalesce, while a block freed and allocated again at once does not. */
 #define XFER_MAX 512
 #define XFER_BYTES ((size_t)128 << 10)
 #define XFER_SIZE_MAX ((size_t)32 << 10)
+#define XFER_BIG 2
 
 typedef struct pl_central {
   pl_lock_t lock;
@@ -164,7 +166,7 @@ static void free_to_spans(unsigned cls, void *const *blocks, size_t n) {
 void pl_central_free_batch(unsigned cls, void *const *blocks, size_t n) {
   pl_central_t *c = &central[cls];
   size_t size = pl_class_info[cls].size;
-  size_t cap = size > XFER_SIZE_MAX ? 0 : XFER_BYTES / size;
+  size_t cap = size > XFER_SIZE_MAX ? XFER_BIG : XFER_BYTES / size;
   if (cap > XFER_MAX) cap = XFER_MAX;
   pl_lock(&c->lock);
   if (c->nxfer + n <= cap) {

@@ -60,9 +60,14 @@ PL_INLINE size_t pl_class_index(unsigned cls, size_t off) {
  *   off * r = k 2^42 + k e + q (2^42 + e) / s,
  * so the low 42 bits are k e < k s <= 2^22 when q = 0, and at least
  * 2^42 / s >= 2^24 when q > 0 (and below 2^42: no wrap).  Bits 22..41 of
- * off * r are therefore all zero exactly when off is a multiple of s. */
-PL_INLINE bool pl_class_off_misaligned(size_t off, uint64_t recip) {
-  return ((off * recip) << 22) >> 44 != 0;
+ * off * r are therefore all zero exactly when off is a multiple of s.
+ * With rs = r << 22 (mod 2^64), off * rs is the low 42 bits of off * r
+ * moved to the top: one shift of 44 leaves exactly bits 22..41. */
+PL_INLINE uint64_t pl_class_recip_shifted(unsigned cls) {
+  return pl_class_info[cls].recip << 22;
+}
+PL_INLINE bool pl_class_off_misaligned(size_t off, uint64_t recip_shifted) {
+  return (off * recip_shifted) >> 44 != 0;
 }
 
 /* The smallest class of size >= n whose size is a multiple of align (a

@@ -80,7 +80,7 @@ pl_tcache_t *pl_tcache_create(void) {
     tc->bins[c].slots = slot;
     tc->bins[c].count = 0;
     tc->bins[c].limit = pl_tcache_cap[c] < START_LIMIT ? pl_tcache_cap[c] : START_LIMIT;
-    tc->bins[c].recip = pl_class_info[c].recip;
+    tc->bins[c].recip = pl_class_recip_shifted(c);
     tc->overflowed[c] = 0;
     tc->seen_count[c] = 0;
     slot += pl_tcache_cap[c];

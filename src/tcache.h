@@ -38,7 +38,7 @@ typedef struct pl_bin {
   void **slots;
   uint32_t count;
   uint32_t limit;
-  uint64_t recip; /* pl_class_info[cls].recip */
+  uint64_t recip; /* pl_class_recip_shifted(cls) */
   uint64_t spare; /* pads the bin to 32 bytes */
 } pl_bin_t;
 

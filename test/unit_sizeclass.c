@@ -104,6 +104,24 @@ static void test_class_index_exhaustive(void **state) {
 }
 
 /* Block starts and the sample interior offsets named by the design. */
+/* free's block-start check (pl_class_off_misaligned, from the shifted
+ * reciprocal alone) against plain division: every offset of every span,
+ * and a sample of offsets up to the end of a chunk. */
+static void test_block_start_check(void **state) {
+  (void)state;
+  for (unsigned c = 1; c <= PL_NCLASSES; c++) {
+    size_t s = pl_class_size(c);
+    size_t span = (size_t)pl_class_info[c].pages * PL_PAGE_SIZE;
+    uint64_t rs = pl_class_recip_shifted(c);
+    for (size_t off = 0; off < span; off++)
+      if (pl_class_off_misaligned(off, rs) != (off % s != 0))
+        fail_msg("class %u (size %zu): offset %zu judged wrongly", c, s, off);
+    for (size_t off = span; off < PL_CHUNK_SIZE; off += 13)
+      if (pl_class_off_misaligned(off, rs) != (off % s != 0))
+        fail_msg("class %u (size %zu): far offset %zu judged wrongly", c, s, off);
+  }
+}
+
 static void test_class_index_boundaries(void **state) {
   (void)state;
   static const size_t deltas[] = {1, 8, 15};
@@ -162,6 +180,7 @@ int main(void) {
       cmocka_unit_test(test_span_geometry),
       cmocka_unit_test(test_class_index_exhaustive),
       cmocka_unit_test(test_class_index_boundaries),
+      cmocka_unit_test(test_block_start_check),
       cmocka_unit_test(test_aligned_classes),
   };
   return cmocka_run_group_tests_name("unit_sizeclass", tests, setup, NULL);
