@@ -30,6 +30,9 @@ typedef struct pl_central {
 } PL_ALIGNED(PL_CACHELINE) pl_central_t;
 
 static pl_central_t central[PL_NCLASSES + 1];
+/* Bytes in all transfer arrays (updated under the class locks, read
+ * without them as a hint). */
+static size_t xfer_bytes;
 
 #define SPARE_MAX_BYTES ((size_t)64 << 10)
 
@@ -83,6 +86,7 @@ size_t pl_central_alloc_batch(unsigned cls, void **out, size_t n) {
     size_t k = c->nxfer < n ? c->nxfer : n;
     c->nxfer -= k;
     memcpy(out, c->xfer + c->nxfer, k * sizeof(void *));
+    __atomic_fetch_sub(&xfer_bytes, k * size, __ATOMIC_RELAXED);
     got = k;
   }
   while (got < n) {
@@ -173,6 +177,7 @@ void pl_central_free_batch(unsigned cls, void *const *blocks, size_t n) {
     /* Room for the whole batch in the transfer array. */
     memcpy(c->xfer + c->nxfer, blocks, n * sizeof(void *));
     c->nxfer += n;
+    __atomic_fetch_add(&xfer_bytes, n * size, __ATOMIC_RELAXED);
     pl_unlock(&c->lock);
     return;
   }
@@ -189,6 +194,7 @@ void pl_central_drain(unsigned cls) {
     size_t k = c->nxfer < 64 ? c->nxfer : 64;
     c->nxfer -= k;
     memcpy(batch, c->xfer + c->nxfer, k * sizeof(void *));
+    __atomic_fetch_sub(&xfer_bytes, k * pl_class_info[cls].size, __ATOMIC_RELAXED);
     pl_unlock(&c->lock);
     if (k == 0) return;
     free_to_spans(cls, batch, k);
@@ -217,6 +223,8 @@ void pl_central_release_spares(void) {
     }
   }
 }
+
+size_t pl_central_xfer_bytes(void) { return __atomic_load_n(&xfer_bytes, __ATOMIC_RELAXED); }
 
 void pl_central_totals(unsigned cls, pl_central_totals_t *t) {
   pl_central_t *c = &central[cls];

@@ -44,6 +44,8 @@ void pl_central_drain(unsigned cls) PL_HIDDEN;
  * wholly free spans of every class to the span heap (malloc_trim). */
 void pl_central_release_spares(void) PL_HIDDEN;
 
+/* Bytes parked in all transfer arrays (a hint: read without locks). */
+size_t pl_central_xfer_bytes(void) PL_HIDDEN;
 /* Takes / releases every class lock, in ascending class order. */
 void pl_central_lock_all(void) PL_HIDDEN;
 void pl_central_unlock_all(void) PL_HIDDEN;

@@ -68,7 +68,21 @@ void pl_background_ensure(void) {
   pthread_attr_destroy(&attr);
 }
 
-static void tc_destructor(void *arg) { pl_tcache_destroy((pl_tcache_t *)arg); }
+/* Thread exit: the cache goes back to the central lists.  A thread that
+ * exits after a burst may leave a lot of free memory behind and nothing
+ * may call into the heap for a long time after it (the usual decay runs
+ * on slow paths): when the transfer arrays hold more than 1 MiB, or the
+ * heap more free memory than its dirty limit, the transfer arrays go back
+ * to their spans and the excess is purged now, whatever its age.  (Short-lived threads that leave little
+ * behind pay one locked comparison.) */
+#define EXIT_XFER_BYTES ((size_t)1 << 20)
+static void tc_destructor(void *arg) {
+  pl_tcache_destroy((pl_tcache_t *)arg);
+  if (pl_central_xfer_bytes() > EXIT_XFER_BYTES || pl_span_over_limit()) {
+    pl_central_release_spares();
+    pl_span_purge_excess();
+  }
+}
 
 static void fork_prepare(void) {
   pl_lock(&init_lock);

@@ -281,10 +281,14 @@ static size_t dirty_limit_pages(void) {
   return floor > ratio ? floor : ratio;
 }
 
-/* Dirty memory above the limit is purged as frees come in: what has been
- * free for PURGE_MIN_AGE_MS at most every PURGE_MIN_AGE_MS (so that a
- * block freed and allocated again at once is not purged in between), and,
- * above four times the limit, anything, largest first. */
+/* Dirty memory above the limit is purged as frees come in.  A span of
+ * small blocks comes back only once every block of it has been freed, so
+ * it is memory a shrinking working set left behind: past the limit it is
+ * purged at once, down to a quarter of the limit, whatever its age (so
+ * that a burst of small frees leaves little behind even in a process that
+ * then goes quiet).  A large block may well be allocated again at once:
+ * past the limit only spans free for PURGE_MIN_AGE_MS are purged (at most
+ * every PURGE_MIN_AGE_MS), and past four times the limit anything. */
 #define PURGE_MIN_AGE_MS 100
 static uint64_t next_soft_purge;
 
@@ -292,15 +296,32 @@ void pl_span_free(pl_span_t *s) {
   uint64_t now = pl_os_now_ms();
   pl_lock(&heap_lock);
   pl_dassert(s->state == PL_SPAN_SMALL || s->state == PL_SPAN_LARGE);
+  bool small = s->state == PL_SPAN_SMALL;
   active_pages -= s->npages;
   free_locked(s, PL_SPAN_DIRTY, now);
   size_t limit = dirty_limit_pages();
-  bool soft = dirty_pages > limit && now >= next_soft_purge;
-  bool hard = dirty_pages > 4 * limit;
+  bool over = dirty_pages > limit;
+  bool soft = over && !small && now >= next_soft_purge;
+  bool hard = small ? over : dirty_pages > 4 * limit;
   if (soft) next_soft_purge = now + PURGE_MIN_AGE_MS;
   pl_unlock(&heap_lock);
   if (PL_UNLIKELY(soft)) pl_span_purge(PURGE_MIN_AGE_MS, false, (limit / 2) << PL_PAGE_SHIFT);
-  if (PL_UNLIKELY(hard)) pl_span_purge(0, false, limit << PL_PAGE_SHIFT);
+  if (PL_UNLIKELY(hard)) pl_span_purge(0, false, (small ? limit / 4 : limit) << PL_PAGE_SHIFT);
+}
+
+bool pl_span_over_limit(void) {
+  pl_lock(&heap_lock);
+  bool over = dirty_pages > dirty_limit_pages();
+  pl_unlock(&heap_lock);
+  return over;
+}
+
+size_t pl_span_purge_excess(void) {
+  pl_lock(&heap_lock);
+  size_t limit = dirty_limit_pages();
+  bool over = dirty_pages > limit;
+  pl_unlock(&heap_lock);
+  return over ? pl_span_purge(0, false, (limit / 2) << PL_PAGE_SHIFT) : 0;
 }
 
 size_t pl_span_dirty_bytes(void) {
