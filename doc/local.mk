@@ -8,6 +8,7 @@
 #   doc/stress.md  the pallet-stress harness (tools/)
 #   doc/fuzzing.md the libFuzzer harness (test/fuzz/)
 #   doc/security.md what the checks catch and what they do not
+#   doc/benchmarks.md a full comparison run, with the machine and commands
 # (tools/local.mk and test/fuzz.mk list their doc too; a file listed twice
 # is copied once.)
 
@@ -18,4 +19,6 @@ EXTRA_DIST += \
 	doc/tuning.md \
 	doc/stress.md \
 	doc/fuzzing.md \
-	doc/security.md
+	doc/security.md \
+	doc/benchmarks.md \
+	doc/img/bench-ratio.png

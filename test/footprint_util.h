@@ -51,23 +51,7 @@ TU_FN void fp_unmap(void *p, size_t bytes)
 
 /* Resident set in bytes, from /proc/self/statm (field `field`: 0 = total
  * virtual size, 1 = resident). */
-TU_FN size_t fp_statm(int field)
-{
-  char buf[256];
-  unsigned long v[2] = {0, 0};
-  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-  ssize_t n;
-  if (fd < 0)
-    return 0;
-  n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0)
-    return 0;
-  buf[n] = '\0';
-  if (sscanf(buf, "%lu %lu", &v[0], &v[1]) != 2)
-    return 0;
-  return (size_t)v[field] * (size_t)sysconf(_SC_PAGESIZE);
-}
+TU_FN size_t fp_statm(int field) { return statm_bytes(field); }
 
 TU_FN size_t fp_rss(void) { return fp_statm(1); }
 TU_FN size_t fp_vsize(void) { return fp_statm(0); }

@@ -4,6 +4,8 @@
 PL_UNIT_LIBS = libpallet_core.la $(CMOCKA_LIBS) $(PTHREAD_LIBS)
 PL_UNIT_FLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
 
+EXTRA_DIST += test/statm.h
+
 include test/api.mk
 include test/unit.mk
 include test/fuzz.mk

@@ -34,6 +34,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "statm.h"
+
 #include "pallet.h" /* the types only; nothing of it is linked */
 
 #define MIB ((size_t)1 << 20)
@@ -66,23 +68,7 @@ static size_t tu_index(size_t i)
   return v;
 }
 
-static size_t rss(void)
-{
-  char buf[128];
-  unsigned long vs = 0, res = 0;
-  int fd = open("/proc/self/statm", O_RDONLY);
-  ssize_t n;
-  if (fd < 0)
-    return 0;
-  n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0)
-    return 0;
-  buf[n] = '\0';
-  if (sscanf(buf, "%lu %lu", &vs, &res) != 2)
-    return 0;
-  return (size_t)res * (size_t)sysconf(_SC_PAGESIZE);
-}
+static size_t rss(void) { return statm_bytes(1); }
 
 static void sleep_ms(unsigned ms)
 {

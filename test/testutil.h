@@ -23,6 +23,7 @@
 #endif
 
 #include <errno.h>
+#include "statm.h"
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -175,14 +176,7 @@ TU_FN size_t tu_first_nonzero(const void *p, size_t n)
 /* Resident set of this process in bytes (from /proc/self/statm). */
 TU_FN size_t tu_rss_bytes(void)
 {
-  FILE *f = fopen("/proc/self/statm", "r");
-  unsigned long size = 0, resident = 0;
-  if (f == NULL)
-    return 0;
-  if (fscanf(f, "%lu %lu", &size, &resident) != 2)
-    resident = 0;
-  fclose(f);
-  return (size_t)resident * tu_page_size();
+  return statm_bytes(1);
 }
 
 /* ---- death tests ---------------------------------------------------- */

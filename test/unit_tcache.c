@@ -219,6 +219,21 @@ static void test_limit_growth(void **state) {
 }
 
 /* After refills the blocks held by the cache stay within the budget. */
+/* Runs 16 refills of class `trigger` (32-byte blocks), keeping the
+ * blocks in keep[]; returns the new count of kept blocks. */
+static size_t run_refills(pl_tcache_t *tc, unsigned trigger, void **keep, size_t nkeep,
+                          size_t maxb) {
+  for (int r = 0; r < 16; r++) {
+    while (tc->bins[trigger].count > 0) {
+      assert_true(nkeep < maxb);
+      keep[nkeep++] = pallet_malloc(32);
+    }
+    assert_true(nkeep < maxb);
+    keep[nkeep++] = pallet_malloc(32); /* refill */
+  }
+  return nkeep;
+}
+
 static void test_budget(void **state) {
   (void)state;
   pl_tcache_t *tc = pl_tc;
@@ -243,15 +258,8 @@ static void test_budget(void **state) {
       for (size_t i = 0; i < k; i++) pallet_free(blk[i]);
     }
     /* The budget holds within 16 slow-path events (BUDGET_RECOUNT in
-     * tcache.c): run 16 refills of another class. */
-    for (int r = 0; r < 16; r++) {
-      while (tc->bins[trigger].count > 0) {
-        assert_true(nkeep < MAXB);
-        keep[nkeep++] = pallet_malloc(32);
-      }
-      assert_true(nkeep < MAXB);
-      keep[nkeep++] = pallet_malloc(32); /* refill */
-    }
+     * tcache.c). */
+    nkeep = run_refills(tc, trigger, keep, nkeep, MAXB);
     size_t bytes = cached_bytes(tc);
     if (bytes > worst) worst = bytes;
     if (bytes > pl_tcache_max_bytes)
@@ -301,15 +309,8 @@ static void test_budget_fast_fill(void **state) {
     keep[nkeep++] = pallet_malloc(32);
   }
   /* The budget is checked on slow paths and holds within 16 of them
-   * (tcache.c, BUDGET_RECOUNT): run 16 refills. */
-  for (int r = 0; r < 16; r++) {
-    while (tc->bins[trigger].count > 0) {
-      assert_true(nkeep < MAXB);
-      keep[nkeep++] = pallet_malloc(32);
-    }
-    assert_true(nkeep < MAXB);
-    keep[nkeep++] = pallet_malloc(32); /* refill */
-  }
+   * (tcache.c, BUDGET_RECOUNT). */
+  nkeep = run_refills(tc, trigger, keep, nkeep, MAXB);
   size_t bytes = cached_bytes(tc);
   /* The fill alone was above the budget, so the refill had to trim. */
   assert_true(filled > pl_tcache_max_bytes);
