@@ -59,6 +59,22 @@ static PL_NOINLINE void decay_tick(void) {
   pl_decay_run(pl_opt.decay_ms);
 }
 
+/* The two halves of the fast paths, shared with the slow paths.  pop: the
+ * top of a non-empty bin, with its free key cleared; push: onto a bin
+ * with room, with the free key written. */
+PL_INLINE void *bin_pop(pl_bin_t *b, uint32_t c) {
+  void **p = b->slots[--c];
+  __atomic_store_n(&b->count, c, __ATOMIC_RELAXED);
+  if (pl_config_hardening) p[0] = NULL;
+  return p;
+}
+
+PL_INLINE void bin_push(pl_bin_t *b, uint32_t c, void *p, uintptr_t key) {
+  b->slots[c] = p;
+  __atomic_store_n(&b->count, c + 1, __ATOMIC_RELAXED);
+  if (pl_config_hardening) *(uintptr_t *)p = key;
+}
+
 /* A block of class cls for the calling thread, from its cache, a refill,
  * or (while it has no cache) the central lists.  NULL when out of memory. */
 static void *alloc_small(unsigned cls) {
@@ -78,12 +94,7 @@ static void *alloc_small(unsigned cls) {
   }
   pl_bin_t *b = &tc->bins[cls];
   uint32_t c = b->count;
-  if (c != 0) {
-    void **p = b->slots[--c];
-    __atomic_store_n(&b->count, c, __ATOMIC_RELAXED);
-    p[0] = NULL;
-    return p;
-  }
+  if (c != 0) return bin_pop(b, c);
   decay_tick();
   return pl_tcache_refill_pop(tc, cls);
 }
@@ -131,6 +142,7 @@ static void *alloc_aligned_raw(size_t a, size_t n) {
       return p ? p : enomem();
     }
   }
+  decay_tick();
   void *p = pl_large_alloc(n ? n : 1, a, false);
   return p ? p : enomem();
 }
@@ -206,9 +218,7 @@ static void free_small(void *p, unsigned cls, const char *func) {
   pl_bin_t *b = &tc->bins[cls];
   uint32_t c = b->count;
   if (c < b->limit) {
-    b->slots[c] = p;
-    __atomic_store_n(&b->count, c + 1, __ATOMIC_RELAXED);
-    *(uintptr_t *)p = pl_free_key(p);
+    bin_push(b, c, p, pl_free_key(p));
     return;
   }
   decay_tick();
@@ -255,12 +265,7 @@ API void *pallet_malloc(size_t n) {
   if (PL_LIKELY(n <= PL_SMALL_MAX)) {
     pl_bin_t *b = &pl_tc->bins[pl_size_class(n)];
     uint32_t c = b->count;
-    if (PL_LIKELY(c != 0)) {
-      void **p = b->slots[--c];
-      __atomic_store_n(&b->count, c, __ATOMIC_RELAXED);
-      if (pl_config_hardening) p[0] = NULL; /* the free key */
-      return p;
-    }
+    if (PL_LIKELY(c != 0)) return bin_pop(b, c);
   }
   return alloc_any(n, false);
 }
@@ -275,15 +280,13 @@ API void pallet_free(void *p) {
     uintptr_t key = pl_free_key(p);
     if (pl_config_hardening) {
       /* p must start a block (the fraction of off / size is zero, see
-       * sizeclass.h), and must not hold its free key already. */
-      /* (p - info) keeps the span offset's borrow out of bits >= 22. */
+       * sizeclass.h), and must not hold its free key already.  (p - info)
+       * keeps the span offset's borrow out of bits >= 22. */
       size_t off = ((uintptr_t)p - info) & (PL_CHUNK_SIZE - 1);
       if (PL_UNLIKELY(pl_class_off_misaligned(off, b->recip) || *(uintptr_t *)p == key))
         goto slow;
     }
-    b->slots[c] = p;
-    __atomic_store_n(&b->count, c + 1, __ATOMIC_RELAXED);
-    if (pl_config_hardening) *(uintptr_t *)p = key;
+    bin_push(b, c, p, key);
     return;
   }
 slow:
