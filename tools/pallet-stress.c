@@ -659,6 +659,10 @@ static bool alloc_block(struct worker *w, struct slot *s, size_t size) {
     uint64_t r = below(w, 100);
     align = pick_align(w);
     if (size > (1 << 20) && align > 4096) align = 4096;
+    /* No zero-byte aligned requests: what they return is the
+     * implementation's choice (jemalloc 5.3.0 gives memalign(1024, 0) a
+     * pointer aligned to 16 only, and is right to: there are no bytes). */
+    if (size == 0) size = 1;
     if (r < 40) {
       kind = K_POSIX_MEMALIGN;
       how = "posix_memalign";
