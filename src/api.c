@@ -332,7 +332,17 @@ API void *pallet_realloc(void *p, size_t n) {
   }
   if (r.kind == 2 && pl_large_resize(r.span, n)) return p;
   if (r.kind == 3 && pl_huge_resize(r.chunk, n)) return p;
-  void *q = alloc_any(n, false);
+  /* A small block that grows moves to a class with room for half as much
+   * again, so that a buffer grown a little at a time moves a few times
+   * per doubling instead of through every class (and leaves fewer freed
+   * blocks of passing sizes behind). */
+  size_t want = n;
+  if (r.kind == 1 && n <= PL_SMALL_MAX) {
+    size_t roomy = r.usable + r.usable / 2;
+    if (roomy > want) want = roomy < PL_SMALL_MAX ? roomy : PL_SMALL_MAX;
+  }
+  void *q = alloc_any(want, false);
+  if (q == NULL && want > n) q = alloc_any(n, false);
   if (q == NULL) return NULL; /* errno is ENOMEM; p is untouched */
   memcpy(q, p, r.usable);
   int saved = errno;
