@@ -47,8 +47,7 @@ PL_INLINE void *enomem(void) {
  * the same on a timer, for processes that go quiet. */
 static uint64_t next_decay_ms;
 
-static PL_NOINLINE void decay_tick(void) {
-  uint64_t now = pl_os_now_ms();
+static void decay_if_due(uint64_t now) {
   uint64_t next = __atomic_load_n(&next_decay_ms, __ATOMIC_RELAXED);
   if (now < next) return;
   uint64_t period = pl_opt.decay_ms / 4 + 1;
@@ -57,6 +56,23 @@ static PL_NOINLINE void decay_tick(void) {
     return;
   if (PL_UNLIKELY(pl_opt.background)) pl_background_ensure();
   pl_decay_run(pl_opt.decay_ms);
+}
+
+static PL_NOINLINE void decay_tick(void) {
+  uint64_t now = pl_os_now_ms();
+  pl_tcache_t *tc = pl_tc;
+  if (tc->state == PL_TC_ACTIVE) __atomic_store_n(&tc->last_slow_ms, now, __ATOMIC_RELAXED);
+  decay_if_due(now);
+}
+
+/* A decay pass found this thread idle, holding a cache, and poked it: its
+ * next free lands here and gives the whole cache back (and runs the next
+ * pass if one is due, since an idle thread may be all that still calls
+ * in). */
+static PL_NOINLINE void give_back_idle_cache(pl_tcache_t *tc) {
+  pl_tcache_unpoke(tc);
+  pl_tcache_flush_all(tc);
+  decay_tick();
 }
 
 /* The two halves of the fast paths, shared with the slow paths.  pop: the
@@ -215,9 +231,10 @@ static void free_small(void *p, unsigned cls, const char *func) {
       return;
     }
   }
+  if (PL_UNLIKELY(__atomic_load_n(&tc->poked, __ATOMIC_RELAXED))) give_back_idle_cache(tc);
   pl_bin_t *b = &tc->bins[cls];
   uint32_t c = b->count;
-  if (c < b->limit) {
+  if (c < b->real_limit) {
     bin_push(b, c, p, pl_free_key(p));
     return;
   }
@@ -276,7 +293,7 @@ API void pallet_free(void *p) {
   /* Class 0 (not a small block, or not ours) has a bin with limit 0. */
   pl_bin_t *b = &pl_tc->bins[info >> PL_PI_CLASS_SHIFT];
   uint32_t c = b->count;
-  if (PL_LIKELY(c < b->limit)) {
+  if (PL_LIKELY(c < __atomic_load_n(&b->limit, __ATOMIC_RELAXED))) {
     uintptr_t key = pl_free_key(p);
     if (pl_config_hardening) {
       /* p must start a block (the fraction of off / size is zero, see

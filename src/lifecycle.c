@@ -36,6 +36,7 @@ static int bg_running;
 void pl_decay_run(uint64_t age_ms) {
   pl_central_release_spares();
   pl_large_purge(age_ms);
+  pl_tcache_poke_idle(pl_os_now_ms(), age_ms);
 }
 
 /* The optional background thread: every quarter of the decay time, gives

@@ -27,8 +27,9 @@ PL_INLINE void pl_ensure_init(void) {
     pl_init_slow();
 }
 /* One decay pass: the central transfer arrays go back to their spans,
- * wholly free spans go back to the heap, and whatever has been free for
- * at least age_ms is purged or unmapped. */
+ * wholly free spans go back to the heap, whatever has been free for at
+ * least age_ms is purged or unmapped, and the caches of threads that have
+ * not reached the heap for age_ms are poked (tcache.h). */
 void pl_decay_run(uint64_t age_ms) PL_HIDDEN;
 /* Starts the purging thread if PALLET_BACKGROUND_THREAD asks for one and
  * it is not running (also again in the child of a fork). */

@@ -9,6 +9,7 @@
 #include "central.h"
 #include "lock.h"
 #include "meta.h"
+#include "os.h"
 
 __thread pl_tcache_t *pl_tc __attribute__((tls_model("initial-exec"))) =
     &pl_tcache_boot;
@@ -48,6 +49,34 @@ void pl_tcache_init_caps(void) {
   total_slots = total;
 }
 
+/* The owner changes a bin's limit; while a poke is in force the fast-path
+ * gate stays at 0 until the owner lifts it. */
+static void set_limit(pl_tcache_t *tc, pl_bin_t *b, uint32_t nl) {
+  b->real_limit = nl;
+  if (!__atomic_load_n(&tc->poked, __ATOMIC_RELAXED)) __atomic_store_n(&b->limit, nl, __ATOMIC_RELAXED);
+}
+
+void pl_tcache_poke_idle(uint64_t now, uint64_t age_ms) {
+  pl_lock(&registry_lock);
+  for (pl_tcache_t *tc = registry; tc; tc = tc->next) {
+    if (__atomic_load_n(&tc->last_slow_ms, __ATOMIC_RELAXED) + age_ms > now) continue;
+    if (__atomic_load_n(&tc->poked, __ATOMIC_RELAXED)) continue;
+    bool holds = false;
+    for (unsigned c = 1; c <= PL_NCLASSES && !holds; c++)
+      holds = __atomic_load_n(&tc->bins[c].count, __ATOMIC_RELAXED) != 0;
+    if (!holds) continue;
+    __atomic_store_n(&tc->poked, 1, __ATOMIC_RELAXED);
+    for (unsigned c = 1; c <= PL_NCLASSES; c++) __atomic_store_n(&tc->bins[c].limit, 0, __ATOMIC_RELAXED);
+  }
+  pl_unlock(&registry_lock);
+}
+
+void pl_tcache_unpoke(pl_tcache_t *tc) {
+  __atomic_store_n(&tc->poked, 0, __ATOMIC_RELAXED);
+  for (unsigned c = 1; c <= PL_NCLASSES; c++)
+    __atomic_store_n(&tc->bins[c].limit, tc->bins[c].real_limit, __ATOMIC_RELAXED);
+}
+
 static void registry_add(pl_tcache_t *tc) {
   tc->prev = NULL;
   tc->next = registry;
@@ -80,6 +109,7 @@ pl_tcache_t *pl_tcache_create(void) {
     tc->bins[c].slots = slot;
     tc->bins[c].count = 0;
     tc->bins[c].limit = pl_tcache_cap[c] < START_LIMIT ? pl_tcache_cap[c] : START_LIMIT;
+    tc->bins[c].real_limit = tc->bins[c].limit;
     tc->bins[c].recip = pl_class_recip_shifted(c);
     tc->overflowed[c] = 0;
     tc->seen_count[c] = 0;
@@ -88,6 +118,9 @@ pl_tcache_t *pl_tcache_create(void) {
   tc->bins[0].slots = NULL;
   tc->bins[0].count = 0;
   tc->bins[0].limit = 0;
+  tc->bins[0].real_limit = 0;
+  tc->poked = 0;
+  tc->last_slow_ms = pl_os_now_ms();
   tc->cached_bytes = 0;
   tc->state = PL_TC_ACTIVE;
   pl_lock(&registry_lock);
@@ -161,16 +194,16 @@ static void check_budget(pl_tcache_t *tc) {
 
 void *pl_tcache_refill_pop(pl_tcache_t *tc, unsigned cls) {
   pl_bin_t *b = &tc->bins[cls];
-  uint32_t want = (b->limit + 1) / 2;
+  uint32_t want = (b->real_limit + 1) / 2;
   if (want == 0) want = 1;
   size_t got = pl_central_alloc_batch(cls, b->slots, want);
   if (got == 0) return NULL;
   /* A class that runs empty again is hot: let it hold more (unless it has
    * been overflowing too, i.e. it is just churning around the limit). */
   uint32_t cap = pl_tcache_cap[cls];
-  if (b->limit < cap && tc->overflowed[cls] < 2) {
-    uint32_t nl = b->limit * 2;
-    b->limit = nl > cap ? cap : nl;
+  if (b->real_limit < cap && tc->overflowed[cls] < 2) {
+    uint32_t nl = b->real_limit * 2;
+    set_limit(tc, b, nl > cap ? cap : nl);
   }
   tc->overflowed[cls] = 0;
   got--;
@@ -189,9 +222,9 @@ void pl_tcache_flush_push(pl_tcache_t *tc, unsigned cls, void *p) {
    * freed more than allocated here (a consumer thread): let it hold more,
    * so that it flushes in bigger batches. */
   uint32_t cap = pl_tcache_cap[cls];
-  if (b->limit < cap && tc->overflowed[cls] >= 2) {
-    uint32_t nl = b->limit * 2;
-    b->limit = nl > cap ? cap : nl;
+  if (b->real_limit < cap && tc->overflowed[cls] >= 2) {
+    uint32_t nl = b->real_limit * 2;
+    set_limit(tc, b, nl > cap ? cap : nl);
   }
   flush_bin(tc, cls, (b->count + 1) / 2);
   uint32_t c = b->count;

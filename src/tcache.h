@@ -38,8 +38,9 @@ typedef struct pl_bin {
   void **slots;
   uint32_t count;
   uint32_t limit;
-  uint64_t recip; /* pl_class_recip_shifted(cls) */
-  uint64_t spare; /* pads the bin to 32 bytes */
+  uint64_t recip;      /* pl_class_recip_shifted(cls) */
+  uint32_t real_limit; /* the limit; `limit` is 0 while the cache is poked */
+  uint32_t pad;
 } pl_bin_t;
 
 typedef enum {
@@ -57,7 +58,9 @@ typedef struct pl_tcache {
    * and the sum of those counts times the class sizes. */
   uint32_t seen_count[PL_NCLASSES + 1];
   size_t cached_bytes;
-  uint64_t events; /* slow-path events, for the periodic recount */
+  uint64_t events;       /* slow-path events, for the periodic recount */
+  uint32_t poked;        /* asked to give its cache back (idle thread) */
+  uint64_t last_slow_ms; /* when this thread last reached the heap */
   struct pl_tcache *next, *prev;       /* registry */
   void *slot_storage[];
 } pl_tcache_t;
@@ -86,6 +89,13 @@ void pl_tcache_flush_all(pl_tcache_t *tc) PL_HIDDEN;
 /* Slow paths: bin of cls is empty / full. */
 void *pl_tcache_refill_pop(pl_tcache_t *tc, unsigned cls) PL_HIDDEN;
 void pl_tcache_flush_push(pl_tcache_t *tc, unsigned cls, void *p) PL_HIDDEN;
+
+/* Idle caches: a decay pass pokes every cache whose thread has not
+ * reached the heap for age_ms and holds blocks: its bin limits drop to 0,
+ * so the thread's next free takes the slow path, which gives the whole
+ * cache back and lifts the limits (pl_tcache_unpoke). */
+void pl_tcache_poke_idle(uint64_t now, uint64_t age_ms) PL_HIDDEN;
+void pl_tcache_unpoke(pl_tcache_t *tc) PL_HIDDEN;
 
 /* Bytes and blocks of class cls held by all caches (relaxed reads). */
 size_t pl_tcache_count_class(unsigned cls) PL_HIDDEN;

@@ -17,9 +17,13 @@
 #include "central.h"
 #include "common.h"
 #include "lifecycle.h"
+#include "os.h"
 #include "sizeclass.h"
 #include "span.h"
 #include "tcache.h"
+
+#include <pthread.h>
+#include <semaphore.h>
 
 #define BUDGET ((size_t)1 << 20)
 
@@ -433,6 +437,59 @@ static void test_destroy(void **state) {
   assert_int_equal(pl_central_check(), 0);
 }
 
+/* An idle thread's cache: a decay pass pokes it (its limits drop to 0),
+ * and the next time the thread frees it gives the whole cache back. */
+struct idle_arg {
+  sem_t ready, go;
+  pl_tcache_t *tc;
+  uint32_t before, after, limit_seen;
+  int poked_after;
+};
+
+static void *idle_worker(void *argp) {
+  struct idle_arg *a = argp;
+  unsigned cls = pl_size_class(64);
+  void *b[48];
+  for (int i = 0; i < 48; i++) b[i] = pallet_malloc(64);
+  for (int i = 0; i < 48; i++) pallet_free(b[i]);
+  a->tc = pl_tc;
+  a->before = pl_tc->bins[cls].count;
+  sem_post(&a->ready);
+  sem_wait(&a->go);
+  a->limit_seen = __atomic_load_n(&pl_tc->bins[cls].limit, __ATOMIC_RELAXED);
+  void *p = pallet_malloc(64); /* a pop: the fast path, unaffected */
+  pallet_free(p);              /* the poked gate: the cache goes back */
+  a->after = pl_tc->bins[cls].count;
+  a->poked_after = (int)__atomic_load_n(&pl_tc->poked, __ATOMIC_RELAXED);
+  return NULL;
+}
+
+static void test_idle_cache_given_back(void **state) {
+  (void)state;
+  struct idle_arg a;
+  pthread_t t;
+  memset(&a, 0, sizeof a);
+  sem_init(&a.ready, 0, 0);
+  sem_init(&a.go, 0, 0);
+  assert_int_equal(pthread_create(&t, NULL, idle_worker, &a), 0);
+  sem_wait(&a.ready);
+  assert_true(a.before >= 16);
+  /* A pass at a time when the worker has not reached the heap for the
+   * decay time: pretend it is an hour later. */
+  pl_tcache_poke_idle(pl_os_now_ms() + 3600 * 1000, 1000);
+  assert_int_equal(__atomic_load_n(&a.tc->poked, __ATOMIC_RELAXED), 1);
+  sem_post(&a.go);
+  pthread_join(t, NULL);
+  assert_int_equal(a.limit_seen, 0);
+  assert_int_equal(a.poked_after, 0);
+  if (a.after > 1) fail_msg("the poked cache still holds %u blocks (had %u)", a.after, a.before);
+  /* This thread may have been poked too: its next free gives back. */
+  void *p = pallet_malloc(64);
+  pallet_free(p);
+  assert_int_equal(__atomic_load_n(&pl_tc->poked, __ATOMIC_RELAXED), 0);
+  assert_int_equal(pl_central_check(), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_tiny_budget),
@@ -442,6 +499,7 @@ int main(void) {
       cmocka_unit_test(test_budget),
       cmocka_unit_test(test_budget_fast_fill),
       cmocka_unit_test(test_holds_and_key),
+      cmocka_unit_test(test_idle_cache_given_back),
       cmocka_unit_test(test_destroy),
   };
   return cmocka_run_group_tests_name("unit_tcache", tests, setup, NULL);
