@@ -60,23 +60,6 @@ void pl_fatal_ptr(const char *func, const char *what, const void *addr) {
   abort();
 }
 
-void pl_fatal(const char *msg) {
-  pl_msg_t m = {.len = 0};
-  pl_msg_str(&m, "pallet: ");
-  pl_msg_str(&m, msg);
-  pl_msg_str(&m, "\n");
-  pl_msg_write(&m);
-  abort();
-}
-
-void pl_warn(const char *msg) {
-  pl_msg_t m = {.len = 0};
-  pl_msg_str(&m, "pallet: warning: ");
-  pl_msg_str(&m, msg);
-  pl_msg_str(&m, "\n");
-  pl_msg_write(&m);
-}
-
 void pl_assert_fail(const char *expr, const char *file, int line) {
   pl_msg_t m = {.len = 0};
   pl_msg_str(&m, "pallet: internal assertion failed: ");

@@ -10,10 +10,6 @@
 /* "pallet: <func>(): <what> 0x<addr>\n" then abort(). */
 void pl_fatal_ptr(const char *func, const char *what, const void *addr)
     PL_HIDDEN PL_NORETURN PL_COLD;
-/* "pallet: <msg>\n" then abort(). */
-void pl_fatal(const char *msg) PL_HIDDEN PL_NORETURN PL_COLD;
-/* "pallet: warning: <msg>\n"; returns. */
-void pl_warn(const char *msg) PL_HIDDEN PL_COLD;
 /* Append-only buffer writer used for messages built without stdio. */
 typedef struct pl_msg {
   char buf[512];

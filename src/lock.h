@@ -67,12 +67,6 @@ PL_INLINE void pl_lock(pl_lock_t *l) {
   pl_lock_slow(l);
 }
 
-PL_INLINE bool pl_trylock(pl_lock_t *l) {
-  int z = 0;
-  return __atomic_compare_exchange_n(&l->state, &z, 1, false,
-                                     __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
-}
-
 PL_INLINE void pl_unlock(pl_lock_t *l) {
   if (PL_UNLIKELY(__atomic_exchange_n(&l->state, 0, __ATOMIC_RELEASE) == 2)) {
     int saved = errno;
