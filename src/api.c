@@ -5,8 +5,8 @@
  * The two hottest paths are written out here, each a handful of
  * instructions with one unlikely branch to a cold slow path:
  *   malloc(n <= 1 KiB): class by table lookup, pop from the thread cache.
- *   free(p):  chunk record by radix map, class from the page map, check p
- *             is a block start and not already freed (the key), push.
+ *   free(p):  class from the arena's page words (chunk.h), check p is a
+ *             block start and not already freed (the key), push.
  * Everything else goes through the slow paths below, which validate every
  * pointer and stop the program with a one-line message on misuse.
  */
@@ -187,8 +187,8 @@ static void resolve(void *p, const char *func, block_ref_t *r) {
   }
   if (c->kind != PL_CHUNK_HEAP) pl_fatal_ptr(func, "invalid pointer", p);
   size_t pi = pl_chunk_page_index(p);
-  uint32_t info = __atomic_load_n(&c->page_info[pi], __ATOMIC_RELAXED);
-  unsigned cls = info >> PL_PI_CLASS_SHIFT;
+  pl_pageword_t info = __atomic_load_n(&c->page_info[pi], __ATOMIC_RELAXED);
+  unsigned cls = pl_pw_class(info);
   if (cls == 0) {
     pl_span_t *s = c->page_span[pi];
     if (s == NULL) pl_fatal_ptr(func, "invalid pointer", p);
@@ -205,7 +205,7 @@ static void resolve(void *p, const char *func, block_ref_t *r) {
       pl_fatal_ptr(func, "double free", p);
     pl_fatal_ptr(func, "invalid pointer", p);
   }
-  size_t off = ((uintptr_t)p & (PL_CHUNK_SIZE - 1)) - (info & PL_PI_OFFSET_MASK);
+  size_t off = pl_pw_span_offset(info, p);
   if (pl_class_index(cls, off) * pl_class_info[cls].size != off ||
       pl_class_off_misaligned(off, pl_class_recip_shifted(cls)))
     pl_fatal_ptr(func, "invalid pointer", p);
@@ -279,28 +279,34 @@ static void *alloc_canary(size_t a, size_t n, bool zero) {
 /* ---- the malloc family ---------------------------------------------- */
 
 API void *pallet_malloc(size_t n) {
-  if (PL_LIKELY(n <= PL_SMALL_MAX)) {
-    pl_bin_t *b = &pl_tc->bins[pl_size_class(n)];
-    uint32_t c = b->count;
-    if (PL_LIKELY(c != 0)) return bin_pop(b, c);
-  }
+  pl_bin_t *b;
+  if (PL_LIKELY(n <= PL_SMALL_LOOKUP_MAX))
+    b = pl_tc_bin_for_small(pl_tc, n);
+  else if (n <= PL_SMALL_MAX)
+    b = &pl_tc->bins[pl_size_class(n)];
+  else
+    return alloc_any(n, false);
+  uint32_t c = b->count;
+  if (PL_LIKELY(c != 0)) return bin_pop(b, c);
   return alloc_any(n, false);
 }
 
 API void pallet_free(void *p) {
-  pl_chunk_t *ch = pl_chunk_lookup_raw(p);
-  uint32_t info = __atomic_load_n(&ch->page_info[pl_chunk_page_index(p)], __ATOMIC_RELAXED);
-  /* Class 0 (not a small block, or not ours) has a bin with limit 0. */
-  pl_bin_t *b = &pl_tc->bins[info >> PL_PI_CLASS_SHIFT];
+  uintptr_t off = (uintptr_t)p - pl_arena_base;
+  if (PL_UNLIKELY(off >= pl_arena_size)) goto slow; /* not in the arena */
+  pl_pageword_t info = __atomic_load_n(&pl_arena_info[off >> PL_PAGE_SHIFT], __ATOMIC_RELAXED);
+  /* The high half of the page word is the offset of the class's bin;
+   * class 0 (not a small block) has a bin with limit 0. */
+  pl_bin_t *b = (pl_bin_t *)((char *)pl_tc + (info >> 32));
   uint32_t c = b->count;
   if (PL_LIKELY(c < __atomic_load_n(&b->limit, __ATOMIC_RELAXED))) {
     uintptr_t key = pl_free_key(p);
     if (pl_config_hardening) {
-      /* p must start a block (the fraction of off / size is zero, see
-       * sizeclass.h), and must not hold its free key already.  (p - info)
-       * keeps the span offset's borrow out of bits >= 22. */
-      size_t off = ((uintptr_t)p - info) & (PL_CHUNK_SIZE - 1);
-      if (PL_UNLIKELY(pl_class_off_misaligned(off, b->recip) || *(uintptr_t *)p == key))
+      /* p must start a block (the fraction of its offset in the span over
+       * the block size is zero, see sizeclass.h), and must not hold its
+       * free key already. */
+      if (PL_UNLIKELY(pl_class_off_misaligned(pl_pw_span_offset(info, p), b->recip) ||
+                      *(uintptr_t *)p == key))
         goto slow;
     }
     bin_push(b, c, p, key);

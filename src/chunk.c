@@ -1,14 +1,18 @@
 /*
- * chunk.c — the radix map from 4 MiB slots to chunk records, and the pool
- * of records.  Leaves are installed with a compare-and-swap, so the map
- * needs no lock of its own; the record pool has a small lock.
+ * chunk.c — the radix map from 4 MiB slots to chunk records, the pool of
+ * records, and the heap arena (chunk.h).  Leaves are installed with a
+ * compare-and-swap, so the map needs no lock of its own; the record pool
+ * and the arena's free slots share a small lock.
  */
 #include "chunk.h"
 
+#include <errno.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "lock.h"
 #include "meta.h"
+#include "os.h"
 
 pl_chunk_t **pl_chunk_map[PL_MAP_L1_SIZE];
 pl_chunk_t pl_chunk_tombstone = {.kind = PL_CHUNK_FREED};
@@ -65,6 +69,108 @@ void pl_chunk_record_release(pl_chunk_t *rec) {
   rec->kind = 0;
   rec->next = record_free;
   record_free = rec;
+  pl_unlock(&record_lock);
+}
+
+/* ---- the heap arena ------------------------------------------------- */
+
+/* Largest and smallest reservations tried: 128 GiB of heap chunks (its
+ * page words take 128 MiB of address space, touched only where chunks
+ * are), halved until the system (a ulimit -v, valgrind) allows it. */
+#define ARENA_MAX ((size_t)1 << 37)
+#define ARENA_MIN ((size_t)1 << 28)
+
+uintptr_t pl_arena_base;
+size_t pl_arena_size;
+pl_pageword_t *pl_arena_info;
+static int arena_tried;        /* under record_lock */
+static uint32_t *slot_free;    /* stack of slots given back */
+static size_t slot_nfree, slot_next, slot_count;
+
+/* Reserves the arena; called once, under record_lock. */
+static void arena_reserve(void) {
+  int saved = errno;
+  for (size_t size = ARENA_MAX; size >= ARENA_MIN; size /= 2) {
+    size_t nslots = size >> PL_CHUNK_SHIFT;
+    void *r = mmap(NULL, size + PL_CHUNK_SIZE, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (r == MAP_FAILED) continue;
+    uintptr_t base = PL_ALIGN_UP((uintptr_t)r, PL_CHUNK_SIZE);
+    size_t head = base - (uintptr_t)r;
+    if (head) munmap(r, head);
+    munmap((void *)(base + size), PL_CHUNK_SIZE - head);
+    size_t info_bytes = PL_ALIGN_UP((size >> PL_PAGE_SHIFT) * sizeof(pl_pageword_t),
+                                    pl_os_page_size());
+    pl_pageword_t *info = pl_os_map(info_bytes, pl_os_page_size());
+    uint32_t *stack = pl_meta_alloc(nslots * sizeof(uint32_t), PL_CACHELINE);
+    if (info == NULL || stack == NULL) {
+      if (info) pl_os_unmap(info, info_bytes);
+      munmap((void *)base, size);
+      continue; /* (stack is metadata: kept) */
+    }
+    slot_free = stack;
+    slot_count = nslots;
+    pl_arena_base = base;
+    pl_arena_info = info;
+    /* Last: a free() that sees the size sees the rest (it reads the size
+     * first, in program order; every pointer into the arena is handed out
+     * after this store). */
+    __atomic_store_n(&pl_arena_size, size, __ATOMIC_RELEASE);
+    break;
+  }
+  errno = saved;
+}
+
+void *pl_chunk_heap_map(pl_chunk_t *rec) {
+  size_t slot = SIZE_MAX;
+  pl_lock(&record_lock);
+  if (PL_UNLIKELY(!arena_tried)) {
+    arena_tried = 1;
+    arena_reserve();
+  }
+  if (slot_nfree) slot = slot_free[--slot_nfree];
+  else if (slot_next < slot_count) slot = slot_next++;
+  pl_unlock(&record_lock);
+  if (slot != SIZE_MAX) {
+    int saved = errno;
+    void *want = (void *)(pl_arena_base + (slot << PL_CHUNK_SHIFT));
+    void *m = mmap(want, PL_CHUNK_SIZE, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    errno = saved;
+    if (m == want) {
+      rec->page_info = &pl_arena_info[slot << (PL_CHUNK_SHIFT - PL_PAGE_SHIFT)];
+      return m;
+    }
+    pl_lock(&record_lock);
+    slot_free[slot_nfree++] = (uint32_t)slot;
+    pl_unlock(&record_lock);
+  }
+  void *m = pl_os_map(PL_CHUNK_SIZE, PL_CHUNK_SIZE);
+  if (m != NULL) rec->page_info = rec->page_info_own;
+  return m;
+}
+
+void pl_chunk_heap_unmap(pl_chunk_t *rec) {
+  uintptr_t off = rec->base - pl_arena_base;
+  memset(rec->page_info, 0, PL_CHUNK_PAGES * sizeof(pl_pageword_t));
+  if (off >= pl_arena_size) {
+    pl_os_unmap((void *)rec->base, PL_CHUNK_SIZE);
+    return;
+  }
+  /* Back to reserved, inaccessible address space: the pages and their
+   * commit charge go back to the OS, the slot stays the arena's. */
+  int saved = errno;
+  void *m = mmap((void *)rec->base, PL_CHUNK_SIZE, PROT_NONE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+  errno = saved;
+  if (m == MAP_FAILED) {
+    /* Cannot happen short of the kernel running out of mapping slots;
+     * keep the slot out of use and its memory released. */
+    pl_os_purge((void *)rec->base, PL_CHUNK_SIZE, PL_PURGE_DONTNEED);
+    return;
+  }
+  pl_lock(&record_lock);
+  slot_free[slot_nfree++] = (uint32_t)(off >> PL_CHUNK_SHIFT);
   pl_unlock(&record_lock);
 }
 

@@ -5,14 +5,23 @@
  * through a two-level radix map, at the record of what occupies it:
  *   - a heap chunk (one slot, aligned to 4 MiB), carved into spans by the
  *     span heap; its record holds the page map: for each of its 512 pages,
- *     the span that covers it (page_span) and a compact word for the free
- *     fast path (page_info: the size class and where its span starts);
+ *     the span that covers it (page_span) and a word for the free fast
+ *     path (page_info: the size class and where its span starts);
  *   - a huge block (one or more slots, starting at a slot boundary);
  *   - the tombstone of a huge block already freed (so that a second free is
  *     reported as a double free, not as a foreign pointer).
  * A slot whose entry is &pl_chunk_none (or whose leaf is missing) is not
  * ours.  Records are metadata (meta.c),
  * never next to user memory.
+ *
+ * The heap arena: heap chunks are carved, where possible, from one range
+ * of address space reserved at start-up (PROT_NONE until a chunk is
+ * mapped there), and the page_info words of every page of that range sit
+ * in one flat array.  So free() finds a block's page_info with a
+ * subtraction, a compare and one load, without the radix map; a pointer
+ * outside the arena (huge blocks, chunks mapped after the arena filled up
+ * or when it could not be reserved, foreign pointers) takes the slow path,
+ * which uses the radix map for everything.
  *
  * Concurrency: entries are published with release stores before any
  * pointer into the slot is handed out, and read with relaxed loads (a
@@ -34,20 +43,50 @@ typedef enum {
   PL_CHUNK_FREED = 3, /* tombstone of a freed huge block */
 } pl_chunk_kind_t;
 
-/* page_info layout: bits 0..21 offset of the span's first byte within the
- * chunk; bits 24..31 the span's size class (0: not a small-block span). */
-#define PL_PI_OFFSET_MASK 0x3fffffu
-#define PL_PI_CLASS_SHIFT 24
+/* A page word, free()'s view of a page: for a page of a small-block span
+ * of class cls that starts at address start,
+ *   cls << PL_PW_CLASS_SHIFT | (low 32 bits of start),
+ * and 0 for every other page.  The shift is 32 + 5, so the high half is
+ * cls * 32, the byte offset of the class's bin in a thread cache
+ * (tcache.h checks that a bin is 32 bytes); the low half gives p's offset
+ * in its span with one 32-bit subtraction (spans are < 4 MiB). */
+typedef uint64_t pl_pageword_t;
+#define PL_PW_CLASS_SHIFT 37
+
+PL_INLINE pl_pageword_t pl_pw_make(unsigned cls, uintptr_t start) {
+  return ((uint64_t)cls << PL_PW_CLASS_SHIFT) | (uint32_t)start;
+}
+PL_INLINE unsigned pl_pw_class(pl_pageword_t w) { return (unsigned)(w >> PL_PW_CLASS_SHIFT); }
+/* Offset of p from the start of the span of page word w. */
+PL_INLINE uint32_t pl_pw_span_offset(pl_pageword_t w, const void *p) {
+  return (uint32_t)(uintptr_t)p - (uint32_t)w;
+}
 
 typedef struct pl_chunk {
-  uint32_t page_info[PL_CHUNK_PAGES]; /* first: free() reads it */
+  pl_pageword_t *page_info; /* heap chunk: its slice of the arena's words, or own */
   uintptr_t base;                     /* first byte of the chunk / block */
   size_t size;                        /* bytes mapped */
   size_t usable;                      /* huge: usable bytes of the block */
   uint8_t kind;                       /* pl_chunk_kind_t */
   struct pl_chunk *next, *prev;       /* list of heap chunks / huge blocks */
   struct pl_span *page_span[PL_CHUNK_PAGES];
+  pl_pageword_t page_info_own[PL_CHUNK_PAGES]; /* for chunks outside the arena */
 } pl_chunk_t;
+
+/* The arena: [pl_arena_base, pl_arena_base + pl_arena_size), 4 MiB
+ * aligned (size 0 until reserved, or if it could not be); pl_arena_info
+ * has the page word of every page of it. */
+extern uintptr_t pl_arena_base PL_HIDDEN;
+extern size_t pl_arena_size PL_HIDDEN;
+extern pl_pageword_t *pl_arena_info PL_HIDDEN;
+
+/* Maps a zeroed, 4 MiB aligned heap chunk (from the arena while it has
+ * room) and points rec->page_info at the chunk's page words.  NULL when
+ * out of memory.  Call with no lock held. */
+void *pl_chunk_heap_map(pl_chunk_t *rec) PL_HIDDEN;
+/* Gives a heap chunk's memory back to the OS (its slot of the arena back
+ * to the arena), after clearing its page words. */
+void pl_chunk_heap_unmap(pl_chunk_t *rec) PL_HIDDEN;
 
 /* The leaves of the radix map: 2^13 slots of 4 MiB = 32 GiB per leaf,
  * 2^13 leaves cover the 2^48-byte user address space. */

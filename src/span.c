@@ -111,10 +111,7 @@ static size_t first_page(const pl_span_t *s) {
 }
 
 static void set_pages(pl_span_t *s, size_t from, size_t count) {
-  uint32_t info = 0;
-  if (s->state == PL_SPAN_SMALL)
-    info = ((uint32_t)s->cls << PL_PI_CLASS_SHIFT) |
-           (uint32_t)(s->start - s->chunk->base);
+  pl_pageword_t info = s->state == PL_SPAN_SMALL ? pl_pw_make(s->cls, s->start) : 0;
   pl_chunk_t *c = s->chunk;
   /* Plain stores: gcc 12.2 at -O1 and above dropped every call of this
    * function when the page_info store was an __atomic_store_n in this loop
@@ -132,18 +129,21 @@ static void set_all_pages(pl_span_t *s) { set_pages(s, first_page(s), s->npages)
 
 /* Maps a new chunk and adds it to the heap as one free span. */
 static bool chunk_grow(void) {
-  void *mem = pl_os_map(PL_CHUNK_SIZE, PL_CHUNK_SIZE);
-  if (mem == NULL) return false;
   pl_chunk_t *rec = pl_chunk_record_new();
-  if (rec == NULL || !pl_chunk_map_reserve((uintptr_t)mem, PL_CHUNK_SIZE) ||
-      !desc_reserve()) {
-    if (rec) pl_chunk_record_release(rec);
-    pl_os_unmap(mem, PL_CHUNK_SIZE);
+  if (rec == NULL) return false;
+  void *mem = pl_chunk_heap_map(rec);
+  if (mem == NULL) {
+    pl_chunk_record_release(rec);
     return false;
   }
   rec->kind = PL_CHUNK_HEAP;
   rec->base = (uintptr_t)mem;
   rec->size = PL_CHUNK_SIZE;
+  if (!pl_chunk_map_reserve((uintptr_t)mem, PL_CHUNK_SIZE) || !desc_reserve()) {
+    pl_chunk_heap_unmap(rec);
+    pl_chunk_record_release(rec);
+    return false;
+  }
   pl_lock(&heap_lock);
   pl_span_t *s = desc_take();
   s->start = rec->base;
@@ -430,7 +430,7 @@ size_t pl_span_purge(uint64_t age_ms, bool unmap_chunks, size_t target_dirty) {
       if (unmap_it[i]) {
         /* Forget the chunk before unmapping it. */
         pl_chunk_map_set(s->chunk->base, PL_CHUNK_SIZE, NULL);
-        pl_os_unmap((void *)s->start, bytes);
+        pl_chunk_heap_unmap(s->chunk);
         released += bytes;
       } else if (pl_os_purge((void *)s->start, bytes, pl_span_purge_mode)) {
         released += bytes;
@@ -560,9 +560,7 @@ int pl_span_heap_check(void) {
         rc = check_fail("span does not tile its chunk", c->base + p * PL_PAGE_SIZE);
         break;
       }
-      uint32_t info = 0;
-      if (s->state == PL_SPAN_SMALL)
-        info = ((uint32_t)s->cls << PL_PI_CLASS_SHIFT) | (uint32_t)(s->start - c->base);
+      pl_pageword_t info = s->state == PL_SPAN_SMALL ? pl_pw_make(s->cls, s->start) : 0;
       for (size_t q = p; q < p + s->npages; q++) {
         if (c->page_span[q] != s || c->page_info[q] != info) {
           rc = check_fail("page map disagrees with span", c->base + q * PL_PAGE_SIZE);

@@ -27,6 +27,7 @@
 #ifndef PL_TCACHE_H
 #define PL_TCACHE_H
 
+#include "chunk.h"
 #include "common.h"
 #include "sizeclass.h"
 
@@ -42,6 +43,9 @@ typedef struct pl_bin {
   uint32_t real_limit; /* the limit; `limit` is 0 while the cache is poked */
   uint32_t pad;
 } pl_bin_t;
+
+/* Page words (chunk.h) hold a class's bin offset as class * 32. */
+_Static_assert(sizeof(pl_bin_t) == (1u << (PL_PW_CLASS_SHIFT - 32)), "bins are 32 bytes");
 
 typedef enum {
   PL_TC_BOOT = 0,   /* static: this thread has no cache yet */
@@ -68,6 +72,13 @@ typedef struct pl_tcache {
 extern __thread pl_tcache_t *pl_tc
     __attribute__((tls_model("initial-exec"))) PL_HIDDEN;
 extern uint64_t pl_secret PL_HIDDEN;
+
+/* malloc's fast path: for a request of n <= PL_SMALL_LOOKUP_MAX bytes,
+ * the byte offset in a cache of the bin of its class. */
+extern uint16_t pl_bin_lookup[(PL_SMALL_LOOKUP_MAX >> 4) + 1] PL_HIDDEN;
+PL_INLINE pl_bin_t *pl_tc_bin_for_small(pl_tcache_t *tc, size_t n) {
+  return (pl_bin_t *)((char *)tc + pl_bin_lookup[(n + 15) >> 4]);
+}
 
 /* Caps and budgets (options.c may change them before any cache exists). */
 extern size_t pl_tcache_max_bytes PL_HIDDEN; /* per thread */

@@ -58,9 +58,15 @@ static void check_span_map(const pl_span_t *s) {
   assert_non_null(c);
   assert_int_equal(c->kind, PL_CHUNK_HEAP);
   assert_true(s->npages >= 1 && page_of(s) + s->npages <= NPAGES);
-  uint32_t want = 0;
+  /* Written out here rather than through pl_pw_make, to check it. */
+  uint64_t want = 0;
   if (s->state == PL_SPAN_SMALL)
-    want = ((uint32_t)s->cls << PL_PI_CLASS_SHIFT) | (uint32_t)(s->start - c->base);
+    want = ((uint64_t)s->cls << 37) | (s->start & 0xffffffffu);
+  /* A chunk in the arena keeps its page words in the arena's array. */
+  if (c->base - pl_arena_base < pl_arena_size)
+    assert_ptr_equal(c->page_info, &pl_arena_info[(c->base - pl_arena_base) >> PL_PAGE_SHIFT]);
+  else
+    assert_ptr_equal(c->page_info, c->page_info_own);
   for (size_t p = page_of(s); p < page_of(s) + s->npages; p++) {
     uintptr_t a = c->base + p * PL_PAGE_SIZE;
     static const size_t at[] = {0, PL_PAGE_SIZE / 2, PL_PAGE_SIZE - 1};
@@ -69,16 +75,15 @@ static void check_span_map(const pl_span_t *s) {
       if (pl_chunk_lookup(q) != c) fail_msg("page %zu: lookup is not the chunk", p);
       if (pl_chunk_page_index(q) != p) fail_msg("page %zu: page index wrong", p);
       if (pl_span_of(q) != s) fail_msg("page %zu: pl_span_of is not the span", p);
+      /* What free() decodes: the span offset of q. */
+      if (s->state == PL_SPAN_SMALL && pl_pw_span_offset(c->page_info[p], q) != a + at[k] - s->start)
+        fail_msg("page %zu: span offset wrong", p);
     }
     if (c->page_span[p] != s) fail_msg("page %zu: page_span is not the span", p);
     if (c->page_info[p] != want)
-      fail_msg("page %zu: page_info 0x%x, want 0x%x", p, c->page_info[p], want);
-    if (s->state == PL_SPAN_SMALL) {
-      /* What free() decodes: the class, and the span start. */
-      uint32_t info = c->page_info[p];
-      assert_int_equal(info >> PL_PI_CLASS_SHIFT, s->cls);
-      assert_int_equal(c->base + (info & PL_PI_OFFSET_MASK), s->start);
-    }
+      fail_msg("page %zu: page word 0x%llx, want 0x%llx", p,
+               (unsigned long long)c->page_info[p], (unsigned long long)want);
+    if (s->state == PL_SPAN_SMALL) assert_int_equal(pl_pw_class(c->page_info[p]), s->cls);
   }
 }
 
