@@ -78,16 +78,16 @@ static PL_NOINLINE void give_back_idle_cache(pl_tcache_t *tc) {
 /* The two halves of the fast paths, shared with the slow paths.  pop: the
  * top of a non-empty bin, with its free key cleared; push: onto a bin
  * with room, with the free key written. */
-PL_INLINE void *bin_pop(pl_bin_t *b, uint32_t c) {
-  void **p = b->slots[--c];
-  __atomic_store_n(&b->count, c, __ATOMIC_RELAXED);
+PL_INLINE void *bin_pop(pl_bin_t *b, void **t) {
+  void **p = t[-1];
+  __atomic_store_n(&b->top, t - 1, __ATOMIC_RELAXED);
   if (pl_config_hardening) p[0] = NULL;
   return p;
 }
 
-PL_INLINE void bin_push(pl_bin_t *b, uint32_t c, void *p, uintptr_t key) {
-  b->slots[c] = p;
-  __atomic_store_n(&b->count, c + 1, __ATOMIC_RELAXED);
+PL_INLINE void bin_push(pl_bin_t *b, void **t, void *p, uintptr_t key) {
+  *t = p;
+  __atomic_store_n(&b->top, t + 1, __ATOMIC_RELAXED);
   if (pl_config_hardening) *(uintptr_t *)p = key;
 }
 
@@ -109,8 +109,8 @@ static void *alloc_small(unsigned cls) {
     }
   }
   pl_bin_t *b = &tc->bins[cls];
-  uint32_t c = b->count;
-  if (c != 0) return bin_pop(b, c);
+  void **t = b->top;
+  if (t != b->base) return bin_pop(b, t);
   decay_tick();
   return pl_tcache_refill_pop(tc, cls);
 }
@@ -233,9 +233,9 @@ static void free_small(void *p, unsigned cls, const char *func) {
   }
   if (PL_UNLIKELY(__atomic_load_n(&tc->poked, __ATOMIC_RELAXED))) give_back_idle_cache(tc);
   pl_bin_t *b = &tc->bins[cls];
-  uint32_t c = b->count;
-  if (c < b->real_limit) {
-    bin_push(b, c, p, pl_free_key(p));
+  void **t = b->top;
+  if (t < b->base + tc->real_limit[cls]) {
+    bin_push(b, t, p, pl_free_key(p));
     return;
   }
   decay_tick();
@@ -286,8 +286,8 @@ API void *pallet_malloc(size_t n) {
     b = &pl_tc->bins[pl_size_class(n)];
   else
     return alloc_any(n, false);
-  uint32_t c = b->count;
-  if (PL_LIKELY(c != 0)) return bin_pop(b, c);
+  void **t = b->top;
+  if (PL_LIKELY(t != b->base)) return bin_pop(b, t);
   return alloc_any(n, false);
 }
 
@@ -296,10 +296,10 @@ API void pallet_free(void *p) {
   if (PL_UNLIKELY(off >= pl_arena_size)) goto slow; /* not in the arena */
   pl_pageword_t info = __atomic_load_n(&pl_arena_info[off >> PL_PAGE_SHIFT], __ATOMIC_RELAXED);
   /* The high half of the page word is the offset of the class's bin;
-   * class 0 (not a small block) has a bin with limit 0. */
+   * class 0 (not a small block) has a bin with limit 0 (all NULL). */
   pl_bin_t *b = (pl_bin_t *)((char *)pl_tc + (info >> 32));
-  uint32_t c = b->count;
-  if (PL_LIKELY(c < __atomic_load_n(&b->limit, __ATOMIC_RELAXED))) {
+  void **t = b->top;
+  if (PL_LIKELY(t < __atomic_load_n(&b->end, __ATOMIC_RELAXED))) {
     uintptr_t key = pl_free_key(p);
     if (pl_config_hardening) {
       /* p must start a block (the fraction of its offset in the span over
@@ -309,7 +309,7 @@ API void pallet_free(void *p) {
                       *(uintptr_t *)p == key))
         goto slow;
     }
-    bin_push(b, c, p, key);
+    bin_push(b, t, p, key);
     return;
   }
 slow:

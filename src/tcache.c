@@ -57,9 +57,10 @@ void pl_tcache_init_caps(void) {
 
 /* The owner changes a bin's limit; while a poke is in force the fast-path
  * gate stays at 0 until the owner lifts it. */
-static void set_limit(pl_tcache_t *tc, pl_bin_t *b, uint32_t nl) {
-  b->real_limit = nl;
-  if (!__atomic_load_n(&tc->poked, __ATOMIC_RELAXED)) __atomic_store_n(&b->limit, nl, __ATOMIC_RELAXED);
+static void set_limit(pl_tcache_t *tc, unsigned c, uint32_t nl) {
+  pl_bin_t *b = &tc->bins[c];
+  tc->real_limit[c] = nl;
+  if (!__atomic_load_n(&tc->poked, __ATOMIC_RELAXED)) __atomic_store_n(&b->end, b->base + nl, __ATOMIC_RELAXED);
 }
 
 void pl_tcache_poke_idle(uint64_t now, uint64_t age_ms) {
@@ -69,10 +70,11 @@ void pl_tcache_poke_idle(uint64_t now, uint64_t age_ms) {
     if (__atomic_load_n(&tc->poked, __ATOMIC_RELAXED)) continue;
     bool holds = false;
     for (unsigned c = 1; c <= PL_NCLASSES && !holds; c++)
-      holds = __atomic_load_n(&tc->bins[c].count, __ATOMIC_RELAXED) != 0;
+      holds = pl_bin_count(&tc->bins[c]) != 0;
     if (!holds) continue;
     __atomic_store_n(&tc->poked, 1, __ATOMIC_RELAXED);
-    for (unsigned c = 1; c <= PL_NCLASSES; c++) __atomic_store_n(&tc->bins[c].limit, 0, __ATOMIC_RELAXED);
+    for (unsigned c = 1; c <= PL_NCLASSES; c++)
+      __atomic_store_n(&tc->bins[c].end, tc->bins[c].base, __ATOMIC_RELAXED);
   }
   pl_unlock(&registry_lock);
 }
@@ -80,7 +82,7 @@ void pl_tcache_poke_idle(uint64_t now, uint64_t age_ms) {
 void pl_tcache_unpoke(pl_tcache_t *tc) {
   __atomic_store_n(&tc->poked, 0, __ATOMIC_RELAXED);
   for (unsigned c = 1; c <= PL_NCLASSES; c++)
-    __atomic_store_n(&tc->bins[c].limit, tc->bins[c].real_limit, __ATOMIC_RELAXED);
+    __atomic_store_n(&tc->bins[c].end, tc->bins[c].base + tc->real_limit[c], __ATOMIC_RELAXED);
 }
 
 static void registry_add(pl_tcache_t *tc) {
@@ -112,19 +114,17 @@ pl_tcache_t *pl_tcache_create(void) {
   }
   void **slot = tc->slot_storage;
   for (unsigned c = 1; c <= PL_NCLASSES; c++) {
-    tc->bins[c].slots = slot;
-    tc->bins[c].count = 0;
-    tc->bins[c].limit = pl_tcache_cap[c] < START_LIMIT ? pl_tcache_cap[c] : START_LIMIT;
-    tc->bins[c].real_limit = tc->bins[c].limit;
+    tc->real_limit[c] = pl_tcache_cap[c] < START_LIMIT ? pl_tcache_cap[c] : START_LIMIT;
+    tc->bins[c].base = slot;
+    tc->bins[c].top = slot;
+    tc->bins[c].end = slot + tc->real_limit[c];
     tc->bins[c].recip = pl_class_recip_shifted(c);
     tc->overflowed[c] = 0;
     tc->seen_count[c] = 0;
     slot += pl_tcache_cap[c];
   }
-  tc->bins[0].slots = NULL;
-  tc->bins[0].count = 0;
-  tc->bins[0].limit = 0;
-  tc->bins[0].real_limit = 0;
+  tc->bins[0] = (pl_bin_t){0};
+  tc->real_limit[0] = 0;
   tc->poked = 0;
   tc->last_slow_ms = pl_os_now_ms();
   tc->cached_bytes = 0;
@@ -137,7 +137,7 @@ pl_tcache_t *pl_tcache_create(void) {
 
 /* Brings the budget's view of bin c up to date. */
 static void account(pl_tcache_t *tc, unsigned c) {
-  uint32_t now = tc->bins[c].count;
+  uint32_t now = pl_bin_count(&tc->bins[c]);
   size_t size = pl_class_info[c].size;
   tc->cached_bytes += (size_t)now * size;
   tc->cached_bytes -= (size_t)tc->seen_count[c] * size;
@@ -146,19 +146,19 @@ static void account(pl_tcache_t *tc, unsigned c) {
 
 static void flush_bin(pl_tcache_t *tc, unsigned c, uint32_t k) {
   pl_bin_t *b = &tc->bins[c];
-  uint32_t n = b->count;
+  uint32_t n = pl_bin_count(b);
   if (k > n) k = n;
   if (k == 0) return;
-  pl_central_free_batch(c, b->slots, k);
-  memmove(b->slots, b->slots + k, (n - k) * sizeof(void *));
-  __atomic_store_n(&b->count, n - k, __ATOMIC_RELAXED);
+  pl_central_free_batch(c, b->base, k);
+  memmove(b->base, b->base + k, (n - k) * sizeof(void *));
+  __atomic_store_n(&b->top, b->base + (n - k), __ATOMIC_RELAXED);
   account(tc, c);
 }
 
 void pl_tcache_flush_all(pl_tcache_t *tc) {
   if (tc->state != PL_TC_ACTIVE) return;
   for (unsigned c = 1; c <= PL_NCLASSES; c++) {
-    flush_bin(tc, c, tc->bins[c].count);
+    flush_bin(tc, c, pl_bin_count(&tc->bins[c]));
     account(tc, c);
   }
 }
@@ -180,8 +180,8 @@ void pl_tcache_destroy(pl_tcache_t *tc) {
 static void enforce_budget(pl_tcache_t *tc) {
   for (unsigned c = 1; c <= PL_NCLASSES; c++) account(tc, c);
   for (unsigned c = PL_NCLASSES; c >= 1 && tc->cached_bytes > pl_tcache_max_bytes / 2; c--) {
-    pl_bin_t *b = &tc->bins[c];
-    if (b->count) flush_bin(tc, c, (b->count + 1) / 2);
+    uint32_t n = pl_bin_count(&tc->bins[c]);
+    if (n) flush_bin(tc, c, (n + 1) / 2);
   }
 }
 
@@ -200,21 +200,21 @@ static void check_budget(pl_tcache_t *tc) {
 
 void *pl_tcache_refill_pop(pl_tcache_t *tc, unsigned cls) {
   pl_bin_t *b = &tc->bins[cls];
-  uint32_t want = (b->real_limit + 1) / 2;
+  uint32_t want = (tc->real_limit[cls] + 1) / 2;
   if (want == 0) want = 1;
-  size_t got = pl_central_alloc_batch(cls, b->slots, want);
+  size_t got = pl_central_alloc_batch(cls, b->base, want);
   if (got == 0) return NULL;
   /* A class that runs empty again is hot: let it hold more (unless it has
    * been overflowing too, i.e. it is just churning around the limit). */
   uint32_t cap = pl_tcache_cap[cls];
-  if (b->real_limit < cap && tc->overflowed[cls] < 2) {
-    uint32_t nl = b->real_limit * 2;
-    set_limit(tc, b, nl > cap ? cap : nl);
+  if (tc->real_limit[cls] < cap && tc->overflowed[cls] < 2) {
+    uint32_t nl = tc->real_limit[cls] * 2;
+    set_limit(tc, cls, nl > cap ? cap : nl);
   }
   tc->overflowed[cls] = 0;
   got--;
-  void **p = b->slots[got];
-  __atomic_store_n(&b->count, (uint32_t)got, __ATOMIC_RELAXED);
+  void **p = b->base[got];
+  __atomic_store_n(&b->top, b->base + got, __ATOMIC_RELAXED);
   p[0] = NULL;
   account(tc, cls);
   check_budget(tc);
@@ -228,14 +228,14 @@ void pl_tcache_flush_push(pl_tcache_t *tc, unsigned cls, void *p) {
    * freed more than allocated here (a consumer thread): let it hold more,
    * so that it flushes in bigger batches. */
   uint32_t cap = pl_tcache_cap[cls];
-  if (b->real_limit < cap && tc->overflowed[cls] >= 2) {
-    uint32_t nl = b->real_limit * 2;
-    set_limit(tc, b, nl > cap ? cap : nl);
+  if (tc->real_limit[cls] < cap && tc->overflowed[cls] >= 2) {
+    uint32_t nl = tc->real_limit[cls] * 2;
+    set_limit(tc, cls, nl > cap ? cap : nl);
   }
-  flush_bin(tc, cls, (b->count + 1) / 2);
-  uint32_t c = b->count;
-  b->slots[c] = p;
-  __atomic_store_n(&b->count, c + 1, __ATOMIC_RELAXED);
+  flush_bin(tc, cls, (pl_bin_count(b) + 1) / 2);
+  void **t = b->top;
+  *t = p;
+  __atomic_store_n(&b->top, t + 1, __ATOMIC_RELAXED);
   *(uintptr_t *)p = pl_free_key(p);
   account(tc, cls);
   check_budget(tc);
@@ -244,8 +244,8 @@ void pl_tcache_flush_push(pl_tcache_t *tc, unsigned cls, void *p) {
 bool pl_tcache_holds(pl_tcache_t *tc, unsigned cls, const void *p) {
   if (tc->state != PL_TC_ACTIVE) return false;
   const pl_bin_t *b = &tc->bins[cls];
-  for (uint32_t i = 0; i < b->count; i++)
-    if (b->slots[i] == p) return true;
+  for (void **t = b->base; t < b->top; t++)
+    if (*t == p) return true;
   return false;
 }
 
@@ -253,7 +253,7 @@ size_t pl_tcache_count_class(unsigned cls) {
   size_t n = 0;
   pl_lock(&registry_lock);
   for (pl_tcache_t *tc = registry; tc; tc = tc->next)
-    n += __atomic_load_n(&tc->bins[cls].count, __ATOMIC_RELAXED);
+    n += pl_bin_count(&tc->bins[cls]);
   pl_unlock(&registry_lock);
   return n;
 }

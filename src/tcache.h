@@ -20,7 +20,7 @@
  * the only thread-local pallet has (initial-exec TLS, 8 bytes).
  *
  * Invariant: 0 <= count <= limit <= cap for every bin of an active cache;
- * slots[0 .. count) are distinct free blocks of that class.
+ * base[0 .. count) are distinct free blocks of that class.
  * Locking: a cache is touched only by its thread (other threads read the
  * counts for statistics, relaxed); the registry of caches has one lock.
  */
@@ -31,18 +31,27 @@
 #include "common.h"
 #include "sizeclass.h"
 
-/* One bin, 32 bytes: everything free's fast path needs about the class
- * is on the same line as the count (the reciprocal for the block-start
- * check).  A static empty cache has count == limit == 0, so
- * both fast paths leave before they read the rest. */
+/* One bin, 32 bytes: a stack of pointers [base, top) and the gate end =
+ * base + limit, with what free's fast path needs about the class (the
+ * reciprocal for the block-start check) on the same line.  malloc pops
+ * while top != base, free pushes while top < end.  A static empty cache
+ * has all pointers NULL, so both fast paths leave before they read the
+ * rest; so does bin 0 (not a small block) of every cache. */
 typedef struct pl_bin {
-  void **slots;
-  uint32_t count;
-  uint32_t limit;
-  uint64_t recip;      /* pl_class_recip_shifted(cls) */
-  uint32_t real_limit; /* the limit; `limit` is 0 while the cache is poked */
-  uint32_t pad;
+  void **top;     /* one past the newest free block */
+  void **end;     /* base + limit; base while the cache is poked */
+  uint64_t recip; /* pl_class_recip_shifted(cls) */
+  void **base;    /* the bin's slots */
 } pl_bin_t;
+
+/* Blocks in a bin, and its fast-path limit (other threads may read them
+ * for statistics). */
+PL_INLINE uint32_t pl_bin_count(const pl_bin_t *b) {
+  return (uint32_t)(__atomic_load_n(&b->top, __ATOMIC_RELAXED) - b->base);
+}
+PL_INLINE uint32_t pl_bin_limit(const pl_bin_t *b) {
+  return (uint32_t)(__atomic_load_n(&b->end, __ATOMIC_RELAXED) - b->base);
+}
 
 /* Page words (chunk.h) hold a class's bin offset as class * 32. */
 _Static_assert(sizeof(pl_bin_t) == (1u << (PL_PW_CLASS_SHIFT - 32)), "bins are 32 bytes");
@@ -58,6 +67,7 @@ typedef struct pl_tcache {
   pl_bin_t bins[PL_NCLASSES + 1]; /* hot: first, 32 bytes a bin */
   uint8_t state;
   uint8_t overflowed[PL_NCLASSES + 1]; /* flushes since the last refill */
+  uint32_t real_limit[PL_NCLASSES + 1]; /* the limits (end is base while poked) */
   /* For the byte budget: each bin's count as of its last slow-path event,
    * and the sum of those counts times the class sizes. */
   uint32_t seen_count[PL_NCLASSES + 1];

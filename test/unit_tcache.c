@@ -44,21 +44,21 @@ static const char *bin_violation(const pl_tcache_t *tc, unsigned *where) {
   for (unsigned c = 1; c <= PL_NCLASSES; c++) {
     const pl_bin_t *b = &tc->bins[c];
     *where = c;
-    if (b->count > b->limit || b->limit > pl_tcache_cap[c]) {
+    if (pl_bin_count(b) > pl_bin_limit(b) || pl_bin_limit(b) > pl_tcache_cap[c]) {
       snprintf(msg, sizeof msg, "class %u: count %u, limit %u, cap %u", c,
-               b->count, b->limit, pl_tcache_cap[c]);
+               pl_bin_count(b), pl_bin_limit(b), pl_tcache_cap[c]);
       return msg;
     }
     /* Each bin's slots end where the next bin's begin. */
-    if (c < PL_NCLASSES && b->slots + pl_tcache_cap[c] > tc->bins[c + 1].slots) {
+    if (c < PL_NCLASSES && b->base + pl_tcache_cap[c] > tc->bins[c + 1].base) {
       snprintf(msg, sizeof msg, "class %u: slots overlap class %u's", c, c + 1);
       return msg;
     }
-    for (uint32_t i = 0; i < b->count; i++) {
-      pl_span_t *s = pl_span_of(b->slots[i]);
+    for (uint32_t i = 0; i < pl_bin_count(b); i++) {
+      pl_span_t *s = pl_span_of(b->base[i]);
       if (s == NULL || s->state != PL_SPAN_SMALL || s->cls != c) {
         snprintf(msg, sizeof msg, "class %u: slot %u holds %p, not a block of the class",
-                 c, i, b->slots[i]);
+                 c, i, b->base[i]);
         return msg;
       }
     }
@@ -75,7 +75,7 @@ static void bins_ok(void) {
 static size_t cached_bytes(const pl_tcache_t *tc) {
   size_t sum = 0;
   for (unsigned c = 1; c <= PL_NCLASSES; c++)
-    sum += (size_t)tc->bins[c].count * pl_class_size(c);
+    sum += (size_t)pl_bin_count(&tc->bins[c]) * pl_class_size(c);
   return sum;
 }
 
@@ -142,7 +142,7 @@ static void test_active(void **state) {
   pl_thread_start(); /* idempotent */
   assert_ptr_equal(pl_tc, tc);
   for (unsigned c = 1; c <= PL_NCLASSES; c++) {
-    assert_int_equal(tc->bins[c].count, 0);
+    assert_int_equal(pl_bin_count(&tc->bins[c]), 0);
     assert_true(pl_tcache_cap[c] >= 1);
     assert_true((size_t)pl_tcache_cap[c] * pl_class_size(c) <= BUDGET / 2);
   }
@@ -161,21 +161,21 @@ static void test_limit_flush(void **state) {
   for (size_t i = 0; i < total; i++) {
     b[i] = pallet_malloc(n);
     assert_non_null(b[i]);
-    assert_true(bin->count <= bin->limit && bin->limit <= pl_tcache_cap[cls]);
+    assert_true(pl_bin_count(bin) <= pl_bin_limit(bin) && pl_bin_limit(bin) <= pl_tcache_cap[cls]);
   }
   bins_ok();
   size_t flushes = 0;
   for (size_t i = 0; i < total; i++) {
-    uint32_t before = bin->count;
+    uint32_t before = pl_bin_count(bin);
     pallet_free(b[i]);
-    if (bin->count <= before) flushes++;
-    if (!(bin->count <= bin->limit && bin->limit <= pl_tcache_cap[cls]))
-      fail_msg("after %zu frees: count %u, limit %u, cap %u", i + 1, bin->count,
-               bin->limit, pl_tcache_cap[cls]);
+    if (pl_bin_count(bin) <= before) flushes++;
+    if (!(pl_bin_count(bin) <= pl_bin_limit(bin) && pl_bin_limit(bin) <= pl_tcache_cap[cls]))
+      fail_msg("after %zu frees: count %u, limit %u, cap %u", i + 1, pl_bin_count(bin),
+               pl_bin_limit(bin), pl_tcache_cap[cls]);
     assert_true(pl_tcache_holds(pl_tc, cls, b[i]));
   }
   assert_true(flushes > 0);
-  assert_true(bin->count >= 1);
+  assert_true(pl_bin_count(bin) >= 1);
   bins_ok();
   assert_int_equal(pl_central_check(), 0);
   free(b);
@@ -188,34 +188,34 @@ static void test_limit_growth(void **state) {
   unsigned cls = pl_size_class(n);
   pl_bin_t *bin = &pl_tc->bins[cls];
   uint32_t cap = pl_tcache_cap[cls];
-  assert_int_equal(bin->count, 0); /* untouched so far */
-  assert_true(bin->limit < cap);
+  assert_int_equal(pl_bin_count(bin), 0); /* untouched so far */
+  assert_true(pl_bin_limit(bin) < cap);
   size_t max = 8 * (size_t)cap + 64, nb = 0, refills = 0;
   void **b = calloc(max, sizeof *b);
   assert_non_null(b);
-  while (bin->limit < cap) {
-    uint32_t before = bin->limit;
-    bool empty = bin->count == 0;
+  while (pl_bin_limit(bin) < cap) {
+    uint32_t before = pl_bin_limit(bin);
+    bool empty = pl_bin_count(bin) == 0;
     assert_true(nb < max);
     b[nb] = pallet_malloc(n);
     assert_non_null(b[nb]);
     nb++;
     if (empty) {
       refills++;
-      if (bin->limit <= before)
-        fail_msg("refill %zu: limit %u did not grow (cap %u)", refills, bin->limit, cap);
+      if (pl_bin_limit(bin) <= before)
+        fail_msg("refill %zu: limit %u did not grow (cap %u)", refills, pl_bin_limit(bin), cap);
     } else {
-      assert_int_equal(bin->limit, before);
+      assert_int_equal(pl_bin_limit(bin), before);
     }
-    assert_true(bin->count <= bin->limit && bin->limit <= cap);
+    assert_true(pl_bin_count(bin) <= pl_bin_limit(bin) && pl_bin_limit(bin) <= cap);
   }
-  assert_int_equal(bin->limit, cap);
+  assert_int_equal(pl_bin_limit(bin), cap);
   assert_true(refills <= 16);
   /* And it stays there. */
   for (size_t i = 0; i < 3 * (size_t)cap && nb < max; i++) {
     b[nb] = pallet_malloc(n);
     assert_non_null(b[nb++]);
-    assert_int_equal(bin->limit, cap);
+    assert_int_equal(pl_bin_limit(bin), cap);
   }
   for (size_t i = 0; i < nb; i++) pallet_free(b[i]);
   bins_ok();
@@ -228,7 +228,7 @@ static void test_limit_growth(void **state) {
 static size_t run_refills(pl_tcache_t *tc, unsigned trigger, void **keep, size_t nkeep,
                           size_t maxb) {
   for (int r = 0; r < 16; r++) {
-    while (tc->bins[trigger].count > 0) {
+    while (pl_bin_count(&tc->bins[trigger]) > 0) {
       assert_true(nkeep < maxb);
       keep[nkeep++] = pallet_malloc(32);
     }
@@ -294,7 +294,7 @@ static void test_budget_fast_fill(void **state) {
     size_t cap = pl_tcache_cap[cls], first = nkeep;
     /* Grow the limit to the cap, hold a cap's worth of blocks, and run
      * the bin dry (the last mallocs are fast pops). */
-    while (bin->limit < cap || nkeep - first < cap || bin->count > 0) {
+    while (pl_bin_limit(bin) < cap || nkeep - first < cap || pl_bin_count(bin) > 0) {
       assert_true(nkeep < MAXB);
       keep[nkeep] = pallet_malloc(sz);
       assert_non_null(keep[nkeep++]);
@@ -304,11 +304,11 @@ static void test_budget_fast_fill(void **state) {
     for (size_t i = 0; i < cap; i++) {
       pallet_free(keep[--nkeep]);
     }
-    assert_int_equal(bin->count, cap);
+    assert_int_equal(pl_bin_count(bin), cap);
     filled += cap * pl_class_size(cls);
   }
   unsigned trigger = pl_size_class(32);
-  while (tc->bins[trigger].count > 0) {
+  while (pl_bin_count(&tc->bins[trigger]) > 0) {
     assert_true(nkeep < MAXB);
     keep[nkeep++] = pallet_malloc(32);
   }
@@ -389,15 +389,15 @@ static void test_destroy(void **state) {
   assert_non_null(copy);
   for (unsigned c = 1; c <= PL_NCLASSES; c++) {
     before[c] = in_use(c);
-    assert_int_equal(pl_tcache_count_class(c), tc->bins[c].count);
-    for (uint32_t i = 0; i < tc->bins[c].count; i++) {
+    assert_int_equal(pl_tcache_count_class(c), pl_bin_count(&tc->bins[c]));
+    for (uint32_t i = 0; i < pl_bin_count(&tc->bins[c]); i++) {
       assert_true(held < 4096);
-      copy[held++] = tc->bins[c].slots[i];
+      copy[held++] = tc->bins[c].base[i];
     }
   }
   assert_true(held >= 5);
   size_t counts[PL_NCLASSES + 1];
-  for (unsigned c = 1; c <= PL_NCLASSES; c++) counts[c] = tc->bins[c].count;
+  for (unsigned c = 1; c <= PL_NCLASSES; c++) counts[c] = pl_bin_count(&tc->bins[c]);
   size_t live0 = pl_tcache_live();
 
   pl_tcache_destroy(tc);
@@ -453,13 +453,13 @@ static void *idle_worker(void *argp) {
   for (int i = 0; i < 48; i++) b[i] = pallet_malloc(64);
   for (int i = 0; i < 48; i++) pallet_free(b[i]);
   a->tc = pl_tc;
-  a->before = pl_tc->bins[cls].count;
+  a->before = pl_bin_count(&pl_tc->bins[cls]);
   sem_post(&a->ready);
   sem_wait(&a->go);
-  a->limit_seen = __atomic_load_n(&pl_tc->bins[cls].limit, __ATOMIC_RELAXED);
+  a->limit_seen = pl_bin_limit(&pl_tc->bins[cls]);
   void *p = pallet_malloc(64); /* a pop: the fast path, unaffected */
   pallet_free(p);              /* the poked gate: the cache goes back */
-  a->after = pl_tc->bins[cls].count;
+  a->after = pl_bin_count(&pl_tc->bins[cls]);
   a->poked_after = (int)__atomic_load_n(&pl_tc->poked, __ATOMIC_RELAXED);
   return NULL;
 }
