@@ -1,10 +1,10 @@
 /*
  * workingset.c — a random working set of small blocks, single-threaded.
  *
- * usage: bench-workingset [--quick] [--ops N]
+ * usage: bench-workingset [--quick] [--ops N] [small]
  *
  * 4096 live blocks of random sizes (16–512 B, a quarter of them up to
- * 2 KiB) are created up front.  Each operation picks a random block, checks
+ * 2 KiB; with `small`, 16–256 B) are created up front.  Each operation picks a random block, checks
  * the tag written into it when it was made (so a broken allocator is caught
  * rather than timed), frees it, allocates a new block of a random size in
  * its place and writes the new tag into its first and last bytes; it also
@@ -20,8 +20,12 @@ struct blk {
   size_t n;
 };
 
+static int small_only;
+
 static size_t ws_size(uint64_t *rng) {
   uint64_t r = bench_rand(rng);
+  if (small_only)
+    return 16 + (size_t)((r >> 8) % 241); /* 16 .. 256 */
   if ((r & 3) == 0)
     return 16 + (size_t)((r >> 8) % 2033); /* 16 .. 2048 */
   return 16 + (size_t)((r >> 8) % 497);    /* 16 .. 512 */
@@ -45,9 +49,10 @@ int main(int argc, char **argv) {
   static struct blk live[LIVE];
   uint64_t sum = 0;
 
-  bench_parse(argc, argv, &a, "");
-  if (a.pos != NULL)
-    bench_usage_exit(argv[0], "");
+  bench_parse(argc, argv, &a, "[small]");
+  if (a.pos != NULL && strcmp(a.pos, "small") != 0)
+    bench_usage_exit(argv[0], "[small]");
+  small_only = a.pos != NULL;
   long long ops = bench_ops(&a, 16000000);
   uint64_t rng = a.seed;
 
@@ -79,7 +84,7 @@ int main(int argc, char **argv) {
     ws_check(&live[i], i);
     free(live[i].p);
   }
-  bench_result("workingset", ops, t, "pairs=%lld live=%d checksum=%llu", ops,
+  bench_result(small_only ? "workingset-small" : "workingset", ops, t, "pairs=%lld live=%d checksum=%llu", ops,
                LIVE, (unsigned long long)(sum & 0xffff));
   return 0;
 }
