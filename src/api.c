@@ -187,7 +187,7 @@ static void resolve(void *p, const char *func, block_ref_t *r) {
   }
   if (c->kind != PL_CHUNK_HEAP) pl_fatal_ptr(func, "invalid pointer", p);
   size_t pi = pl_chunk_page_index(p);
-  pl_pageword_t info = __atomic_load_n(&c->page_info[pi], __ATOMIC_RELAXED);
+  pl_pageword_t info = pl_pw_load(&c->page_info[pi]);
   unsigned cls = pl_pw_class(info);
   if (cls == 0) {
     pl_span_t *s = c->page_span[pi];
@@ -294,10 +294,10 @@ API void *pallet_malloc(size_t n) {
 API void pallet_free(void *p) {
   uintptr_t off = (uintptr_t)p - pl_arena_base;
   if (PL_UNLIKELY(off >= pl_arena_size)) goto slow; /* not in the arena */
-  pl_pageword_t info = __atomic_load_n(&pl_arena_info[off >> PL_PAGE_SHIFT], __ATOMIC_RELAXED);
-  /* The high half of the page word is the offset of the class's bin;
-   * class 0 (not a small block) has a bin with limit 0 (all NULL). */
-  pl_bin_t *b = (pl_bin_t *)((char *)pl_tc + (info >> 32));
+  const pl_pageword_t *w = &pl_arena_info[off >> PL_PAGE_SHIFT];
+  /* The bin of the page's class; class 0 (not a small block) has a bin
+   * with limit 0 (all NULL). */
+  pl_bin_t *b = (pl_bin_t *)((char *)pl_tc + __atomic_load_n(&w->bin, __ATOMIC_RELAXED));
   void **t = b->top;
   if (PL_LIKELY(t < __atomic_load_n(&b->end, __ATOMIC_RELAXED))) {
     uintptr_t key = pl_free_key(p);
@@ -305,8 +305,8 @@ API void pallet_free(void *p) {
       /* p must start a block (the fraction of its offset in the span over
        * the block size is zero, see sizeclass.h), and must not hold its
        * free key already. */
-      if (PL_UNLIKELY(pl_class_off_misaligned(pl_pw_span_offset(info, p), b->recip) ||
-                      *(uintptr_t *)p == key))
+      uint64_t soff = (uint32_t)((uintptr_t)p + __atomic_load_n(&w->span_neg, __ATOMIC_RELAXED));
+      if (PL_UNLIKELY(pl_class_off_misaligned(soff, b->recip) || *(uintptr_t *)p == key))
         goto slow;
     }
     bin_push(b, t, p, key);

@@ -45,21 +45,32 @@ typedef enum {
 
 /* A page word, free()'s view of a page: for a page of a small-block span
  * of class cls that starts at address start,
- *   cls << PL_PW_CLASS_SHIFT | (low 32 bits of start),
- * and 0 for every other page.  The shift is 32 + 5, so the high half is
- * cls * 32, the byte offset of the class's bin in a thread cache
- * (tcache.h checks that a bin is 32 bytes); the low half gives p's offset
- * in its span with one 32-bit subtraction (spans are < 4 MiB). */
-typedef uint64_t pl_pageword_t;
-#define PL_PW_CLASS_SHIFT 37
+ *   span_neg = -start mod 2^32, so that p + span_neg (mod 2^32) is p's
+ *              offset in its span (spans are < 4 MiB): one lea;
+ *   bin      = cls * 32, the byte offset of the class's bin in a thread
+ *              cache (tcache.h checks that a bin is 32 bytes);
+ * and {0, 0} on every other page.  free() loads the two halves apart, so
+ * neither needs a shift. */
+typedef struct pl_pageword {
+  uint32_t span_neg;
+  uint32_t bin;
+} pl_pageword_t;
+#define PL_PW_BIN_SHIFT 5
 
 PL_INLINE pl_pageword_t pl_pw_make(unsigned cls, uintptr_t start) {
-  return ((uint64_t)cls << PL_PW_CLASS_SHIFT) | (uint32_t)start;
+  return (pl_pageword_t){0u - (uint32_t)start, (uint32_t)cls << PL_PW_BIN_SHIFT};
 }
-PL_INLINE unsigned pl_pw_class(pl_pageword_t w) { return (unsigned)(w >> PL_PW_CLASS_SHIFT); }
+PL_INLINE pl_pageword_t pl_pw_load(const pl_pageword_t *w) {
+  return (pl_pageword_t){__atomic_load_n(&w->span_neg, __ATOMIC_RELAXED),
+                         __atomic_load_n(&w->bin, __ATOMIC_RELAXED)};
+}
+PL_INLINE bool pl_pw_equal(pl_pageword_t a, pl_pageword_t b) {
+  return a.span_neg == b.span_neg && a.bin == b.bin;
+}
+PL_INLINE unsigned pl_pw_class(pl_pageword_t w) { return w.bin >> PL_PW_BIN_SHIFT; }
 /* Offset of p from the start of the span of page word w. */
 PL_INLINE uint32_t pl_pw_span_offset(pl_pageword_t w, const void *p) {
-  return (uint32_t)(uintptr_t)p - (uint32_t)w;
+  return (uint32_t)(uintptr_t)p + w.span_neg;
 }
 
 typedef struct pl_chunk {

@@ -111,7 +111,7 @@ static size_t first_page(const pl_span_t *s) {
 }
 
 static void set_pages(pl_span_t *s, size_t from, size_t count) {
-  pl_pageword_t info = s->state == PL_SPAN_SMALL ? pl_pw_make(s->cls, s->start) : 0;
+  pl_pageword_t info = pl_pw_make(s->state == PL_SPAN_SMALL ? s->cls : 0, s->state == PL_SPAN_SMALL ? s->start : 0);
   pl_chunk_t *c = s->chunk;
   /* Plain stores: gcc 12.2 at -O1 and above dropped every call of this
    * function when the page_info store was an __atomic_store_n in this loop
@@ -560,9 +560,9 @@ int pl_span_heap_check(void) {
         rc = check_fail("span does not tile its chunk", c->base + p * PL_PAGE_SIZE);
         break;
       }
-      pl_pageword_t info = s->state == PL_SPAN_SMALL ? pl_pw_make(s->cls, s->start) : 0;
+      pl_pageword_t info = pl_pw_make(s->state == PL_SPAN_SMALL ? s->cls : 0, s->state == PL_SPAN_SMALL ? s->start : 0);
       for (size_t q = p; q < p + s->npages; q++) {
-        if (c->page_span[q] != s || c->page_info[q] != info) {
+        if (c->page_span[q] != s || !pl_pw_equal(c->page_info[q], info)) {
           rc = check_fail("page map disagrees with span", c->base + q * PL_PAGE_SIZE);
           break;
         }

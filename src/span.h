@@ -16,8 +16,9 @@
  * Invariants (pl_span_heap_check verifies them):
  *   - the spans of a chunk tile it: their lengths add up to 512 pages;
  *   - page_span[p] is the span covering page p, for every page;
- *   - page_info[p] is 0 unless the span is SMALL, where it holds the class
- *     and the span's offset;
+ *   - page_info[p] (the chunk's page words, chunk.h) is {0, 0} unless
+ *     the span is SMALL, where it is pl_pw_make(class, span start): the
+ *     class's bin offset and the span's start negated modulo 2^32;
  *   - no two adjacent spans are both FREE;
  *   - every FREE span is in the bucket of its length, and only there.
  * Locking: one lock (heap_lock) guards all of it.  No system call is made

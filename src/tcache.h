@@ -54,7 +54,7 @@ PL_INLINE uint32_t pl_bin_limit(const pl_bin_t *b) {
 }
 
 /* Page words (chunk.h) hold a class's bin offset as class * 32. */
-_Static_assert(sizeof(pl_bin_t) == (1u << (PL_PW_CLASS_SHIFT - 32)), "bins are 32 bytes");
+_Static_assert(sizeof(pl_bin_t) == (1u << PL_PW_BIN_SHIFT), "bins are 32 bytes");
 
 typedef enum {
   PL_TC_BOOT = 0,   /* static: this thread has no cache yet */

@@ -59,9 +59,11 @@ static void check_span_map(const pl_span_t *s) {
   assert_int_equal(c->kind, PL_CHUNK_HEAP);
   assert_true(s->npages >= 1 && page_of(s) + s->npages <= NPAGES);
   /* Written out here rather than through pl_pw_make, to check it. */
-  uint64_t want = 0;
-  if (s->state == PL_SPAN_SMALL)
-    want = ((uint64_t)s->cls << 37) | (s->start & 0xffffffffu);
+  uint32_t want_neg = 0, want_bin = 0;
+  if (s->state == PL_SPAN_SMALL) {
+    want_neg = (uint32_t)(0x100000000ull - (s->start & 0xffffffffu));
+    want_bin = (uint32_t)s->cls * 32;
+  }
   /* A chunk in the arena keeps its page words in the arena's array. */
   if (c->base - pl_arena_base < pl_arena_size)
     assert_ptr_equal(c->page_info, &pl_arena_info[(c->base - pl_arena_base) >> PL_PAGE_SHIFT]);
@@ -80,9 +82,9 @@ static void check_span_map(const pl_span_t *s) {
         fail_msg("page %zu: span offset wrong", p);
     }
     if (c->page_span[p] != s) fail_msg("page %zu: page_span is not the span", p);
-    if (c->page_info[p] != want)
-      fail_msg("page %zu: page word 0x%llx, want 0x%llx", p,
-               (unsigned long long)c->page_info[p], (unsigned long long)want);
+    if (c->page_info[p].span_neg != want_neg || c->page_info[p].bin != want_bin)
+      fail_msg("page %zu: page word {0x%x, 0x%x}, want {0x%x, 0x%x}", p,
+               c->page_info[p].span_neg, c->page_info[p].bin, want_neg, want_bin);
     if (s->state == PL_SPAN_SMALL) assert_int_equal(pl_pw_class(c->page_info[p]), s->cls);
   }
 }
