@@ -34,12 +34,12 @@ static size_t nactive;
 #define CAP_MAX 256
 #define START_LIMIT 4
 
-uint16_t pl_bin_lookup[(PL_SMALL_LOOKUP_MAX >> 4) + 1];
+uint16_t pl_bin_lookup[PL_SMALL_LOOKUP_MAX + 1];
 
 void pl_tcache_init_caps(void) {
   size_t total = 0;
-  for (size_t i = 0; i <= (PL_SMALL_LOOKUP_MAX >> 4); i++)
-    pl_bin_lookup[i] = (uint16_t)offsetof(pl_tcache_t, bins[pl_class_lookup[i]]);
+  for (size_t n = 0; n <= PL_SMALL_LOOKUP_MAX; n++)
+    pl_bin_lookup[n] = (uint16_t)offsetof(pl_tcache_t, bins[pl_size_class(n)]);
   for (unsigned c = 1; c <= PL_NCLASSES; c++) {
     size_t cap = CAP_BYTES / pl_class_info[c].size;
     if (cap > CAP_MAX) cap = CAP_MAX;

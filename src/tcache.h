@@ -84,10 +84,11 @@ extern __thread pl_tcache_t *pl_tc
 extern uint64_t pl_secret PL_HIDDEN;
 
 /* malloc's fast path: for a request of n <= PL_SMALL_LOOKUP_MAX bytes,
- * the byte offset in a cache of the bin of its class. */
-extern uint16_t pl_bin_lookup[(PL_SMALL_LOOKUP_MAX >> 4) + 1] PL_HIDDEN;
+ * the byte offset in a cache of the bin of its class, indexed by n itself
+ * (2 KiB, so the index needs no rounding). */
+extern uint16_t pl_bin_lookup[PL_SMALL_LOOKUP_MAX + 1] PL_HIDDEN;
 PL_INLINE pl_bin_t *pl_tc_bin_for_small(pl_tcache_t *tc, size_t n) {
-  return (pl_bin_t *)((char *)tc + pl_bin_lookup[(n + 15) >> 4]);
+  return (pl_bin_t *)((char *)tc + pl_bin_lookup[n]);
 }
 
 /* Caps and budgets (options.c may change them before any cache exists). */
