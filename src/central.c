@@ -25,11 +25,15 @@ typedef struct pl_central {
   pl_span_t *partial;  /* spans with at least one free block */
   size_t nspans;       /* spans of this class, listed or full */
   size_t nfree_blocks; /* free blocks in those spans' bitmaps */
-  size_t nxfer;        /* free blocks in xfer[] (not in the bitmaps) */
-  void *xfer[XFER_MAX];
+  size_t nxfer;        /* free blocks in xfer_store[cls] (not in the bitmaps) */
 } PL_ALIGNED(PL_CACHELINE) pl_central_t;
 
+/* One cache line per class for the lock and the lists; the transfer
+ * arrays apart, so that a pass over every class (decay, statistics, fork)
+ * touches 97 lines, not a page per class: untouched pages of the arrays
+ * never become resident. */
 static pl_central_t central[PL_NCLASSES + 1];
+static void *xfer_store[PL_NCLASSES + 1][XFER_MAX];
 /* Bytes in all transfer arrays (updated under the class locks, read
  * without them as a hint). */
 static size_t xfer_bytes;
@@ -85,7 +89,7 @@ size_t pl_central_alloc_batch(unsigned cls, void **out, size_t n) {
   if (c->nxfer) {
     size_t k = c->nxfer < n ? c->nxfer : n;
     c->nxfer -= k;
-    memcpy(out, c->xfer + c->nxfer, k * sizeof(void *));
+    memcpy(out, xfer_store[cls] + c->nxfer, k * sizeof(void *));
     __atomic_fetch_sub(&xfer_bytes, k * size, __ATOMIC_RELAXED);
     got = k;
   }
@@ -175,7 +179,7 @@ void pl_central_free_batch(unsigned cls, void *const *blocks, size_t n) {
   pl_lock(&c->lock);
   if (c->nxfer + n <= cap) {
     /* Room for the whole batch in the transfer array. */
-    memcpy(c->xfer + c->nxfer, blocks, n * sizeof(void *));
+    memcpy(xfer_store[cls] + c->nxfer, blocks, n * sizeof(void *));
     c->nxfer += n;
     __atomic_fetch_add(&xfer_bytes, n * size, __ATOMIC_RELAXED);
     pl_unlock(&c->lock);
@@ -193,7 +197,7 @@ void pl_central_drain(unsigned cls) {
     pl_lock(&c->lock);
     size_t k = c->nxfer < 64 ? c->nxfer : 64;
     c->nxfer -= k;
-    memcpy(batch, c->xfer + c->nxfer, k * sizeof(void *));
+    memcpy(batch, xfer_store[cls] + c->nxfer, k * sizeof(void *));
     __atomic_fetch_sub(&xfer_bytes, k * pl_class_info[cls].size, __ATOMIC_RELAXED);
     pl_unlock(&c->lock);
     if (k == 0) return;

@@ -30,8 +30,7 @@ bool pl_chunk_map_reserve(uintptr_t base, size_t size) {
     if (__atomic_load_n(&pl_chunk_map[i1], __ATOMIC_ACQUIRE) != NULL) continue;
     pl_chunk_t **leaf =
         pl_meta_alloc(PL_MAP_L2_SIZE * sizeof(pl_chunk_t *), 4096);
-    if (leaf == NULL) return false;
-    for (size_t i = 0; i < PL_MAP_L2_SIZE; i++) leaf[i] = &pl_chunk_none;
+    if (leaf == NULL) return false; /* zeroed: every slot "not ours" */
     pl_chunk_t **expected = NULL;
     /* Losing the race wastes one leaf; that is rare and harmless. */
     __atomic_compare_exchange_n(&pl_chunk_map[i1], &expected, leaf, false,
@@ -47,8 +46,7 @@ void pl_chunk_map_set(uintptr_t base, size_t size, pl_chunk_t *rec) {
     pl_chunk_t **leaf =
         __atomic_load_n(&pl_chunk_map[s >> PL_MAP_L2_BITS], __ATOMIC_ACQUIRE);
     pl_assert(leaf != NULL);
-    __atomic_store_n(&leaf[s & (PL_MAP_L2_SIZE - 1)], rec ? rec : &pl_chunk_none,
-                     __ATOMIC_RELEASE);
+    __atomic_store_n(&leaf[s & (PL_MAP_L2_SIZE - 1)], rec, __ATOMIC_RELEASE);
   }
 }
 

@@ -10,8 +10,9 @@
  *   - a huge block (one or more slots, starting at a slot boundary);
  *   - the tombstone of a huge block already freed (so that a second free is
  *     reported as a double free, not as a foreign pointer).
- * A slot whose entry is &pl_chunk_none (or whose leaf is missing) is not
- * ours.  Records are metadata (meta.c),
+ * A slot whose entry is NULL (or whose leaf is missing) is not ours;
+ * lookups report it as &pl_chunk_none.  (Leaves are left zeroed, so only
+ * the pages of a leaf that cover pallet's slots become resident.)  Records are metadata (meta.c),
  * never next to user memory.
  *
  * The heap arena: heap chunks are carved, where possible, from one range
@@ -121,8 +122,9 @@ PL_INLINE pl_chunk_t *pl_chunk_lookup_raw(const void *p) {
   if (PL_UNLIKELY(i1 >= PL_MAP_L1_SIZE)) return &pl_chunk_none;
   pl_chunk_t **leaf = __atomic_load_n(&pl_chunk_map[i1], __ATOMIC_RELAXED);
   if (PL_UNLIKELY(leaf == NULL)) return &pl_chunk_none;
-  return __atomic_load_n(&leaf[(a >> PL_CHUNK_SHIFT) & (PL_MAP_L2_SIZE - 1)],
-                         __ATOMIC_RELAXED);
+  pl_chunk_t *rec = __atomic_load_n(&leaf[(a >> PL_CHUNK_SHIFT) & (PL_MAP_L2_SIZE - 1)],
+                                    __ATOMIC_RELAXED);
+  return rec ? rec : &pl_chunk_none;
 }
 
 /* The record of the slot holding p, or NULL if pallet does not own it. */
