@@ -30,7 +30,11 @@ static pl_tcache_t *registry;   /* active caches */
 static pl_tcache_t *pool;       /* recycled caches */
 static size_t nactive;
 
-#define CAP_BYTES ((size_t)256 << 10)
+/* A bin holds at most CAP_BYTES of blocks (CAP_MAX blocks), but at least
+ * CAP_MIN blocks as long as that stays within CAP_MIN_BYTES. */
+#define CAP_BYTES ((size_t)128 << 10)
+#define CAP_MIN 8
+#define CAP_MIN_BYTES ((size_t)256 << 10)
 #define CAP_MAX 256
 #define START_LIMIT 4
 
@@ -41,8 +45,11 @@ void pl_tcache_init_caps(void) {
   for (size_t n = 0; n <= PL_SMALL_LOOKUP_MAX; n++)
     pl_bin_lookup[n] = (uint16_t)offsetof(pl_tcache_t, bins[pl_size_class(n)]);
   for (unsigned c = 1; c <= PL_NCLASSES; c++) {
-    size_t cap = CAP_BYTES / pl_class_info[c].size;
+    size_t size = pl_class_info[c].size;
+    size_t cap = CAP_BYTES / size;
     if (cap > CAP_MAX) cap = CAP_MAX;
+    size_t floor = CAP_MIN_BYTES / size < CAP_MIN ? CAP_MIN_BYTES / size : CAP_MIN;
+    if (cap < floor) cap = floor;
     /* The per-thread byte budget bounds every single bin too, but every
      * bin holds at least one block (a bin of capacity 0 would have no
      * slots of its own). */
