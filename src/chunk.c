@@ -56,7 +56,11 @@ pl_chunk_t *pl_chunk_record_new(void) {
   if (rec) record_free = rec->next;
   pl_unlock(&record_lock);
   if (rec) {
+    pl_pageword_t *own_info = rec->own_info;
+    struct pl_span **own_span = rec->own_span;
     memset(rec, 0, sizeof *rec);
+    rec->own_info = own_info;
+    rec->own_span = own_span;
     return rec;
   }
   return pl_meta_alloc(sizeof(pl_chunk_t), PL_CACHELINE);
@@ -81,6 +85,8 @@ void pl_chunk_record_release(pl_chunk_t *rec) {
 uintptr_t pl_arena_base;
 size_t pl_arena_size;
 pl_pageword_t *pl_arena_info;
+struct pl_span **pl_arena_spans;
+static size_t arena_pages_bytes; /* of each of the two arrays */
 static int arena_tried;        /* under record_lock */
 static uint32_t *slot_free;    /* stack of slots given back */
 static size_t slot_nfree, slot_next, slot_count;
@@ -97,19 +103,22 @@ static void arena_reserve(void) {
     size_t head = base - (uintptr_t)r;
     if (head) munmap(r, head);
     munmap((void *)(base + size), PL_CHUNK_SIZE - head);
-    size_t info_bytes = PL_ALIGN_UP((size >> PL_PAGE_SHIFT) * sizeof(pl_pageword_t),
-                                    pl_os_page_size());
-    pl_pageword_t *info = pl_os_map(info_bytes, pl_os_page_size());
+    /* The page words, then the span pointers: 8 bytes a page each. */
+    _Static_assert(sizeof(pl_pageword_t) == sizeof(void *), "page words are 8 bytes");
+    size_t bytes = PL_ALIGN_UP((size >> PL_PAGE_SHIFT) * sizeof(void *), pl_os_page_size());
+    char *arrays = pl_os_map(2 * bytes, pl_os_page_size());
     uint32_t *stack = pl_meta_alloc(nslots * sizeof(uint32_t), PL_CACHELINE);
-    if (info == NULL || stack == NULL) {
-      if (info) pl_os_unmap(info, info_bytes);
+    if (arrays == NULL || stack == NULL) {
+      if (arrays) pl_os_unmap(arrays, 2 * bytes);
       munmap((void *)base, size);
       continue; /* (stack is metadata: kept) */
     }
     slot_free = stack;
     slot_count = nslots;
+    arena_pages_bytes = bytes;
     pl_arena_base = base;
-    pl_arena_info = info;
+    pl_arena_info = (pl_pageword_t *)arrays;
+    pl_arena_spans = (struct pl_span **)(arrays + bytes);
     /* Last: a free() that sees the size sees the rest (it reads the size
      * first, in program order; every pointer into the arena is handed out
      * after this store). */
@@ -136,25 +145,48 @@ void *pl_chunk_heap_map(pl_chunk_t *rec) {
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
     errno = saved;
     if (m == want) {
-      rec->page_info = &pl_arena_info[slot << (PL_CHUNK_SHIFT - PL_PAGE_SHIFT)];
+      size_t first = slot << (PL_CHUNK_SHIFT - PL_PAGE_SHIFT);
+      rec->page_info = &pl_arena_info[first];
+      rec->page_span = &pl_arena_spans[first];
       return m;
     }
     pl_lock(&record_lock);
     slot_free[slot_nfree++] = (uint32_t)slot;
     pl_unlock(&record_lock);
   }
+  if (rec->own_info == NULL) {
+    rec->own_info = pl_meta_alloc(PL_CHUNK_PAGES * sizeof(pl_pageword_t), PL_CACHELINE);
+    rec->own_span = pl_meta_alloc(PL_CHUNK_PAGES * sizeof(struct pl_span *), PL_CACHELINE);
+    if (rec->own_info == NULL || rec->own_span == NULL) return NULL; /* (kept: metadata) */
+  }
   void *m = pl_os_map(PL_CHUNK_SIZE, PL_CHUNK_SIZE);
-  if (m != NULL) rec->page_info = rec->page_info_own;
+  if (m == NULL) return NULL;
+  memset(rec->own_info, 0, PL_CHUNK_PAGES * sizeof(pl_pageword_t));
+  memset(rec->own_span, 0, PL_CHUNK_PAGES * sizeof(struct pl_span *));
+  rec->page_info = rec->own_info;
+  rec->page_span = rec->own_span;
   return m;
+}
+
+/* Clears (and gives back the pages of) an arena slot's page map. */
+static void clear_slot_map(pl_chunk_t *rec) {
+  size_t bytes = PL_CHUNK_PAGES * sizeof(void *);
+  if (bytes % pl_os_page_size() == 0 &&
+      pl_os_purge(rec->page_info, bytes, PL_PURGE_DONTNEED) &&
+      pl_os_purge(rec->page_span, bytes, PL_PURGE_DONTNEED))
+    return;
+  memset(rec->page_info, 0, bytes);
+  memset(rec->page_span, 0, bytes);
 }
 
 void pl_chunk_heap_unmap(pl_chunk_t *rec) {
   uintptr_t off = rec->base - pl_arena_base;
-  memset(rec->page_info, 0, PL_CHUNK_PAGES * sizeof(pl_pageword_t));
   if (off >= pl_arena_size) {
+    memset(rec->page_info, 0, PL_CHUNK_PAGES * sizeof(pl_pageword_t));
     pl_os_unmap((void *)rec->base, PL_CHUNK_SIZE);
     return;
   }
+  clear_slot_map(rec);
   /* Back to reserved, inaccessible address space: the pages and their
    * commit charge go back to the OS, the slot stays the arena's. */
   int saved = errno;

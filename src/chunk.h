@@ -12,17 +12,19 @@
  *     reported as a double free, not as a foreign pointer).
  * A slot whose entry is NULL (or whose leaf is missing) is not ours;
  * lookups report it as &pl_chunk_none.  (Leaves are left zeroed, so only
- * the pages of a leaf that cover pallet's slots become resident.)  Records are metadata (meta.c),
- * never next to user memory.
+ * the pages of a leaf that cover pallet's slots become resident.)
+ * Records are metadata (meta.c), never next to user memory.
  *
  * The heap arena: heap chunks are carved, where possible, from one range
  * of address space reserved at start-up (PROT_NONE until a chunk is
- * mapped there), and the page_info words of every page of that range sit
- * in one flat array.  So free() finds a block's page_info with a
- * subtraction, a compare and one load, without the radix map; a pointer
- * outside the arena (huge blocks, chunks mapped after the arena filled up
- * or when it could not be reserved, foreign pointers) takes the slow path,
- * which uses the radix map for everything.
+ * mapped there), and the page map of that range (a page word and a span
+ * pointer for every page) sits in two flat arrays.  So free() finds a
+ * block's page word with a subtraction, a compare and one load, without
+ * the radix map; a pointer outside the arena (huge blocks, chunks mapped
+ * after the arena filled up or when it could not be reserved, foreign
+ * pointers) takes the slow path, which uses the radix map for everything.
+ * When a chunk is unmapped, the pages of its slot's page map go back to
+ * the OS too.
  *
  * Concurrency: entries are published with release stores before any
  * pointer into the slot is handed out, and read with relaxed loads (a
@@ -74,22 +76,29 @@ PL_INLINE uint32_t pl_pw_span_offset(pl_pageword_t w, const void *p) {
   return (uint32_t)(uintptr_t)p + w.span_neg;
 }
 
+/* A chunk record.  A heap chunk's page map (page words and span
+ * pointers, one each per page) lives in the arena's flat arrays, or, for a
+ * chunk outside the arena, in arrays of its own that the record keeps
+ * across reuse; either way the record itself is small. */
 typedef struct pl_chunk {
-  pl_pageword_t *page_info; /* heap chunk: its slice of the arena's words, or own */
-  uintptr_t base;                     /* first byte of the chunk / block */
-  size_t size;                        /* bytes mapped */
-  size_t usable;                      /* huge: usable bytes of the block */
-  uint8_t kind;                       /* pl_chunk_kind_t */
-  struct pl_chunk *next, *prev;       /* list of heap chunks / huge blocks */
-  struct pl_span *page_span[PL_CHUNK_PAGES];
-  pl_pageword_t page_info_own[PL_CHUNK_PAGES]; /* for chunks outside the arena */
+  pl_pageword_t *page_info;       /* heap chunk: its 512 page words */
+  struct pl_span **page_span;     /* heap chunk: its 512 span pointers */
+  uintptr_t base;                 /* first byte of the chunk / block */
+  size_t size;                    /* bytes mapped */
+  size_t usable;                  /* huge: usable bytes of the block */
+  uint8_t kind;                   /* pl_chunk_kind_t */
+  struct pl_chunk *next, *prev;   /* list of heap chunks / huge blocks */
+  pl_pageword_t *own_info;        /* arrays for a chunk outside the arena */
+  struct pl_span **own_span;      /* (allocated when first needed) */
 } pl_chunk_t;
 
 /* The arena: [pl_arena_base, pl_arena_base + pl_arena_size), 4 MiB
  * aligned (size 0 until reserved, or if it could not be); pl_arena_info
- * has the page word of every page of it. */
+ * and pl_arena_spans have the page word and the span of every page of it
+ * (a slot's 512 entries of each are one 4 KiB page). */
 extern uintptr_t pl_arena_base PL_HIDDEN;
 extern size_t pl_arena_size PL_HIDDEN;
+extern struct pl_span **pl_arena_spans PL_HIDDEN;
 extern pl_pageword_t *pl_arena_info PL_HIDDEN;
 
 /* Maps a zeroed, 4 MiB aligned heap chunk (from the arena while it has

@@ -6,7 +6,7 @@
 # LD_PRELOAD=libpallet.so).  The RSS-based tests measure nothing useful
 # under a sanitizer, so they are left out of sanitizer builds.
 
-EXTRA_DIST += test/options_effect.sh
+EXTRA_DIST += test/options_effect.sh test/no_arena.sh
 
 if HAVE_CMOCKA
 if !PL_SANITIZE
@@ -43,6 +43,11 @@ endif
 
 if PL_OVERRIDE
 if !PL_SANITIZE
+if HAVE_CMOCKA
+# The unit tests and pallet-stress again, with no heap arena (a small
+# ulimit -v; sanitizers need far more address space).
+TESTS += test/no_arena.sh
+endif
 # Plain malloc calls; pallet comes in through LD_PRELOAD.
 check_PROGRAMS += test/options_effect_prog
 TESTS += test/options_effect.sh

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -65,10 +66,13 @@ static void check_span_map(const pl_span_t *s) {
     want_bin = (uint32_t)s->cls * 32;
   }
   /* A chunk in the arena keeps its page words in the arena's array. */
-  if (c->base - pl_arena_base < pl_arena_size)
+  if (c->base - pl_arena_base < pl_arena_size) {
     assert_ptr_equal(c->page_info, &pl_arena_info[(c->base - pl_arena_base) >> PL_PAGE_SHIFT]);
-  else
-    assert_ptr_equal(c->page_info, c->page_info_own);
+    assert_ptr_equal(c->page_span, &pl_arena_spans[(c->base - pl_arena_base) >> PL_PAGE_SHIFT]);
+  } else {
+    assert_ptr_equal(c->page_info, c->own_info);
+    assert_ptr_equal(c->page_span, c->own_span);
+  }
   for (size_t p = page_of(s); p < page_of(s) + s->npages; p++) {
     uintptr_t a = c->base + p * PL_PAGE_SIZE;
     static const size_t at[] = {0, PL_PAGE_SIZE / 2, PL_PAGE_SIZE - 1};
@@ -553,6 +557,61 @@ static void test_totals_and_unmap(void **state) {
   assert_int_equal(gone, k - 1);
 }
 
+/* Heap chunks come from the arena's slots (or, with PL_TEST_NO_ARENA=1,
+ * set by test/no_arena.sh, which runs this under a ulimit -v too small to
+ * reserve it, from mappings of their own).  A chunk unmapped beyond the
+ * retained ones gives its slot back with its page map cleared, and the
+ * next chunk reuses that slot. */
+static void test_arena_slots(void **state) {
+  (void)state;
+  const char *na = getenv("PL_TEST_NO_ARENA");
+  bool want_arena = !(na != NULL && na[0] == '1');
+  pl_span_purge(0, true, 0);
+  pl_span_totals_t t0;
+  pl_span_totals(&t0);
+  size_t k = t0.retained_chunks + 2;
+  pl_span_t *sp[64];
+  assert_true(k <= 64);
+  for (size_t i = 0; i < k; i++) {
+    sp[i] = whole_chunk();
+    pl_chunk_t *c = sp[i]->chunk;
+    bool in_arena = c->base - pl_arena_base < pl_arena_size;
+    if (in_arena != want_arena)
+      fail_msg("chunk 0x%lx %s the arena (arena size %zu)", (unsigned long)c->base,
+               in_arena ? "in" : "outside", pl_arena_size);
+  }
+  if (!want_arena) {
+    assert_int_equal(pl_arena_size, 0);
+    for (size_t i = 0; i < k; i++) pl_span_free(sp[i]);
+    return;
+  }
+  uintptr_t bases[64];
+  for (size_t i = 0; i < k; i++) bases[i] = sp[i]->chunk->base;
+  uintptr_t last = bases[k - 1];
+  size_t first_page = (last - pl_arena_base) >> PL_PAGE_SHIFT;
+  for (size_t i = 0; i < k; i++) pl_span_free(sp[i]);
+  size_t saved_retain = pl_span_retain_chunks;
+  pl_span_retain_chunks = 0;
+  pl_span_purge(0, true, 0);
+  pl_span_retain_chunks = saved_retain;
+  heap_ok();
+  /* Unmapped (none retained): its slot's page map reads as zero. */
+  assert_null(pl_chunk_lookup((void *)last));
+  for (size_t p = 0; p < NPAGES; p++) {
+    if (pl_arena_info[first_page + p].span_neg != 0 || pl_arena_info[first_page + p].bin != 0 ||
+        pl_arena_spans[first_page + p] != NULL)
+      fail_msg("page %zu of the unmapped slot 0x%lx keeps its page map", p, (unsigned long)last);
+  }
+  /* The slots given back are reused before new ones. */
+  pl_span_t *again = whole_chunk();
+  uintptr_t b = again->chunk->base;
+  bool reused = false;
+  for (size_t i = 0; i < k; i++) reused |= bases[i] == b;
+  if (!reused) fail_msg("new chunk 0x%lx is not in a slot just given back", (unsigned long)b);
+  check_chunk(again->chunk);
+  pl_span_free(again);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_lengths),
@@ -568,6 +627,7 @@ int main(void) {
       cmocka_unit_test(test_purge),
       cmocka_unit_test(test_purge_on_free),
       cmocka_unit_test(test_totals_and_unmap),
+      cmocka_unit_test(test_arena_slots),
   };
   return cmocka_run_group_tests_name("unit_span", tests, setup, NULL);
 }
