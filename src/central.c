@@ -26,6 +26,7 @@ typedef struct pl_central {
   size_t nspans;       /* spans of this class, listed or full */
   size_t nfree_blocks; /* free blocks in those spans' bitmaps */
   size_t nxfer;        /* free blocks in xfer_store[cls] (not in the bitmaps) */
+  bool taken;          /* a refill took from xfer since it last overflowed */
 } PL_ALIGNED(PL_CACHELINE) pl_central_t;
 
 /* One cache line per class for the lock and the lists; the transfer
@@ -92,6 +93,7 @@ size_t pl_central_alloc_batch(unsigned cls, void **out, size_t n) {
     memcpy(out, xfer_store[cls] + c->nxfer, k * sizeof(void *));
     __atomic_fetch_sub(&xfer_bytes, k * size, __ATOMIC_RELAXED);
     got = k;
+    c->taken = true;
   }
   while (got < n) {
     pl_span_t *s = c->partial;
@@ -185,8 +187,22 @@ void pl_central_free_batch(unsigned cls, void *const *blocks, size_t n) {
     pl_unlock(&c->lock);
     return;
   }
+  /* The array overflows.  If no refill took from it since it last did,
+   * nobody is consuming what it holds (a thread freeing what it no longer
+   * needs, say at the end of a burst): it goes back to the spans too, so
+   * that they can become wholly free and return to the heap. */
+  void *idle[XFER_MAX];
+  size_t nidle = 0;
+  if (!c->taken) {
+    nidle = c->nxfer;
+    c->nxfer = 0;
+    memcpy(idle, xfer_store[cls], nidle * sizeof(void *));
+    __atomic_fetch_sub(&xfer_bytes, nidle * size, __ATOMIC_RELAXED);
+  }
+  c->taken = false;
   pl_unlock(&c->lock);
   free_to_spans(cls, blocks, n);
+  if (nidle) free_to_spans(cls, idle, nidle);
 }
 
 /* Moves the blocks of the transfer array back into their spans. */
