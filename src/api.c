@@ -79,8 +79,9 @@ static PL_NOINLINE void give_back_idle_cache(pl_tcache_t *tc) {
  * top of a non-empty bin, with its free key cleared; push: onto a bin
  * with room, with the free key written. */
 PL_INLINE void *bin_pop(pl_bin_t *b, void **t) {
-  void **p = t[-1];
-  __atomic_store_n(&b->top, t - 1, __ATOMIC_RELAXED);
+  t--;
+  __atomic_store_n(&b->top, t, __ATOMIC_RELAXED);
+  void **p = *t;
   if (pl_config_hardening) p[0] = NULL;
   return p;
 }
