@@ -65,6 +65,24 @@ static PL_NOINLINE void decay_tick(void) {
   decay_if_due(now);
 }
 
+/* Every PL_FREE_TICK fast frees (tcache.h): a decay pass if one is due,
+ * and the thread's whole cache back to the central lists if the thread
+ * has not reached the heap (refill, flush, large or huge block) for the
+ * decay time, or was poked meanwhile: it is not using what it holds. */
+static PL_NOINLINE void free_tick(void) {
+  pl_tls.free_tick = PL_FREE_TICK;
+  pl_tcache_t *tc = pl_tc;
+  uint64_t now = pl_os_now_ms();
+  if (tc->state == PL_TC_ACTIVE &&
+      (__atomic_load_n(&tc->poked, __ATOMIC_RELAXED) ||
+       now - __atomic_load_n(&tc->last_slow_ms, __ATOMIC_RELAXED) >= pl_opt.decay_ms)) {
+    pl_tcache_unpoke(tc);
+    pl_tcache_flush_all(tc);
+    __atomic_store_n(&tc->last_slow_ms, now, __ATOMIC_RELAXED);
+  }
+  decay_if_due(now);
+}
+
 /* A decay pass found this thread idle, holding a cache, and poked it: its
  * next free lands here and gives the whole cache back (and runs the next
  * pass if one is due, since an idle thread may be all that still calls
@@ -237,6 +255,9 @@ static void free_small(void *p, unsigned cls, const char *func) {
   void **t = b->top;
   if (t < b->base + tc->real_limit[cls]) {
     bin_push(b, t, p, pl_free_key(p));
+    /* Counts like the fast path (which pointers outside the arena, or a
+     * PALLET_CANARY run, never take). */
+    if (PL_UNLIKELY(--pl_tls.free_tick == 0)) free_tick();
     return;
   }
   decay_tick();
@@ -312,6 +333,7 @@ API void pallet_free(void *p) {
         goto slow;
     }
     bin_push(b, t, p, key);
+    if (PL_UNLIKELY(--pl_tls.free_tick == 0)) free_tick();
     return;
   }
 slow:

@@ -13,8 +13,8 @@
 #include "meta.h"
 #include "os.h"
 
-__thread pl_tcache_t *pl_tc __attribute__((tls_model("initial-exec"))) =
-    &pl_tcache_boot;
+__thread pl_tls_t pl_tls __attribute__((tls_model("initial-exec"))) = {&pl_tcache_boot,
+                                                                        PL_FREE_TICK};
 uint64_t pl_secret;
 
 pl_tcache_t pl_tcache_boot = {.state = PL_TC_BOOT};

@@ -16,8 +16,9 @@
  *
  * Every thread starts pointing at a static, empty cache (limit 0), so its
  * first malloc or free falls into the slow path, which sets the real one
- * up: the fast paths never test "initialised yet?".  The thread pointer is
- * the only thread-local pallet has (initial-exec TLS, 8 bytes).
+ * up: the fast paths never test "initialised yet?".  The thread pointer
+ * and a countdown of frees (pl_tls below) are pallet's only thread-local
+ * data.
  *
  * Invariant: 0 <= count <= limit <= cap for every bin of an active cache;
  * base[0 .. count) are distinct free blocks of that class.
@@ -79,8 +80,21 @@ typedef struct pl_tcache {
   void *slot_storage[];
 } pl_tcache_t;
 
-extern __thread pl_tcache_t *pl_tc
-    __attribute__((tls_model("initial-exec"))) PL_HIDDEN;
+/* The thread's pallet state, the only thread-local pallet has (initial-
+ * exec TLS, 16 bytes): its cache, and a countdown of frees.  Each free
+ * that its fast path completes counts one down; at zero the thread takes
+ * pl_free_tick's short detour (api.c), which reads the clock, runs a decay
+ * pass if one is due and gives back the thread's cache if the thread has
+ * not reached the heap for the decay time.  So decay and the return of
+ * idle caches also happen in a program whose calls all stay on the fast
+ * paths (a thread after a burst, doing light work). */
+#define PL_FREE_TICK 128
+typedef struct pl_tls {
+  pl_tcache_t *tc;
+  uint32_t free_tick;
+} pl_tls_t;
+extern __thread pl_tls_t pl_tls __attribute__((tls_model("initial-exec"))) PL_HIDDEN;
+#define pl_tc (pl_tls.tc)
 extern uint64_t pl_secret PL_HIDDEN;
 
 /* malloc's fast path: for a request of n <= PL_SMALL_LOOKUP_MAX bytes,

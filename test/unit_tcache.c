@@ -17,6 +17,7 @@
 #include "central.h"
 #include "common.h"
 #include "lifecycle.h"
+#include "options.h"
 #include "os.h"
 #include "sizeclass.h"
 #include "span.h"
@@ -490,9 +491,54 @@ static void test_idle_cache_given_back(void **state) {
   assert_int_equal(pl_central_check(), 0);
 }
 
+/* A thread whose calls all stay on the fast paths (light work after a
+ * burst): every PL_FREE_TICK fast frees it looks at the clock, and if it
+ * has not reached the heap for the decay time it gives its whole cache
+ * back; if it has, it keeps it. */
+struct quiet_arg {
+  uint32_t held, after_recent, after_quiet, others_after;
+};
+
+static void *quiet_worker(void *argp) {
+  struct quiet_arg *a = argp;
+  unsigned cls = pl_size_class(64);
+  void *b[48];
+  for (int i = 0; i < 48; i++) b[i] = pallet_malloc(64);
+  for (int i = 0; i < 48; i++) pallet_free(b[i]);
+  pallet_free(pallet_malloc(300)); /* another class holds a block too */
+  a->held = pl_bin_count(&pl_tc->bins[cls]);
+  /* The heap was reached just now: a tick keeps the cache. */
+  pl_tls.free_tick = 1;
+  pallet_free(pallet_malloc(64));
+  a->after_recent = pl_bin_count(&pl_tc->bins[cls]);
+  /* As if the last refill or flush were two decay times ago. */
+  __atomic_store_n(&pl_tc->last_slow_ms, pl_os_now_ms() - 2 * pl_opt.decay_ms - 1, __ATOMIC_RELAXED);
+  pl_tls.free_tick = 1;
+  pallet_free(pallet_malloc(64)); /* pop, push: both fast; then the tick */
+  a->after_quiet = pl_bin_count(&pl_tc->bins[cls]);
+  for (unsigned c = 1; c <= PL_NCLASSES; c++) a->others_after += pl_bin_count(&pl_tc->bins[c]);
+  return NULL;
+}
+
+static void test_quiet_thread_gives_back(void **state) {
+  (void)state;
+  struct quiet_arg a;
+  pthread_t t;
+  memset(&a, 0, sizeof a);
+  assert_int_equal(pthread_create(&t, NULL, quiet_worker, &a), 0);
+  pthread_join(t, NULL);
+  assert_true(a.held >= 16);
+  assert_int_equal(a.after_recent, a.held);
+  if (a.after_quiet != 0 || a.others_after != 0)
+    fail_msg("after a tick in a quiet thread the cache holds %u blocks of the class (had %u), "
+             "%u in all", a.after_quiet, a.held, a.others_after);
+  assert_int_equal(pl_central_check(), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_tiny_budget),
+      cmocka_unit_test(test_quiet_thread_gives_back),
       cmocka_unit_test(test_active),
       cmocka_unit_test(test_limit_flush),
       cmocka_unit_test(test_limit_growth),
