@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "chunk.h"
+#include "pallet.h"
 #include "common.h"
 #include "lifecycle.h"
 #include "os.h"
@@ -612,6 +613,58 @@ static void test_arena_slots(void **state) {
   pl_span_free(again);
 }
 
+/* With PL_TEST_SMALL_ARENA=1 (test/no_arena.sh runs this under a ulimit
+ * -v that leaves room for the smallest arena, 256 MiB, and a little more):
+ * chunks fill the arena's slots, the next ones are mapped outside it, and
+ * both kinds work side by side and go back.  Without it, only that a
+ * chunk is inside the arena (or, with PL_TEST_NO_ARENA=1, outside). */
+static void test_arena_full(void **state) {
+  (void)state;
+  const char *v = getenv("PL_TEST_SMALL_ARENA");
+  if (v == NULL || v[0] != '1') {
+    const char *na = getenv("PL_TEST_NO_ARENA");
+    bool want_arena = !(na != NULL && na[0] == '1');
+    pl_span_t *s = whole_chunk();
+    assert_int_equal(s->chunk->base - pl_arena_base < pl_arena_size, want_arena);
+    pl_span_free(s);
+    return;
+  }
+  assert_true(pl_arena_size > 0 && pl_arena_size <= ((size_t)1 << 30));
+  enum { MAXC = 300 };
+  static pl_span_t *sp[MAXC];
+  size_t n = 0, outside = 0;
+  while (n < MAXC && outside < 4) {
+    sp[n] = whole_chunk();
+    if (sp[n]->chunk->base - pl_arena_base >= pl_arena_size) {
+      outside++;
+      assert_ptr_equal(sp[n]->chunk->page_info, sp[n]->chunk->own_info);
+    }
+    n++;
+  }
+  if (outside < 4) fail_msg("%zu chunks, none outside an arena of %zu bytes", n, pl_arena_size);
+  /* Small blocks now come from a chunk outside the arena: free() takes
+   * its slow path for them, which finds them through the radix map. */
+  void *blk[64];
+  for (int i = 0; i < 64; i++) {
+    blk[i] = pallet_malloc(100);
+    assert_non_null(blk[i]);
+    memset(blk[i], 0x5a, 100);
+  }
+  pl_chunk_t *bc = pl_chunk_lookup(blk[63]);
+  assert_non_null(bc);
+  assert_true(bc->base - pl_arena_base >= pl_arena_size);
+  assert_true(pallet_malloc_usable_size(blk[63]) >= 100);
+  for (int i = 0; i < 64; i++) pallet_free(blk[i]);
+  heap_ok();
+  for (size_t i = 0; i < n; i++) pl_span_free(sp[i]);
+  heap_ok();
+  size_t saved_retain = pl_span_retain_chunks;
+  pl_span_retain_chunks = 0;
+  pl_span_purge(0, true, 0);
+  pl_span_retain_chunks = saved_retain;
+  heap_ok();
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_lengths),
@@ -628,6 +681,7 @@ int main(void) {
       cmocka_unit_test(test_purge_on_free),
       cmocka_unit_test(test_totals_and_unmap),
       cmocka_unit_test(test_arena_slots),
+      cmocka_unit_test(test_arena_full),
   };
   return cmocka_run_group_tests_name("unit_span", tests, setup, NULL);
 }
