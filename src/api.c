@@ -478,7 +478,8 @@ API int pallet_malloc_trim(size_t pad) {
   pl_tcache_t *tc = pl_tc;
   if (tc->state == PL_TC_ACTIVE) pl_tcache_flush_all(tc);
   pl_central_release_spares();
-  size_t released = pl_large_purge(0);
+  size_t released = pl_central_purge_idle_pages(0);
+  released += pl_large_purge(0);
   errno = saved;
   return released > 0;
 }

@@ -7,6 +7,8 @@
 
 #include "error.h"
 #include "lock.h"
+#include "options.h"
+#include "os.h"
 
 /* Free blocks a class keeps as a plain array of pointers in front of its
  * spans, so that a batch freed by one thread and wanted by another moves
@@ -69,6 +71,7 @@ static pl_span_t *new_span(unsigned cls) {
   s->generation = __atomic_add_fetch(&carvings, 1, __ATOMIC_RELAXED);
   s->nblocks = ci->nblocks;
   s->nfree = ci->nblocks;
+  s->purged_pages = 0;
   memset(s->free_map, 0, sizeof s->free_map);
   for (size_t i = 0; i < ci->nblocks; i++)
     s->free_map[i / 64] |= (uint64_t)1 << (i % 64);
@@ -80,6 +83,17 @@ static pl_span_t *new_span(unsigned cls) {
 static bool keep_spare(const pl_central_t *c, const pl_span_t *s, unsigned cls) {
   return c->partial == s && s->next == NULL &&
          pl_class_info[cls].pages * PL_PAGE_SIZE <= SPARE_MAX_BYTES;
+}
+
+/* Calls of pl_central_purge_idle_pages so far (a clock for span ages). */
+static uint32_t purge_pass;
+
+/* Bit mask of the pages of span s that a block at p of size bytes covers. */
+static uint32_t pages_of(const pl_span_t *s, const void *p, size_t size) {
+  size_t off = (uintptr_t)p - s->start;
+  size_t first = off >> PL_PAGE_SHIFT, last = (off + size - 1) >> PL_PAGE_SHIFT;
+  uint32_t upto = last >= 31 ? 0xffffffffu : ((uint32_t)2 << last) - 1;
+  return upto & ~(((uint32_t)1 << first) - 1);
 }
 
 size_t pl_central_alloc_batch(unsigned cls, void **out, size_t n) {
@@ -107,6 +121,7 @@ size_t pl_central_alloc_batch(unsigned cls, void **out, size_t n) {
       list_push(c, s);
     }
     size_t before = got;
+    s->alloc_pass = __atomic_load_n(&purge_pass, __ATOMIC_RELAXED);
     for (size_t w = 0; w < PL_SPAN_BITMAP_WORDS && got < n; w++) {
       uint64_t bits = s->free_map[w];
       while (bits && got < n) {
@@ -117,6 +132,10 @@ size_t pl_central_alloc_batch(unsigned cls, void **out, size_t n) {
       }
       s->free_map[w] = bits;
     }
+    /* Pages of the blocks handed out are in use again (and read as zero
+     * if they were purged). */
+    if (PL_UNLIKELY(s->purged_pages))
+      for (size_t i = before; i < got; i++) s->purged_pages &= ~pages_of(s, out[i], size);
     /* Keep the count right before the lock can be dropped again (another
      * thread, a statistics reader or a fork may look in between). */
     c->nfree_blocks -= got - before;
@@ -242,6 +261,53 @@ void pl_central_release_spares(void) {
       pl_span_free(victim);
     }
   }
+}
+
+/* Pages of s every block on which is free in its bitmap. */
+static uint32_t free_pages(const pl_span_t *s, size_t size) {
+  uint32_t busy = 0;
+  for (size_t w = 0; w * 64 < s->nblocks; w++) {
+    uint64_t used = ~s->free_map[w];
+    if (w * 64 + 64 > s->nblocks) used &= ((uint64_t)1 << (s->nblocks - w * 64)) - 1;
+    while (used) {
+      size_t b = (size_t)__builtin_ctzll(used);
+      used &= used - 1;
+      busy |= pages_of(s, (void *)(s->start + (w * 64 + b) * size), size);
+    }
+  }
+  uint32_t all = s->npages >= 32 ? 0xffffffffu : ((uint32_t)1 << s->npages) - 1;
+  return all & ~busy;
+}
+
+size_t pl_central_purge_idle_pages(unsigned min_passes) {
+  if (pl_opt.junk) return 0;
+  uint32_t pass = __atomic_add_fetch(&purge_pass, 1, __ATOMIC_RELAXED);
+  size_t released = 0;
+  for (unsigned cls = 1; cls <= PL_NCLASSES; cls++) {
+    pl_central_t *c = &central[cls];
+    size_t size = pl_class_info[cls].size;
+    pl_lock(&c->lock);
+    for (pl_span_t *s = c->partial; s; s = s->next) {
+      if ((size_t)s->nfree * size < PL_PAGE_SIZE) continue; /* no page can be free */
+      if (pass - s->alloc_pass < min_passes) continue;
+      uint32_t todo = free_pages(s, size) & ~s->purged_pages;
+      /* Under the class lock: no block on these pages can be taken
+       * while they are purged. */
+      while (todo) {
+        unsigned p = (unsigned)__builtin_ctz(todo);
+        unsigned q = p;
+        while (q < 32 && (todo >> q) & 1) q++;
+        size_t bytes = (size_t)(q - p) << PL_PAGE_SHIFT;
+        if (pl_os_purge((void *)(s->start + ((size_t)p << PL_PAGE_SHIFT)), bytes, pl_span_purge_mode))
+          released += bytes;
+        uint32_t run = (q >= 32 ? 0xffffffffu : ((uint32_t)1 << q) - 1) & ~(((uint32_t)1 << p) - 1);
+        s->purged_pages |= run;
+        todo &= ~run;
+      }
+    }
+    pl_unlock(&c->lock);
+  }
+  return released;
 }
 
 size_t pl_central_xfer_bytes(void) { return __atomic_load_n(&xfer_bytes, __ATOMIC_RELAXED); }

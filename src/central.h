@@ -44,6 +44,13 @@ void pl_central_drain(unsigned cls) PL_HIDDEN;
  * wholly free spans of every class to the span heap (malloc_trim). */
 void pl_central_release_spares(void) PL_HIDDEN;
 
+/* Gives back to the OS the pages of partly used spans on which every
+ * block is free in its span's bitmap (blocks in caches and transfer
+ * arrays count as used), for spans no refill has taken a block from in
+ * the last min_passes calls (0: all).  Not under PALLET_JUNK (purged
+ * pages read as zero, not as junk).  Returns the bytes given back. */
+size_t pl_central_purge_idle_pages(unsigned min_passes) PL_HIDDEN;
+
 /* Bytes parked in all transfer arrays (a hint: read without locks). */
 size_t pl_central_xfer_bytes(void) PL_HIDDEN;
 /* Takes / releases every class lock, in ascending class order. */

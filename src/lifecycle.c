@@ -33,8 +33,14 @@ static int atfork_done;
 
 static int bg_running;
 
+/* Decay passes run at most every quarter of the decay time: a span no
+ * refill took from in the last 4 passes has been left alone about that
+ * long. */
+#define IDLE_PAGE_PASSES 4
+
 void pl_decay_run(uint64_t age_ms) {
   pl_central_release_spares();
+  pl_central_purge_idle_pages(IDLE_PAGE_PASSES);
   pl_large_purge(age_ms);
   pl_tcache_poke_idle(pl_os_now_ms(), age_ms);
 }

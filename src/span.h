@@ -62,6 +62,12 @@ typedef struct pl_span {
    * nblocks; bit i of free_map set <=> block i is free in this span. */
   uint32_t nblocks;
   uint32_t nfree;
+  /* SMALL: pages of the span given back to the OS while all the blocks
+   * on them were free in free_map (bit p: page p; a class's spans are at
+   * most 32 pages), and the central purge pass that last took a block
+   * from it (central.c). */
+  uint32_t purged_pages;
+  uint32_t alloc_pass;
   size_t large_size;           /* LARGE: bytes the program may use */
   uint64_t generation;         /* SMALL: which carving of these pages */
   uint64_t free_map[PL_SPAN_BITMAP_WORDS];

@@ -13,6 +13,7 @@
 #include "central.h"
 #include "common.h"
 #include "lifecycle.h"
+#include "os.h"
 #include "sizeclass.h"
 #include "span.h"
 
@@ -288,11 +289,97 @@ static void test_double_free(void **state) {
   checks_ok();
 }
 
+/* Pages of a partly used span on which every block is free in its
+ * bitmap go back to the OS (mincore says so); pages with a block in use,
+ * or with a block parked in the transfer array, stay, with their bytes;
+ * the purged pages' blocks can be handed out again. */
+static void test_purge_idle_pages(void **state) {
+  (void)state;
+  unsigned cls = pl_size_class(4096); /* spans of 4 pages, 2 blocks a page */
+  size_t size = pl_class_info[cls].size;
+  size_t per_page = PL_PAGE_SIZE / size;
+  size_t nb = pl_class_info[cls].nblocks;
+  assert_true(size == 4096 && nb >= 4 * per_page);
+  /* Take every free block of the class, so that a new span is carved and
+   * the blocks below come from it in order. */
+  pl_central_drain(cls);
+  static void *hold[1 << 16];
+  size_t nhold = 0;
+  for (;;) {
+    pl_central_totals_t t;
+    pl_central_totals(cls, &t);
+    if (t.free_blocks == 0) break;
+    size_t got = pl_central_alloc_batch(cls, hold + nhold, 64);
+    assert_true(got > 0 && nhold + got < (1 << 16));
+    nhold += got;
+  }
+  void **b = malloc(nb * sizeof *b);
+  assert_non_null(b);
+  assert_int_equal(pl_central_alloc_batch(cls, b, nb), nb);
+  pl_span_t *s = pl_span_of(b[0]);
+  for (size_t i = 0; i < nb; i++) {
+    assert_ptr_equal(pl_span_of(b[i]), s);
+    memset(b[i], (int)(i & 0x7f) | 1, size);
+  }
+  assert_int_equal(pl_os_resident((void *)s->start, (size_t)s->npages * PL_PAGE_SIZE),
+                   (size_t)s->npages * PL_PAGE_SIZE);
+  /* Page 1: all free, to the bitmap.  Page 2: all free but one block to
+   * the bitmap.  Page 3: all free, through the transfer array (which
+   * counts as in use).  Page 0 and the rest: in use. */
+  uintptr_t base = s->start;
+  void *back[64];
+  size_t nback = 0;
+  for (size_t i = 0; i < nb; i++) {
+    size_t page = ((uintptr_t)b[i] - base) >> PL_PAGE_SHIFT;
+    if (page == 1 || (page == 2 && ((uintptr_t)b[i] - base) % PL_PAGE_SIZE != 0)) back[nback++] = b[i];
+  }
+  pl_central_free_batch(cls, back, nback);
+  pl_central_drain(cls); /* into the bitmap */
+  nback = 0;
+  for (size_t i = 0; i < nb; i++)
+    if ((((uintptr_t)b[i] - base) >> PL_PAGE_SHIFT) == 3) back[nback++] = b[i];
+  pl_central_free_batch(cls, back, nback); /* parked in the transfer array */
+  size_t released = pl_central_purge_idle_pages(0);
+  assert_true(released >= PL_PAGE_SIZE);
+  assert_int_equal(pl_os_resident((void *)(base + PL_PAGE_SIZE), PL_PAGE_SIZE), 0);
+  assert_int_equal(pl_os_resident((void *)(base + 2 * PL_PAGE_SIZE), PL_PAGE_SIZE), PL_PAGE_SIZE);
+  assert_int_equal(pl_os_resident((void *)(base + 3 * PL_PAGE_SIZE), PL_PAGE_SIZE), PL_PAGE_SIZE);
+  assert_int_equal(pl_os_resident((void *)base, PL_PAGE_SIZE), PL_PAGE_SIZE);
+  for (size_t i = 0; i < nb; i++) {
+    size_t page = ((uintptr_t)b[i] - base) >> PL_PAGE_SHIFT;
+    if (page == 1 || page == 3 || (page == 2 && ((uintptr_t)b[i] - base) % PL_PAGE_SIZE != 0)) continue;
+    const unsigned char *q = b[i];
+    for (size_t k = 0; k < size; k++)
+      if (q[k] != ((i & 0x7f) | 1)) fail_msg("block %zu byte %zu changed by the purge", i, k);
+  }
+  checks_ok();
+  /* A second pass finds nothing new. */
+  assert_int_equal(pl_central_purge_idle_pages(0), 0);
+  /* The purged page's blocks come back, usable. */
+  void *again[8];
+  pl_central_drain(cls);
+  size_t got = pl_central_alloc_batch(cls, again, per_page);
+  assert_int_equal(got, per_page);
+  for (size_t i = 0; i < got; i++) memset(again[i], 0xee, size);
+  checks_ok();
+  pl_central_free_batch(cls, again, got);
+  for (size_t i = 0; i < nb; i++) {
+    size_t page = ((uintptr_t)b[i] - base) >> PL_PAGE_SHIFT;
+    if (page == 1 || page == 3 || (page == 2 && ((uintptr_t)b[i] - base) % PL_PAGE_SIZE != 0)) continue;
+    pl_central_free_batch(cls, &b[i], 1);
+  }
+  pl_central_free_batch(cls, hold, nhold);
+  pl_central_drain(cls);
+  free(b);
+  checks_ok();
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_batches),
       cmocka_unit_test(test_every_class),
       cmocka_unit_test(test_double_free),
+      cmocka_unit_test(test_purge_idle_pages),
   };
   return cmocka_run_group_tests_name("unit_central", tests, setup, NULL);
 }
