@@ -114,6 +114,47 @@ static void test_decay_light_activity(void **state)
   assert_int_equal(pallet_heap_check(), 0);
 }
 
+/* ---- 1b: a burst on the calling thread, then fast paths only --------- */
+
+/* The main thread makes the burst itself, then only mallocs and frees one
+ * block of 100-150 B every 10 ms: calls that never leave the fast paths
+ * (its bins neither run empty nor fill up).  Its free tick must still
+ * bring the decay, and give its own cache back. */
+static void test_decay_same_thread_fast_paths(void **state)
+{
+  size_t rss0, rss_freed, rss = 0;
+  unsigned rounds;
+  struct fp_burst b;
+  (void)state;
+  tu_watchdog("footprint_decay same thread", 60);
+  warm_up();
+  rss0 = fp_rss();
+  assert_int_equal(fp_burst_init(&b, 200000), 0);
+  assert_int_equal(fp_burst_alloc(&b, BURST_BYTES, 3000, 1, 0), 0);
+  fp_burst_free(&b, 4000);
+  fp_burst_destroy(&b);
+  rss_freed = fp_rss();
+  print_message("    start rss %.1f MiB; after the burst: %.1f MiB\n", fp_mib(rss0),
+                fp_mib(rss_freed));
+  for (rounds = 0; rounds < 400; rounds++) {
+    char *volatile p = pallet_malloc(100 + rounds % 50);
+    assert_non_null(p);
+    p[0] = (char)rounds;
+    pallet_free(p);
+    fp_sleep_ms(10);
+    rss = fp_rss();
+    if (rounds >= 150 && rss <= rss0 + MARGIN)
+      break;
+  }
+  print_message("    after %u rounds: rss %.1f MiB\n", rounds, fp_mib(rss));
+  if (rss > rss0 + MARGIN) {
+    pallet_stats_print(stderr, PALLET_STATS_TEXT);
+    fail_msg("RSS %.1f MiB did not decay to within %.0f MiB of the start (%.1f MiB)",
+             fp_mib(rss), fp_mib(MARGIN), fp_mib(rss0));
+  }
+  assert_int_equal(pallet_heap_check(), 0);
+}
+
 /* ---- 2: the background thread, idle process ------------------------- */
 
 /* The child: no cmocka here; prints what it saw, exits 0 on success. */
@@ -185,6 +226,7 @@ int main(int argc, char **argv)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_decay_light_activity),
+      cmocka_unit_test(test_decay_same_thread_fast_paths),
       cmocka_unit_test(test_background_idle),
       cmocka_unit_test(test_no_background_idle_keeps),
   };
