@@ -1,7 +1,7 @@
 /*
  * footprint.c — memory given back after a burst, and thread churn.
  *
- * usage: bench-footprint burst-threads|burst-self|churn
+ * usage: bench-footprint burst-threads|burst-self|burst-alive|churn
  *
  *   burst-threads  4 threads each allocate and free 256 MiB of blocks of
  *                  16 B - 32 KiB (at most 20,000 live per thread) and exit;
@@ -9,6 +9,9 @@
  *                  100-150 B every 10 ms) on the main thread; then
  *                  malloc_trim(0).
  *   burst-self     the same burst done by the main thread itself.
+ *   burst-alive    as burst-threads, but the 4 threads stay alive, blocked
+ *                  (on a barrier), until the measures are taken: what
+ *                  their caches keep.
  *   churn          100,000 short-lived threads, 8 at a time, each
  *                  allocating and freeing 64 blocks.
  * Prints RSS (from /proc/self/statm) at each step and the growth over the
@@ -32,6 +35,9 @@ static long rss_kib(void) {
 
 enum { KEEP = 20000 };
 
+static pthread_barrier_t hold_barrier;
+static int hold_threads;
+
 static void *burst(void *arg) {
   uint64_t rng = (uint64_t)(uintptr_t)arg;
   void **keep = calloc(KEEP, sizeof *keep);
@@ -51,6 +57,10 @@ static void *burst(void *arg) {
   }
   for (int i = 0; i < KEEP; i++) free(keep[i]);
   free(keep);
+  if (hold_threads) {
+    pthread_barrier_wait(&hold_barrier); /* burst done */
+    pthread_barrier_wait(&hold_barrier); /* measures taken */
+  }
   return NULL;
 }
 
@@ -79,13 +89,19 @@ static void light_activity(void) {
 int main(int argc, char **argv) {
   const char *mode = argc > 1 ? argv[1] : "";
   long start = rss_kib();
-  if (strcmp(mode, "burst-threads") == 0 || strcmp(mode, "burst-self") == 0) {
-    if (mode[6] == 't') {
-      pthread_t t[4];
+  if (strcmp(mode, "burst-threads") == 0 || strcmp(mode, "burst-self") == 0 ||
+      strcmp(mode, "burst-alive") == 0) {
+    pthread_t t[4];
+    hold_threads = strcmp(mode, "burst-alive") == 0;
+    if (hold_threads) pthread_barrier_init(&hold_barrier, NULL, 5);
+    if (strcmp(mode, "burst-self") != 0) {
       for (int i = 0; i < 4; i++)
         if (pthread_create(&t[i], NULL, burst, (void *)(uintptr_t)(i + 1)) != 0)
           bench_die("footprint", "pthread_create failed");
-      for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+      if (hold_threads)
+        pthread_barrier_wait(&hold_barrier);
+      else
+        for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
     } else {
       for (int i = 1; i <= 4; i++) burst((void *)(uintptr_t)i);
     }
@@ -97,6 +113,10 @@ int main(int argc, char **argv) {
     printf("result name=footprint-%s start_kib=%ld after_burst_kib=%ld after_light_kib=%ld "
            "light_growth_kib=%ld after_trim_kib=%ld trim_growth_kib=%ld\n",
            mode, start, after, light, light - start, trimmed, trimmed - start);
+    if (hold_threads) {
+      pthread_barrier_wait(&hold_barrier);
+      for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+    }
     return 0;
   }
   if (strcmp(mode, "churn") == 0) {
@@ -115,6 +135,6 @@ int main(int argc, char **argv) {
            base, end, end - base);
     return 0;
   }
-  fprintf(stderr, "usage: %s burst-threads|burst-self|churn\n", argv[0]);
+  fprintf(stderr, "usage: %s burst-threads|burst-self|burst-alive|churn\n", argv[0]);
   return 2;
 }
