@@ -76,18 +76,23 @@ void pl_background_ensure(void) {
 }
 
 /* Thread exit: the cache goes back to the central lists.  A thread that
- * exits after a burst may leave a lot of free memory behind and nothing
- * may call into the heap for a long time after it (the usual decay runs
- * on slow paths): when the transfer arrays hold more than 1 MiB, or the
- * heap more free memory than its dirty limit, the transfer arrays go back
- * to their spans and the excess is purged now, whatever its age.  (Short-lived threads that leave little
- * behind pay one locked comparison.) */
+ * exits after a burst may leave a lot of free memory behind, and nothing
+ * may call into the heap for a long time after it (decay runs on slow
+ * paths and free ticks): when the transfer arrays hold more than 1 MiB,
+ * the heap more free memory than half its dirty limit, or freed huge
+ * mappings are cached, the transfer arrays go back to their spans, the
+ * heap's free memory is purged down to half the limit, whatever its age,
+ * and the cached huge mappings are unmapped.  (Short-lived threads that
+ * leave little behind pay a few locked comparisons.) */
 #define EXIT_XFER_BYTES ((size_t)1 << 20)
 static void tc_destructor(void *arg) {
   pl_tcache_destroy((pl_tcache_t *)arg);
-  if (pl_central_xfer_bytes() > EXIT_XFER_BYTES || pl_span_over_limit()) {
+  pl_huge_totals_t h;
+  pl_huge_totals(&h);
+  if (pl_central_xfer_bytes() > EXIT_XFER_BYTES || pl_span_over_half_limit() || h.cached) {
     pl_central_release_spares();
     pl_span_purge_excess();
+    pl_huge_cache_purge(0);
   }
 }
 

@@ -309,19 +309,19 @@ void pl_span_free(pl_span_t *s) {
   if (PL_UNLIKELY(hard)) pl_span_purge(0, false, (small ? limit / 4 : limit) << PL_PAGE_SHIFT);
 }
 
-bool pl_span_over_limit(void) {
+bool pl_span_over_half_limit(void) {
   pl_lock(&heap_lock);
-  bool over = dirty_pages > dirty_limit_pages();
+  bool over = dirty_pages > dirty_limit_pages() / 2;
   pl_unlock(&heap_lock);
   return over;
 }
 
 size_t pl_span_purge_excess(void) {
   pl_lock(&heap_lock);
-  size_t limit = dirty_limit_pages();
-  bool over = dirty_pages > limit;
+  size_t half = dirty_limit_pages() / 2;
+  bool over = dirty_pages > half;
   pl_unlock(&heap_lock);
-  return over ? pl_span_purge(0, false, (limit / 2) << PL_PAGE_SHIFT) : 0;
+  return over ? pl_span_purge(0, false, half << PL_PAGE_SHIFT) : 0;
 }
 
 size_t pl_span_dirty_bytes(void) {

@@ -107,10 +107,10 @@ typedef struct pl_span_totals {
  * retained reserve.  Returns the number of bytes given back.  Called with
  * no lock held. */
 size_t pl_span_purge(uint64_t age_ms, bool unmap_chunks, size_t target_dirty) PL_HIDDEN;
-/* Whether dirty memory is over the limit (see pl_span_free). */
-bool pl_span_over_limit(void) PL_HIDDEN;
-/* If dirty memory is over the limit (see pl_span_free), purges it down to
- * half the limit whatever its age.  Returns the bytes given back. */
+/* Whether dirty memory is over half the limit (see pl_span_free). */
+bool pl_span_over_half_limit(void) PL_HIDDEN;
+/* If dirty memory is over half the limit (see pl_span_free), purges it
+ * down to half the limit whatever its age.  Returns the bytes given back. */
 size_t pl_span_purge_excess(void) PL_HIDDEN;
 /* Bytes of dirty free spans (may be resident, hold old bytes). */
 size_t pl_span_dirty_bytes(void) PL_HIDDEN;
