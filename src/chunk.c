@@ -77,8 +77,9 @@ void pl_chunk_record_release(pl_chunk_t *rec) {
 /* ---- the heap arena ------------------------------------------------- */
 
 /* Largest and smallest reservations tried: 128 GiB of heap chunks (its
- * page words take 128 MiB of address space, touched only where chunks
- * are), halved until the system (a ulimit -v, valgrind) allows it. */
+ * page map, page words and span pointers, takes 256 MiB of address space,
+ * touched only where chunks are), halved until the system (a ulimit -v,
+ * valgrind) allows it. */
 #define ARENA_MAX ((size_t)1 << 37)
 #define ARENA_MIN ((size_t)1 << 28)
 
@@ -86,7 +87,6 @@ uintptr_t pl_arena_base;
 size_t pl_arena_size;
 pl_pageword_t *pl_arena_info;
 struct pl_span **pl_arena_spans;
-static size_t arena_pages_bytes; /* of each of the two arrays */
 static int arena_tried;        /* under record_lock */
 static uint32_t *slot_free;    /* stack of slots given back */
 static size_t slot_nfree, slot_next, slot_count;
@@ -115,7 +115,6 @@ static void arena_reserve(void) {
     }
     slot_free = stack;
     slot_count = nslots;
-    arena_pages_bytes = bytes;
     pl_arena_base = base;
     pl_arena_info = (pl_pageword_t *)arrays;
     pl_arena_spans = (struct pl_span **)(arrays + bytes);
