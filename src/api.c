@@ -217,6 +217,13 @@ static void resolve(void *p, const char *func, block_ref_t *r) {
       r->usable = s->large_size;
       return;
     }
+    /* A page of a small-block span whose blocks are all free and whose
+     * memory went back to the OS (central.c): a block start there was
+     * freed before. */
+    if (s->state == PL_SPAN_SMALL) {
+      size_t off = (uintptr_t)p - s->start, size = pl_class_info[s->cls].size;
+      pl_fatal_ptr(func, off % size == 0 ? "double free" : "invalid pointer", p);
+    }
     /* A page-aligned pointer into free pages: what is left of a block
      * freed before. */
     if ((s->state == PL_SPAN_FREE || s->state == PL_SPAN_BUSY) &&

@@ -133,9 +133,13 @@ size_t pl_central_alloc_batch(unsigned cls, void **out, size_t n) {
       s->free_map[w] = bits;
     }
     /* Pages of the blocks handed out are in use again (and read as zero
-     * if they were purged). */
-    if (PL_UNLIKELY(s->purged_pages))
+     * if they were purged): their page words come back before the blocks
+     * leave this lock. */
+    if (PL_UNLIKELY(s->purged_pages)) {
+      uint32_t was = s->purged_pages;
       for (size_t i = before; i < got; i++) s->purged_pages &= ~pages_of(s, out[i], size);
+      pl_span_mark_purged(s, was & ~s->purged_pages, false);
+    }
     /* Keep the count right before the lock can be dropped again (another
      * thread, a statistics reader or a fork may look in between). */
     c->nfree_blocks -= got - before;
@@ -298,10 +302,14 @@ size_t pl_central_purge_idle_pages(unsigned min_passes) {
         unsigned q = p;
         while (q < 32 && (todo >> q) & 1) q++;
         size_t bytes = (size_t)(q - p) << PL_PAGE_SHIFT;
+        uint32_t run = (q >= 32 ? 0xffffffffu : ((uint32_t)1 << q) - 1) & ~(((uint32_t)1 << p) - 1);
+        /* First the page words: the purge wipes the free keys of the
+         * blocks there, so a second free of one of them must reach the
+         * slow path, which knows every block on the page is free. */
+        s->purged_pages |= run;
+        pl_span_mark_purged(s, run, true);
         if (pl_os_purge((void *)(s->start + ((size_t)p << PL_PAGE_SHIFT)), bytes, pl_span_purge_mode))
           released += bytes;
-        uint32_t run = (q >= 32 ? 0xffffffffu : ((uint32_t)1 << q) - 1) & ~(((uint32_t)1 << p) - 1);
-        s->purged_pages |= run;
         todo &= ~run;
       }
     }

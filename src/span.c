@@ -125,6 +125,16 @@ static void set_pages(pl_span_t *s, size_t from, size_t count) {
 
 static void set_all_pages(pl_span_t *s) { set_pages(s, first_page(s), s->npages); }
 
+void pl_span_mark_purged(pl_span_t *s, uint32_t mask, bool purged) {
+  pl_pageword_t w = purged ? pl_pw_make(0, 0) : pl_pw_make(s->cls, s->start);
+  pl_pageword_t *info = &s->chunk->page_info[first_page(s)];
+  for (unsigned p = 0; p < 32 && p < s->npages; p++)
+    if ((mask >> p) & 1) {
+      __atomic_store_n(&info[p].span_neg, w.span_neg, __ATOMIC_RELAXED);
+      __atomic_store_n(&info[p].bin, w.bin, __ATOMIC_RELAXED);
+    }
+}
+
 /* ---- chunks --------------------------------------------------------- */
 
 /* Maps a new chunk and adds it to the heap as one free span. */
@@ -561,8 +571,11 @@ int pl_span_heap_check(void) {
         break;
       }
       pl_pageword_t info = pl_pw_make(s->state == PL_SPAN_SMALL ? s->cls : 0, s->state == PL_SPAN_SMALL ? s->start : 0);
+      uint32_t purged = s->state == PL_SPAN_SMALL ? __atomic_load_n(&s->purged_pages, __ATOMIC_RELAXED) : 0;
       for (size_t q = p; q < p + s->npages; q++) {
-        if (c->page_span[q] != s || !pl_pw_equal(c->page_info[q], info)) {
+        bool ok = pl_pw_equal(c->page_info[q], info) ||
+                  (q - p < 32 && ((purged >> (q - p)) & 1) && pl_pw_equal(c->page_info[q], pl_pw_make(0, 0)));
+        if (c->page_span[q] != s || !ok) {
           rc = check_fail("page map disagrees with span", c->base + q * PL_PAGE_SIZE);
           break;
         }

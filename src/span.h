@@ -18,7 +18,8 @@
  *   - page_span[p] is the span covering page p, for every page;
  *   - page_info[p] (the chunk's page words, chunk.h) is {0, 0} unless
  *     the span is SMALL, where it is pl_pw_make(class, span start): the
- *     class's bin offset and the span's start negated modulo 2^32;
+ *     class's bin offset and the span's start negated modulo 2^32 (or
+ *     {0, 0} on the pages in its purged_pages);
  *   - no two adjacent spans are both FREE;
  *   - every FREE span is in the bucket of its length, and only there.
  * Locking: one lock (heap_lock) guards all of it.  No system call is made
@@ -80,6 +81,11 @@ typedef struct pl_span {
  * zero (fresh from the OS or purged with DONTNEED). */
 pl_span_t *pl_span_alloc(size_t npages, size_t align_pages, int state,
                          unsigned cls, bool *zeroed) PL_HIDDEN;
+/* Rewrites the page words of the pages of SMALL span s in mask (bit p:
+ * page p): {0, 0} when purged (so that free() of a block on them takes
+ * the slow path, which reports it: every block there is free), the
+ * span's word again when not.  Called with s's class lock held. */
+void pl_span_mark_purged(pl_span_t *s, uint32_t mask, bool purged) PL_HIDDEN;
 /* Gives a SMALL or LARGE span back to the heap, coalescing it. */
 void pl_span_free(pl_span_t *s) PL_HIDDEN;
 /* Shrinks a LARGE span in place to npages, freeing the tail. */
