@@ -88,6 +88,7 @@ size_t pl_arena_size;
 pl_pageword_t *pl_arena_info;
 struct pl_span **pl_arena_spans;
 static int arena_tried;        /* under record_lock */
+static bool map_ro;            /* page-map pages writable only once used */
 static uint32_t *slot_free;    /* stack of slots given back */
 static size_t slot_nfree, slot_next, slot_count;
 
@@ -106,7 +107,14 @@ static void arena_reserve(void) {
     /* The page words, then the span pointers: 8 bytes a page each. */
     _Static_assert(sizeof(pl_pageword_t) == sizeof(void *), "page words are 8 bytes");
     size_t bytes = PL_ALIGN_UP((size >> PL_PAGE_SHIFT) * sizeof(void *), pl_os_page_size());
-    char *arrays = pl_os_map(2 * bytes, pl_os_page_size());
+    /* Read-only until a slot is used (pl_chunk_heap_map makes its pages
+     * writable): free() may read the word of any page of the arena, and
+     * reads of untouched pages cost nothing, while writable private
+     * memory would be charged in full under strict overcommit. */
+    map_ro = (PL_CHUNK_PAGES * sizeof(void *)) % pl_os_page_size() == 0;
+    void *mm = mmap(NULL, 2 * bytes, map_ro ? PROT_READ : PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    char *arrays = mm == MAP_FAILED ? NULL : mm;
     uint32_t *stack = pl_meta_alloc(nslots * sizeof(uint32_t), PL_CACHELINE);
     if (arrays == NULL || stack == NULL) {
       if (arrays) pl_os_unmap(arrays, 2 * bytes);
@@ -143,12 +151,19 @@ void *pl_chunk_heap_map(pl_chunk_t *rec) {
     void *m = mmap(want, PL_CHUNK_SIZE, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
     errno = saved;
-    if (m == want) {
-      size_t first = slot << (PL_CHUNK_SHIFT - PL_PAGE_SHIFT);
+    size_t first = slot << (PL_CHUNK_SHIFT - PL_PAGE_SHIFT);
+    size_t map_bytes = PL_CHUNK_PAGES * sizeof(void *);
+    if (m == want && (!map_ro ||
+                      (mprotect(&pl_arena_info[first], map_bytes, PROT_READ | PROT_WRITE) == 0 &&
+                       mprotect(&pl_arena_spans[first], map_bytes, PROT_READ | PROT_WRITE) == 0))) {
+      errno = saved;
       rec->page_info = &pl_arena_info[first];
       rec->page_span = &pl_arena_spans[first];
       return m;
     }
+    errno = saved;
+    if (m == want)
+      mmap(want, PL_CHUNK_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
     pl_lock(&record_lock);
     slot_free[slot_nfree++] = (uint32_t)slot;
     pl_unlock(&record_lock);
