@@ -185,7 +185,7 @@ void pl_tcache_destroy(pl_tcache_t *tc) {
 /* Keeps the cache within its byte budget: flushes half of every bin,
  * largest classes first, until it is under half the budget. */
 static void enforce_budget(pl_tcache_t *tc) {
-  for (unsigned c = 1; c <= PL_NCLASSES; c++) account(tc, c);
+  /* (Called right after a recount of every bin.) */
   for (unsigned c = PL_NCLASSES; c >= 1 && tc->cached_bytes > pl_tcache_max_bytes / 2; c--) {
     uint32_t n = pl_bin_count(&tc->bins[c]);
     if (n) flush_bin(tc, c, (n + 1) / 2);
