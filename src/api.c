@@ -65,6 +65,16 @@ static PL_NOINLINE void decay_tick(void) {
   decay_if_due(now);
 }
 
+/* A decay pass found this thread idle, holding a cache, and poked it: its
+ * next free lands here and gives the whole cache back (and runs the next
+ * pass if one is due, since an idle thread may be all that still calls
+ * in). */
+static PL_NOINLINE void give_back_idle_cache(pl_tcache_t *tc) {
+  pl_tcache_unpoke(tc);
+  pl_tcache_flush_all(tc);
+  decay_tick();
+}
+
 /* Every PL_FREE_TICK fast frees (tcache.h): a decay pass if one is due,
  * and the thread's whole cache back to the central lists if the thread
  * has not reached the heap (refill, flush, large or huge block) for the
@@ -75,22 +85,10 @@ static PL_NOINLINE void free_tick(void) {
   uint64_t now = pl_os_now_ms();
   if (tc->state == PL_TC_ACTIVE &&
       (__atomic_load_n(&tc->poked, __ATOMIC_RELAXED) ||
-       now - __atomic_load_n(&tc->last_slow_ms, __ATOMIC_RELAXED) >= pl_opt.decay_ms)) {
-    pl_tcache_unpoke(tc);
-    pl_tcache_flush_all(tc);
-    __atomic_store_n(&tc->last_slow_ms, now, __ATOMIC_RELAXED);
-  }
-  decay_if_due(now);
-}
-
-/* A decay pass found this thread idle, holding a cache, and poked it: its
- * next free lands here and gives the whole cache back (and runs the next
- * pass if one is due, since an idle thread may be all that still calls
- * in). */
-static PL_NOINLINE void give_back_idle_cache(pl_tcache_t *tc) {
-  pl_tcache_unpoke(tc);
-  pl_tcache_flush_all(tc);
-  decay_tick();
+       now - __atomic_load_n(&tc->last_slow_ms, __ATOMIC_RELAXED) >= pl_opt.decay_ms))
+    give_back_idle_cache(tc);
+  else
+    decay_if_due(now);
 }
 
 /* The two halves of the fast paths, shared with the slow paths.  pop: the

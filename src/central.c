@@ -88,12 +88,16 @@ static bool keep_spare(const pl_central_t *c, const pl_span_t *s, unsigned cls) 
 /* Calls of pl_central_purge_idle_pages so far (a clock for span ages). */
 static uint32_t purge_pass;
 
+/* Bit mask of pages first .. last (< 32) of a span. */
+static uint32_t page_mask(size_t first, size_t last) {
+  uint32_t upto = last >= 31 ? 0xffffffffu : ((uint32_t)2 << last) - 1;
+  return upto & ~(((uint32_t)1 << first) - 1);
+}
+
 /* Bit mask of the pages of span s that a block at p of size bytes covers. */
 static uint32_t pages_of(const pl_span_t *s, const void *p, size_t size) {
   size_t off = (uintptr_t)p - s->start;
-  size_t first = off >> PL_PAGE_SHIFT, last = (off + size - 1) >> PL_PAGE_SHIFT;
-  uint32_t upto = last >= 31 ? 0xffffffffu : ((uint32_t)2 << last) - 1;
-  return upto & ~(((uint32_t)1 << first) - 1);
+  return page_mask(off >> PL_PAGE_SHIFT, (off + size - 1) >> PL_PAGE_SHIFT);
 }
 
 size_t pl_central_alloc_batch(unsigned cls, void **out, size_t n) {
@@ -279,8 +283,7 @@ static uint32_t free_pages(const pl_span_t *s, size_t size) {
       busy |= pages_of(s, (void *)(s->start + (w * 64 + b) * size), size);
     }
   }
-  uint32_t all = s->npages >= 32 ? 0xffffffffu : ((uint32_t)1 << s->npages) - 1;
-  return all & ~busy;
+  return page_mask(0, s->npages - 1) & ~busy;
 }
 
 size_t pl_central_purge_idle_pages(unsigned min_passes) {
@@ -302,7 +305,7 @@ size_t pl_central_purge_idle_pages(unsigned min_passes) {
         unsigned q = p;
         while (q < 32 && (todo >> q) & 1) q++;
         size_t bytes = (size_t)(q - p) << PL_PAGE_SHIFT;
-        uint32_t run = (q >= 32 ? 0xffffffffu : ((uint32_t)1 << q) - 1) & ~(((uint32_t)1 << p) - 1);
+        uint32_t run = page_mask(p, q - 1);
         /* First the page words: the purge wipes the free keys of the
          * blocks there, so a second free of one of them must reach the
          * slow path, which knows every block on the page is free. */
