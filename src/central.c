@@ -18,7 +18,7 @@
  * that most of those go back to their spans, which return to the heap and
  * coalesce, while a block freed and allocated again at once does not. */
 #define XFER_MAX 512
-#define XFER_BYTES ((size_t)128 << 10)
+#define XFER_BYTES ((size_t)64 << 10)
 #define XFER_SIZE_MAX ((size_t)32 << 10)
 #define XFER_BIG 2
 
