@@ -322,10 +322,18 @@ API void pallet_free(void *p) {
   uintptr_t off = (uintptr_t)p - pl_arena_base;
   if (PL_UNLIKELY(off >= pl_arena_size)) goto slow; /* not in the arena */
   const pl_pageword_t *w = &pl_arena_info[off >> PL_PAGE_SHIFT];
-  uint32_t span_neg = pl_config_hardening ? __atomic_load_n(&w->span_neg, __ATOMIC_RELAXED) : 0;
   /* The bin of the page's class; class 0 (not a small block) has a bin
-   * with limit 0 (all NULL). */
-  pl_bin_t *b = (pl_bin_t *)((char *)pl_tc + __atomic_load_n(&w->bin, __ATOMIC_RELAXED));
+   * with limit 0 (all NULL).  With the checks on, the whole word is read
+   * at once: its low half is span_neg. */
+  uint32_t soff = 0, bin;
+  if (pl_config_hardening) {
+    uint64_t bits = __atomic_load_n((const pl_pageword_bits_t *)w, __ATOMIC_RELAXED);
+    soff = (uint32_t)(bits + (uintptr_t)p); /* p's offset in its span */
+    bin = (uint32_t)(bits >> 32);
+  } else {
+    bin = __atomic_load_n(&w->bin, __ATOMIC_RELAXED);
+  }
+  pl_bin_t *b = (pl_bin_t *)((char *)pl_tc + bin);
   void **t = b->top;
   if (PL_LIKELY(t < __atomic_load_n(&b->end, __ATOMIC_RELAXED))) {
     uintptr_t key = pl_free_key(p);
@@ -333,7 +341,6 @@ API void pallet_free(void *p) {
       /* p must start a block (the fraction of its offset in the span over
        * the block size is zero, see sizeclass.h), and must not hold its
        * free key already. */
-      uint32_t soff = (uint32_t)(uintptr_t)p + span_neg;
       if (PL_UNLIKELY(pl_class_off_misaligned(soff, b->recip) || *(uintptr_t *)p == key))
         goto slow;
     }

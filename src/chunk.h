@@ -54,10 +54,14 @@ typedef enum {
  *              cache (tcache.h checks that a bin is 32 bytes);
  * and {0, 0} on every other page.  free() loads the two halves apart, so
  * neither needs a shift. */
-typedef struct pl_pageword {
+typedef struct __attribute__((aligned(8))) pl_pageword {
   uint32_t span_neg;
   uint32_t bin;
 } pl_pageword_t;
+/* free()'s fast path reads a page word in one 8-byte load: span_neg is
+ * its low half, bin its high half (x86-64 is little-endian). */
+typedef uint64_t __attribute__((may_alias)) pl_pageword_bits_t;
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "page words: span_neg is the low half");
 #define PL_PW_BIN_SHIFT 5
 
 PL_INLINE pl_pageword_t pl_pw_make(unsigned cls, uintptr_t start) {
