@@ -52,14 +52,15 @@ typedef enum {
  *              offset in its span (spans are < 4 MiB): one lea;
  *   bin      = cls * 32, the byte offset of the class's bin in a thread
  *              cache (tcache.h checks that a bin is 32 bytes);
- * and {0, 0} on every other page.  free() loads the two halves apart, so
- * neither needs a shift. */
+ * and {0, 0} on every other page.  With the checks on, free() reads the
+ * word in one 8-byte load (the offset is one lea of it, the bin one shift);
+ * with them compiled out it loads only bin. */
 typedef struct __attribute__((aligned(8))) pl_pageword {
   uint32_t span_neg;
   uint32_t bin;
 } pl_pageword_t;
-/* free()'s fast path reads a page word in one 8-byte load: span_neg is
- * its low half, bin its high half (x86-64 is little-endian). */
+/* The 8-byte view: span_neg is its low half, bin its high half
+ * (x86-64 is little-endian). */
 typedef uint64_t __attribute__((may_alias)) pl_pageword_bits_t;
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "page words: span_neg is the low half");
 #define PL_PW_BIN_SHIFT 5
