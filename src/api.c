@@ -160,7 +160,7 @@ static void *alloc_any_raw(size_t n, bool zero) {
 /* Alignment a (a power of two). */
 static void *alloc_aligned_raw(size_t a, size_t n);
 static void *alloc_aligned(size_t a, size_t n) {
-  if (a <= PL_MIN_ALIGN) return alloc_any(n, false);
+  if (a <= PL_MIN_ALIGN) return pallet_malloc(n); /* every block is 16-aligned */
   if (PL_UNLIKELY(n > PL_MAX_REQUEST || a > PL_MAX_REQUEST - n)) return enomem();
   pl_ensure_init();
   if (PL_UNLIKELY(pl_opt.canary)) return alloc_canary(a, n, false);
@@ -355,10 +355,55 @@ slow:
 API void *pallet_calloc(size_t nmemb, size_t size) {
   size_t total;
   if (PL_UNLIKELY(__builtin_mul_overflow(nmemb, size, &total))) return enomem();
+  /* The malloc fast path, then the whole block zeroed (as the slow path
+   * does): the bin's offset in the cache is its class times 32. */
+  if (PL_LIKELY(total <= PL_SMALL_LOOKUP_MAX)) {
+    unsigned off = pl_bin_lookup[total];
+    pl_bin_t *b = (pl_bin_t *)((char *)pl_tc + off);
+    void **t = b->top;
+    if (PL_LIKELY(t != b->base))
+      return memset(bin_pop(b, t), 0, pl_class_info[off >> PL_PW_BIN_SHIFT].size);
+  }
   return alloc_any(total, true);
 }
 
+/* realloc's fast path: p a small block in the arena that passes free's
+ * checks, n in 1 .. PL_SMALL_MAX, no PALLET_CANARY.  A block that still
+ * fits stays; one that grows moves (see pallet_realloc) through the
+ * malloc and free fast paths.  NULL: take the slow path. */
+static inline void *realloc_small_fast(void *p, size_t n) {
+  uintptr_t off = (uintptr_t)p - pl_arena_base;
+  if (off >= pl_arena_size || n - 1 >= PL_SMALL_MAX || PL_UNLIKELY(pl_opt.canary)) return NULL;
+  pl_pageword_t w = pl_pw_load(&pl_arena_info[off >> PL_PAGE_SHIFT]);
+  unsigned cls = pl_pw_class(w);
+  if (cls == 0) return NULL; /* large, free, purged or not a heap page */
+  if (pl_config_hardening &&
+      (pl_class_off_misaligned(pl_pw_span_offset(w, p), pl_class_recip_shifted(cls)) ||
+       *(uintptr_t *)p == pl_free_key(p)))
+    return NULL; /* the slow path reports it */
+  size_t usable = pl_class_info[cls].size;
+  if (n <= usable) return p;
+  size_t want = usable + usable / 2;
+  if (want < n) want = n;
+  if (want > PL_SMALL_MAX) want = PL_SMALL_MAX;
+  void *q = pallet_malloc(want);
+  if (PL_UNLIKELY(q == NULL)) return NULL;
+  memcpy(q, p, usable);
+  /* p is checked already: free's push without the lookup. */
+  pl_bin_t *b = &pl_tc->bins[cls];
+  void **t = b->top;
+  if (PL_LIKELY(t < __atomic_load_n(&b->end, __ATOMIC_RELAXED))) {
+    bin_push(b, t, p, pl_free_key(p));
+    if (PL_UNLIKELY(--pl_tls.free_tick == 0)) free_tick();
+  } else {
+    pallet_free(p);
+  }
+  return q;
+}
+
 API void *pallet_realloc(void *p, size_t n) {
+  void *moved = realloc_small_fast(p, n);
+  if (PL_LIKELY(moved != NULL)) return moved;
   if (p == NULL) return pallet_malloc(n);
   if (n == 0) {
     pallet_free(p);

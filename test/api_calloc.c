@@ -90,6 +90,31 @@ static void test_calloc_reused_reads_zero(void **state)
   assert_int_equal(pallet_heap_check(), 0);
 }
 
+/* calloc zeroes the whole block, all malloc_usable_size bytes, also when
+ * it hands back a block the thread cache just took from free(). */
+static void test_calloc_zeroes_usable(void **state)
+{
+  size_t n;
+  (void)state;
+  for (n = 1; n <= 1100; n += (n < 64 ? 1 : 7)) {
+    unsigned char *g = pallet_malloc(n), *z;
+    size_t u, i;
+    assert_non_null(g);
+    u = pallet_malloc_usable_size(g);
+    assert_true(u >= n);
+    memset(g, 0xEE, u);
+    pallet_free(g);
+    z = pallet_calloc(n, 1);
+    assert_non_null(z);
+    assert_ptr_equal(z, g); /* the block just freed, from the cache */
+    assert_int_equal(pallet_malloc_usable_size(z), u);
+    for (i = 0; i < u; i++)
+      if (z[i] != 0)
+        fail_msg("calloc(%zu, 1): byte %zu of %zu usable is %#x", n, i, u, z[i]);
+    pallet_free(z);
+  }
+}
+
 /* Many blocks of one class dirtied and freed, then as many callocs. */
 static void test_calloc_many_reused(void **state)
 {
@@ -155,6 +180,7 @@ int main(void)
     cmocka_unit_test(test_calloc_overflow),
     cmocka_unit_test(test_calloc_zero_sizes),
     cmocka_unit_test(test_calloc_reused_reads_zero),
+    cmocka_unit_test(test_calloc_zeroes_usable),
     cmocka_unit_test(test_calloc_many_reused),
     cmocka_unit_test(test_calloc_big),
   };

@@ -134,6 +134,32 @@ static void child_realloc_freed(void *arg)
   fprintf(stderr, "realloc of a freed block returned %p\n", q);
 }
 
+/* The same with a size that still fits the block (realloc would keep it
+ * where it is). */
+static void child_realloc_freed_fits(void *arg)
+{
+  const struct misuse *m = arg;
+  void *p = pallet_malloc(m->size), *q;
+  TU_CHILD_REQUIRE(p != NULL);
+  pallet_free(p);
+  announce(p);
+  q = pallet_realloc(p, m->size / 2);
+  fprintf(stderr, "realloc of a freed block returned %p\n", q);
+}
+
+/* realloc of a pointer inside a live block, to a size that fits and to
+ * one that does not (m->offset; the new size is in the high bit). */
+static void child_realloc_interior(void *arg)
+{
+  const struct misuse *m = arg;
+  char *p = pallet_malloc(m->size), *q;
+  TU_CHILD_REQUIRE(p != NULL);
+  memset(p, 7, m->size);
+  announce(p + m->offset);
+  q = pallet_realloc(p + m->offset, m->offset == 16 ? m->size * 2 : 8);
+  fprintf(stderr, "realloc of an interior pointer returned %p\n", (void *)q);
+}
+
 static void child_usable_size_foreign(void *arg)
 {
   char buf[64];
@@ -272,6 +298,28 @@ static void test_realloc_freed(void **state)
   }
 }
 
+static void test_realloc_misuse(void **state)
+{
+  const size_t sizes[] = { 32, 48, 1000, 20 * KIB };
+  const size_t offsets[] = { 16, 8, 1 };
+  size_t i, o;
+  (void)state;
+  for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    struct misuse m;
+    char what[96];
+    m.size = sizes[i];
+    m.offset = 0;
+    snprintf(what, sizeof what, "realloc(freed, smaller) of a %zu-byte block", m.size);
+    expect_death(what, child_realloc_freed_fits, &m, bad_or_double, 1);
+    for (o = 0; o < sizeof offsets / sizeof offsets[0]; o++) {
+      static const char *const realloc_invalid[] = { "realloc(): invalid pointer 0x", NULL };
+      m.offset = offsets[o];
+      snprintf(what, sizeof what, "realloc(p + %zu) of a %zu-byte block", m.offset, m.size);
+      expect_death(what, child_realloc_interior, &m, realloc_invalid, 1);
+    }
+  }
+}
+
 static void test_usable_size_foreign(void **state)
 {
   (void)state;
@@ -399,6 +447,7 @@ int main(void)
     cmocka_unit_test(test_free_interior),
     cmocka_unit_test(test_double_free),
     cmocka_unit_test(test_realloc_freed),
+    cmocka_unit_test(test_realloc_misuse),
     cmocka_unit_test(test_usable_size_foreign),
     cmocka_unit_test(test_no_false_alarms),
   };
