@@ -367,20 +367,32 @@ API void *pallet_calloc(size_t nmemb, size_t size) {
   return alloc_any(total, true);
 }
 
-/* realloc's fast path: p a small block in the arena that passes free's
- * checks, n in 1 .. PL_SMALL_MAX, no PALLET_CANARY.  A block that still
- * fits stays; one that grows moves (see pallet_realloc) through the
- * malloc and free fast paths.  NULL: take the slow path. */
-static inline void *realloc_small_fast(void *p, size_t n) {
+/* The class of p when p is a small block in the arena that passes free's
+ * checks (a block start, not holding its free key); 0 for anything else:
+ * large, huge, free or purged pages, pointers outside the arena, misuse.
+ * The caller then takes its slow path, which tells them apart and
+ * reports misuse. */
+static inline unsigned small_class_checked(const void *p) {
   uintptr_t off = (uintptr_t)p - pl_arena_base;
-  if (off >= pl_arena_size || n - 1 >= PL_SMALL_MAX || PL_UNLIKELY(pl_opt.canary)) return NULL;
+  if (off >= pl_arena_size) return 0;
   pl_pageword_t w = pl_pw_load(&pl_arena_info[off >> PL_PAGE_SHIFT]);
   unsigned cls = pl_pw_class(w);
-  if (cls == 0) return NULL; /* large, free, purged or not a heap page */
+  if (cls == 0) return 0;
   if (pl_config_hardening &&
       (pl_class_off_misaligned(pl_pw_span_offset(w, p), pl_class_recip_shifted(cls)) ||
-       *(uintptr_t *)p == pl_free_key(p)))
-    return NULL; /* the slow path reports it */
+       *(const uintptr_t *)p == pl_free_key(p)))
+    return 0;
+  return cls;
+}
+
+/* realloc's fast path: p a small block (small_class_checked), n in 1 ..
+ * PL_SMALL_MAX, no PALLET_CANARY.  A block that still fits stays; one
+ * that grows moves (see pallet_realloc) through the malloc and free fast
+ * paths.  NULL: take the slow path. */
+static inline void *realloc_small_fast(void *p, size_t n) {
+  if (n - 1 >= PL_SMALL_MAX || PL_UNLIKELY(pl_opt.canary)) return NULL;
+  unsigned cls = small_class_checked(p);
+  if (cls == 0) return NULL;
   size_t usable = pl_class_info[cls].size;
   if (n <= usable) return p;
   size_t want = usable + usable / 2;
@@ -506,6 +518,10 @@ API void *pallet_pvalloc(size_t size) {
 }
 
 API size_t pallet_malloc_usable_size(void *p) {
+  if (PL_LIKELY(!pl_opt.canary)) {
+    unsigned cls = small_class_checked(p);
+    if (PL_LIKELY(cls != 0)) return pl_class_info[cls].size;
+  }
   if (p == NULL) return 0;
   block_ref_t r;
   resolve(p, "malloc_usable_size", &r);

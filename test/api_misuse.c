@@ -160,6 +160,21 @@ static void child_realloc_interior(void *arg)
   fprintf(stderr, "realloc of an interior pointer returned %p\n", (void *)q);
 }
 
+/* malloc_usable_size of a freed block (m->offset 0) or of a pointer inside
+ * a live one. */
+static void child_usable_size_misuse(void *arg)
+{
+  const struct misuse *m = arg;
+  char *p = pallet_malloc(m->size);
+  size_t u;
+  TU_CHILD_REQUIRE(p != NULL);
+  if (m->offset == 0)
+    pallet_free(p);
+  announce(p + m->offset);
+  u = pallet_malloc_usable_size(p + m->offset);
+  fprintf(stderr, "malloc_usable_size returned %zu\n", u);
+}
+
 static void child_usable_size_foreign(void *arg)
 {
   char buf[64];
@@ -322,7 +337,22 @@ static void test_realloc_misuse(void **state)
 
 static void test_usable_size_foreign(void **state)
 {
+  static const char *const usable_double[] = { "malloc_usable_size(): double free 0x", NULL };
+  static const char *const usable_invalid[] = { "malloc_usable_size(): invalid pointer 0x", NULL };
+  const size_t sizes[] = { 32, 48, 1000, 20 * KIB };
+  size_t i;
   (void)state;
+  for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    struct misuse m;
+    char what[96];
+    m.size = sizes[i];
+    m.offset = 0;
+    snprintf(what, sizeof what, "malloc_usable_size(freed) of a %zu-byte block", m.size);
+    expect_death(what, child_usable_size_misuse, &m, usable_double, 1);
+    m.offset = 16;
+    snprintf(what, sizeof what, "malloc_usable_size(p + 16) of a %zu-byte block", m.size);
+    expect_death(what, child_usable_size_misuse, &m, usable_invalid, 1);
+  }
   expect_death("malloc_usable_size(stack address)", child_usable_size_foreign,
                NULL, any_invalid, 1);
 }
