@@ -6,6 +6,7 @@
 #      the stress harness's own test);
 #   2. runs the unit and API tests again in a debug build (assertions and
 #      heap invariant checks) under ASan and UBSan, through the pallet_ API;
+#      and builds and checks the --disable-hardening configuration;
 #   3. drives the stress harness through the pallet_ API in a
 #      ThreadSanitizer build;
 #   4. runs pallet-stress for 60 s with libpallet.so preloaded;
@@ -65,6 +66,21 @@ fi
 unset ASAN_OPTIONS UBSAN_OPTIONS
 cd "$top"
 
+# 2b. The build with the fast-path checks compiled out (the benchmarks'
+#     comparison point): it builds, and its suite passes (the death tests
+#     of small-block misuse that only the checks catch are left out there).
+step "build with --disable-hardening; make check"
+mkdir -p build-nohard && cd build-nohard
+../configure --enable-werror --disable-hardening >configure.log 2>&1 || { cat configure.log; exit 1; }
+make -j"$jobs"
+if ! make -j"$jobs" check; then
+  for f in $(find . -name '*.log' -newer configure.log); do
+    grep -q '^FAIL\|^ERROR' "$f" 2>/dev/null && { echo "---- $f"; tail -40 "$f"; }
+  done
+  exit 1
+fi
+cd "$top"
+
 # 3. ThreadSanitizer: the stress harness through the pallet_ API.
 step "ThreadSanitizer build; pallet-stress-api"
 mkdir -p build-tsan && cd build-tsan
@@ -95,4 +111,4 @@ step "make distcheck"
 (cd build-ci && make -j"$jobs" distcheck)
 
 step "all passed"
-echo "test/run.sh: 6 passed, 0 failed"
+echo "test/run.sh: 7 passed, 0 failed"
