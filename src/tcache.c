@@ -32,7 +32,7 @@ static size_t nactive;
 
 /* A bin holds at most CAP_BYTES of blocks (CAP_MAX blocks), but at least
  * CAP_MIN blocks as long as that stays within CAP_MIN_BYTES. */
-#define CAP_BYTES ((size_t)32 << 10)
+#define CAP_BYTES ((size_t)16 << 10)
 #define CAP_MIN 8
 #define CAP_MIN_BYTES ((size_t)256 << 10)
 #define CAP_MAX 256
@@ -43,7 +43,7 @@ static size_t nactive;
  * (within the cap).  Beyond that a bigger limit only parks blocks that
  * this thread will never use, while the threads that allocate them
  * refill from elsewhere. */
-#define FLUSH_GROW_BYTES ((size_t)16 << 10)
+#define FLUSH_GROW_BYTES ((size_t)8 << 10)
 #define FLUSH_GROW_MIN 16
 uint32_t pl_tcache_flush_cap[PL_NCLASSES + 1];
 
