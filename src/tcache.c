@@ -37,15 +37,6 @@ static size_t nactive;
 #define CAP_MIN_BYTES ((size_t)256 << 10)
 #define CAP_MAX 256
 #define START_LIMIT 4
-/* A bin that keeps overflowing (its thread frees more of the class than
- * it allocates) grows only until half its limit makes a flush batch worth
- * the central lock: FLUSH_GROW_BYTES, and at least FLUSH_GROW_MIN blocks
- * (within the cap).  Beyond that a bigger limit only parks blocks that
- * this thread will never use, while the threads that allocate them
- * refill from elsewhere. */
-#define FLUSH_GROW_BYTES ((size_t)8 << 10)
-#define FLUSH_GROW_MIN 16
-uint32_t pl_tcache_flush_cap[PL_NCLASSES + 1];
 
 uint16_t pl_bin_lookup[PL_SMALL_LOOKUP_MAX + 1];
 
@@ -66,8 +57,6 @@ void pl_tcache_init_caps(void) {
     if (cap > budget) cap = budget;
     if (cap < 1) cap = 1;
     pl_tcache_cap[c] = (uint32_t)cap;
-    size_t fcap = FLUSH_GROW_BYTES / size < FLUSH_GROW_MIN ? FLUSH_GROW_MIN : FLUSH_GROW_BYTES / size;
-    pl_tcache_flush_cap[c] = (uint32_t)(fcap < cap ? fcap : cap);
     total += cap;
   }
   total_slots = total;
@@ -244,8 +233,8 @@ void pl_tcache_flush_push(pl_tcache_t *tc, unsigned cls, void *p) {
   if (tc->overflowed[cls] < 255) tc->overflowed[cls]++;
   /* A class that keeps overflowing without running empty in between is
    * freed more than allocated here (a consumer thread): let it hold more,
-   * so that it flushes in bigger batches, up to pl_tcache_flush_cap. */
-  uint32_t cap = pl_tcache_flush_cap[cls];
+   * so that it flushes in bigger batches. */
+  uint32_t cap = pl_tcache_cap[cls];
   if (tc->real_limit[cls] < cap && tc->overflowed[cls] >= 2) {
     uint32_t nl = tc->real_limit[cls] * 2;
     set_limit(tc, cls, nl > cap ? cap : nl);

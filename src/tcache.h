@@ -108,8 +108,6 @@ PL_INLINE pl_bin_t *pl_tc_bin_for_small(pl_tcache_t *tc, size_t n) {
 /* Caps and budgets (options.c may change them before any cache exists). */
 extern size_t pl_tcache_max_bytes PL_HIDDEN; /* per thread */
 extern uint32_t pl_tcache_cap[PL_NCLASSES + 1] PL_HIDDEN;
-/* How far overflows alone (a thread that only frees) grow a bin's limit. */
-extern uint32_t pl_tcache_flush_cap[PL_NCLASSES + 1] PL_HIDDEN;
 
 PL_INLINE uintptr_t pl_free_key(const void *p) { return pl_secret ^ (uintptr_t)p; }
 

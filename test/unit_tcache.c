@@ -223,47 +223,6 @@ static void test_limit_growth(void **state) {
   free(b);
 }
 
-/* A thread that only frees a class (a consumer) grows that bin's limit
- * only to the flush size, below the cap, however many it frees. */
-struct consumer_arg {
-  void **blocks;
-  size_t n;
-  unsigned cls;
-  uint32_t max_limit, final_limit;
-};
-
-static void *consumer(void *arg) {
-  struct consumer_arg *a = arg;
-  pallet_free(a->blocks[0]); /* builds this thread's cache */
-  pl_bin_t *bin = &pl_tc->bins[a->cls];
-  for (size_t i = 1; i < a->n; i++) {
-    pallet_free(a->blocks[i]);
-    if (pl_bin_limit(bin) > a->max_limit) a->max_limit = pl_bin_limit(bin);
-  }
-  a->final_limit = pl_bin_limit(bin);
-  return NULL;
-}
-
-static void test_consumer_limit(void **state) {
-  (void)state;
-  const size_t size = 512;
-  unsigned cls = pl_size_class(size);
-  uint32_t fcap = pl_tcache_flush_cap[cls], cap = pl_tcache_cap[cls];
-  assert_true(fcap >= 16 && fcap < cap);
-  struct consumer_arg a = {.n = 8 * (size_t)cap, .cls = cls};
-  a.blocks = calloc(a.n, sizeof *a.blocks);
-  assert_non_null(a.blocks);
-  for (size_t i = 0; i < a.n; i++) assert_non_null(a.blocks[i] = pallet_malloc(size));
-  pthread_t t;
-  assert_int_equal(pthread_create(&t, NULL, consumer, &a), 0);
-  assert_int_equal(pthread_join(t, NULL), 0);
-  assert_int_equal(a.max_limit, fcap); /* grew, but no further */
-  assert_int_equal(a.final_limit, fcap);
-  free(a.blocks);
-  bins_ok();
-  assert_int_equal(pl_central_check(), 0);
-}
-
 /* After refills the blocks held by the cache stay within the budget. */
 /* Runs 16 refills of class `trigger` (32-byte blocks), keeping the
  * blocks in keep[]; returns the new count of kept blocks. */
@@ -585,7 +544,6 @@ int main(void) {
       cmocka_unit_test(test_active),
       cmocka_unit_test(test_limit_flush),
       cmocka_unit_test(test_limit_growth),
-      cmocka_unit_test(test_consumer_limit),
       cmocka_unit_test(test_budget),
       cmocka_unit_test(test_budget_fast_fill),
       cmocka_unit_test(test_holds_and_key),
