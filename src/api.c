@@ -93,7 +93,8 @@ static PL_NOINLINE void free_tick(void) {
 
 /* The two halves of the fast paths, shared with the slow paths.  pop: the
  * top of a non-empty bin, with its free key cleared; push: onto a bin
- * with room, with the free key written. */
+ * with room, with the free key written, counting one free towards the
+ * free tick. */
 PL_INLINE void *bin_pop(pl_bin_t *b, void **t) {
   t--;
   __atomic_store_n(&b->top, t, __ATOMIC_RELAXED);
@@ -106,6 +107,7 @@ PL_INLINE void bin_push(pl_bin_t *b, void **t, void *p, uintptr_t key) {
   *t = p;
   __atomic_store_n(&b->top, t + 1, __ATOMIC_RELAXED);
   if (pl_config_hardening) *(uintptr_t *)p = key;
+  if (PL_UNLIKELY(--pl_tls.free_tick == 0)) free_tick();
 }
 
 /* A block of class cls for the calling thread, from its cache, a refill,
@@ -259,10 +261,9 @@ static void free_small(void *p, unsigned cls, const char *func) {
   pl_bin_t *b = &tc->bins[cls];
   void **t = b->top;
   if (t < b->base + tc->real_limit[cls]) {
+    /* Counts towards the tick like the fast path (which pointers outside
+     * the arena, or a PALLET_CANARY run, never take). */
     bin_push(b, t, p, pl_free_key(p));
-    /* Counts like the fast path (which pointers outside the arena, or a
-     * PALLET_CANARY run, never take). */
-    if (PL_UNLIKELY(--pl_tls.free_tick == 0)) free_tick();
     return;
   }
   decay_tick();
@@ -345,7 +346,6 @@ API void pallet_free(void *p) {
         goto slow;
     }
     bin_push(b, t, p, key);
-    if (PL_UNLIKELY(--pl_tls.free_tick == 0)) free_tick();
     return;
   }
 slow:
@@ -406,7 +406,6 @@ static inline void *realloc_small_fast(void *p, size_t n) {
   void **t = b->top;
   if (PL_LIKELY(t < __atomic_load_n(&b->end, __ATOMIC_RELAXED))) {
     bin_push(b, t, p, pl_free_key(p));
-    if (PL_UNLIKELY(--pl_tls.free_tick == 0)) free_tick();
   } else {
     pallet_free(p);
   }
