@@ -135,15 +135,21 @@ static void child_realloc_zero_then_free(void *arg)
   pallet_free(p);
 }
 
-static void child_realloc_freed(void *arg)
+/* realloc to n of a block of m->size bytes, freed before. */
+static void realloc_freed(const struct misuse *m, size_t n)
 {
-  const struct misuse *m = arg;
   void *p = pallet_malloc(m->size), *q;
   TU_CHILD_REQUIRE(p != NULL);
   pallet_free(p);
   announce(p);
-  q = pallet_realloc(p, m->size + 100);
+  q = pallet_realloc(p, n);
   fprintf(stderr, "realloc of a freed block returned %p\n", q);
+}
+
+static void child_realloc_freed(void *arg)
+{
+  const struct misuse *m = arg;
+  realloc_freed(m, m->size + 100);
 }
 
 /* The same with a size that still fits the block (realloc would keep it
@@ -151,12 +157,7 @@ static void child_realloc_freed(void *arg)
 static void child_realloc_freed_fits(void *arg)
 {
   const struct misuse *m = arg;
-  void *p = pallet_malloc(m->size), *q;
-  TU_CHILD_REQUIRE(p != NULL);
-  pallet_free(p);
-  announce(p);
-  q = pallet_realloc(p, m->size / 2);
-  fprintf(stderr, "realloc of a freed block returned %p\n", q);
+  realloc_freed(m, m->size / 2);
 }
 
 /* realloc of a pointer inside a live block, to a size that fits and to
