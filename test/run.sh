@@ -31,6 +31,16 @@ fi
 
 step() { printf '\n==== %s ====\n' "$*"; }
 
+# make check in the current build tree; on failure, the tail of every
+# test log that reports a failure, then exit.
+check_or_show_logs() {
+  make -j"$jobs" check && return 0
+  for f in $(find . -name '*.log' -newer configure.log); do
+    grep -q '^FAIL\|^ERROR' "$f" 2>/dev/null && { echo "---- $f"; tail -40 "$f"; }
+  done
+  exit 1
+}
+
 step "autoreconf"
 autoreconf -fi
 
@@ -39,12 +49,7 @@ step "release build with -Werror; make check"
 mkdir -p build-ci && cd build-ci
 ../configure --enable-werror >configure.log 2>&1 || { cat configure.log; exit 1; }
 make -j"$jobs"
-if ! make -j"$jobs" check; then
-  for f in $(find . -name '*.log' -newer configure.log); do
-    grep -q '^FAIL\|^ERROR' "$f" 2>/dev/null && { echo "---- $f"; tail -40 "$f"; }
-  done
-  exit 1
-fi
+check_or_show_logs
 cd "$top"
 [ "${PL_TEST_QUICK:-0}" = 1 ] && { echo "test/run.sh: quick mode: done"; exit 0; }
 
@@ -57,12 +62,7 @@ CC=${SAN_CC:-gcc} ../configure --enable-werror --enable-debug --disable-override
 make -j"$jobs"
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-if ! make -j"$jobs" check; then
-  for f in $(find . -name '*.log' -newer configure.log); do
-    grep -q '^FAIL\|^ERROR' "$f" 2>/dev/null && { echo "---- $f"; tail -40 "$f"; }
-  done
-  exit 1
-fi
+check_or_show_logs
 unset ASAN_OPTIONS UBSAN_OPTIONS
 cd "$top"
 
@@ -73,12 +73,7 @@ step "build with --disable-hardening; make check"
 mkdir -p build-nohard && cd build-nohard
 ../configure --enable-werror --disable-hardening >configure.log 2>&1 || { cat configure.log; exit 1; }
 make -j"$jobs"
-if ! make -j"$jobs" check; then
-  for f in $(find . -name '*.log' -newer configure.log); do
-    grep -q '^FAIL\|^ERROR' "$f" 2>/dev/null && { echo "---- $f"; tail -40 "$f"; }
-  done
-  exit 1
-fi
+check_or_show_logs
 cd "$top"
 
 # 3. ThreadSanitizer: the stress harness through the pallet_ API.
