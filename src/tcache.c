@@ -234,12 +234,15 @@ void pl_tcache_flush_push(pl_tcache_t *tc, unsigned cls, void *p) {
   /* A class that keeps overflowing without running empty in between is
    * freed more than allocated here (a consumer thread): let it hold more,
    * so that it flushes in bigger batches. */
-  uint32_t cap = pl_tcache_cap[cls];
+  uint32_t cap = (pl_tcache_cap[cls] + 1) / 2;
   if (tc->real_limit[cls] < cap && tc->overflowed[cls] >= 2) {
     uint32_t nl = tc->real_limit[cls] * 2;
     set_limit(tc, cls, nl > cap ? cap : nl);
   }
-  flush_bin(tc, cls, (pl_bin_count(b) + 1) / 2);
+  /* A bin that only overflows is not allocated from here: keeping half
+   * of it would only park memory.  Flush all of it, in one batch. */
+  uint32_t n = pl_bin_count(b);
+  flush_bin(tc, cls, tc->overflowed[cls] >= 2 ? n : (n + 1) / 2);
   void **t = b->top;
   *t = p;
   __atomic_store_n(&b->top, t + 1, __ATOMIC_RELAXED);

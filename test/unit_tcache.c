@@ -223,6 +223,52 @@ static void test_limit_growth(void **state) {
   free(b);
 }
 
+/* A bin this thread only frees into (a consumer's): once it has
+ * overflowed twice with no refill between, each overflow flushes all of
+ * it, and its limit grows to half the cap at most. */
+static void test_overflow_only_bin(void **state) {
+  (void)state;
+  const size_t n = 400;
+  unsigned cls = pl_size_class(n);
+  pl_bin_t *bin = &pl_tc->bins[cls];
+  uint32_t cap = pl_tcache_cap[cls], half = (cap + 1) / 2;
+  assert_int_equal(pl_bin_count(bin), 0); /* untouched so far */
+  assert_true(pl_bin_limit(bin) < half);
+  size_t total = 8 * (size_t)cap;
+  void **b = calloc(total, sizeof *b);
+  assert_non_null(b);
+  /* Blocks as another thread would have handed them over: straight from
+   * the central lists, not through this thread's bin. */
+  size_t got = 0;
+  while (got < total) {
+    size_t k = pl_central_alloc_batch(cls, b + got, total - got);
+    assert_true(k > 0);
+    for (size_t i = got; i < got + k; i++) *(void **)b[i] = NULL; /* as malloc leaves them */
+    got += k;
+  }
+  size_t flushes = 0, full_flushes = 0;
+  uint32_t max_limit = 0;
+  for (size_t i = 0; i < total; i++) {
+    uint32_t before = pl_bin_count(bin);
+    pallet_free(b[i]);
+    uint32_t after = pl_bin_count(bin);
+    if (after <= before) {
+      flushes++;
+      if (flushes >= 3) {
+        if (after != 1) fail_msg("flush %zu left %u blocks (expected only the one freed)", flushes, after);
+        full_flushes++;
+      }
+    }
+    if (pl_bin_limit(bin) > max_limit) max_limit = pl_bin_limit(bin);
+    assert_true(after <= pl_bin_limit(bin));
+  }
+  assert_true(full_flushes > 0);
+  assert_int_equal(max_limit, half);
+  bins_ok();
+  assert_int_equal(pl_central_check(), 0);
+  free(b);
+}
+
 /* After refills the blocks held by the cache stay within the budget. */
 /* Runs 16 refills of class `trigger` (32-byte blocks), keeping the
  * blocks in keep[]; returns the new count of kept blocks. */
@@ -544,6 +590,7 @@ int main(void) {
       cmocka_unit_test(test_active),
       cmocka_unit_test(test_limit_flush),
       cmocka_unit_test(test_limit_growth),
+      cmocka_unit_test(test_overflow_only_bin),
       cmocka_unit_test(test_budget),
       cmocka_unit_test(test_budget_fast_fill),
       cmocka_unit_test(test_holds_and_key),
