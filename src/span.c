@@ -30,8 +30,8 @@ static size_t nchunks;
 static pl_span_t *desc_free;
 static size_t desc_nfree;
 static size_t unmapped_chunks;
-/* Pages of DIRTY free spans in the buckets, and pages of SMALL and LARGE
- * spans; both under heap_lock. */
+/* The ndirty pages of the free spans in the buckets, and pages of SMALL
+ * and LARGE spans; both under heap_lock. */
 static size_t dirty_pages;
 static size_t active_pages;
 
@@ -78,7 +78,7 @@ static void bucket_insert(pl_span_t *s) {
   if (s->next) s->next->prev = s;
   bucket[n] = s;
   bucket_map[n / 64] |= (uint64_t)1 << (n % 64);
-  if (s->flags & PL_SPAN_DIRTY) dirty_pages += n;
+  dirty_pages += s->ndirty;
 }
 
 static void bucket_remove(pl_span_t *s) {
@@ -90,7 +90,7 @@ static void bucket_remove(pl_span_t *s) {
   if (s->next) s->next->prev = s->prev;
   if (bucket[n] == NULL) bucket_map[n / 64] &= ~((uint64_t)1 << (n % 64));
   s->next = s->prev = NULL;
-  if (s->flags & PL_SPAN_DIRTY) dirty_pages -= n;
+  dirty_pages -= s->ndirty;
 }
 
 /* Smallest non-empty bucket >= n, or 0. */
@@ -161,6 +161,7 @@ static bool chunk_grow(void) {
   s->npages = PL_CHUNK_PAGES;
   s->state = PL_SPAN_FREE;
   s->flags = PL_SPAN_ZERO;
+  s->ndirty = 0;
   set_all_pages(s);
   rec->prev = NULL;
   rec->next = chunk_list;
@@ -175,6 +176,15 @@ static bool chunk_grow(void) {
 
 /* ---- allocation ----------------------------------------------------- */
 
+/* The free span s (out of its bucket) loses its first n pages to front:
+ * they take the dirty pages first (free spans are carved from the front,
+ * so that is where reused pages sit), and s keeps the rest. */
+static void carve_dirty(pl_span_t *front, pl_span_t *s, size_t n) {
+  uint32_t d = s->ndirty < n ? s->ndirty : (uint32_t)n;
+  if (front) front->ndirty = d;
+  s->ndirty -= d;
+}
+
 /* Splits the first n pages off free span s (out of its bucket) and returns
  * the rest to the heap as a new free span. */
 static pl_span_t *split_front(pl_span_t *s, size_t n) {
@@ -185,6 +195,8 @@ static pl_span_t *split_front(pl_span_t *s, size_t n) {
   rest->state = PL_SPAN_FREE;
   rest->flags = s->flags;
   rest->free_since = s->free_since;
+  rest->ndirty = s->ndirty;
+  carve_dirty(s, rest, n);
   s->npages = (uint32_t)n;
   set_all_pages(rest);
   bucket_insert(rest);
@@ -223,6 +235,8 @@ pl_span_t *pl_span_alloc(size_t npages, size_t align_pages, int state,
         rest->state = PL_SPAN_FREE;
         rest->flags = s->flags;
         rest->free_since = s->free_since;
+        rest->ndirty = s->ndirty;
+        carve_dirty(s, rest, head);
         s->npages = (uint32_t)head;
         set_all_pages(rest);
         bucket_insert(s);
@@ -256,12 +270,14 @@ static void free_locked(pl_span_t *s, uint8_t flags, uint64_t now) {
   s->state = PL_SPAN_FREE;
   s->flags = flags;
   s->free_since = now;
+  s->ndirty = (flags & PL_SPAN_DIRTY) ? s->npages : 0;
   size_t first = first_page(s);
   if (first > 0) {
     pl_span_t *l = c->page_span[first - 1];
     if (l->state == PL_SPAN_FREE) {
       bucket_remove(l);
       l->npages += s->npages;
+      l->ndirty += s->ndirty;
       l->flags = merge_flags(l->flags, s->flags);
       if (s->free_since > l->free_since) l->free_since = s->free_since;
       desc_give(s);
@@ -274,6 +290,7 @@ static void free_locked(pl_span_t *s, uint8_t flags, uint64_t now) {
     if (r->state == PL_SPAN_FREE) {
       bucket_remove(r);
       s->npages += r->npages;
+      s->ndirty += r->ndirty;
       s->flags = merge_flags(s->flags, r->flags);
       if (r->free_since > s->free_since) s->free_since = r->free_since;
       desc_give(r);
@@ -371,6 +388,7 @@ bool pl_span_grow(pl_span_t *s, size_t npages) {
     if (r->state == PL_SPAN_FREE && r->npages >= take) {
       bucket_remove(r);
       if (r->npages > take) {
+        carve_dirty(NULL, r, take);
         r->start += take * PL_PAGE_SIZE;
         r->npages -= (uint32_t)take;
         bucket_insert(r);
@@ -411,7 +429,7 @@ size_t pl_span_purge(uint64_t age_ms, bool unmap_chunks, size_t target_dirty) {
         bool unmap = whole && unmap_chunks && whole_free > pl_span_retain_chunks;
         bool purge = (s->flags & PL_SPAN_DIRTY) && dirty_left > target_pages;
         if ((unmap || purge) && s->free_since + age_ms <= now) {
-          if (s->flags & PL_SPAN_DIRTY) dirty_left -= s->npages;
+          dirty_left -= s->ndirty;
           bucket_remove(s);
           s->state = PL_SPAN_BUSY;
           unmap_it[n] = unmap;
@@ -482,10 +500,8 @@ void pl_span_totals(pl_span_totals_t *t) {
         case PL_SPAN_FREE:
         case PL_SPAN_BUSY:
           t->free_bytes += bytes;
-          if (s->flags & PL_SPAN_DIRTY)
-            t->dirty_bytes += bytes;
-          else
-            t->purged_bytes += bytes;
+          t->dirty_bytes += (size_t)s->ndirty * PL_PAGE_SIZE;
+          t->purged_bytes += bytes - (size_t)s->ndirty * PL_PAGE_SIZE;
           if (s->npages == PL_CHUNK_PAGES) t->retained_chunks++;
           break;
         case PL_SPAN_SMALL: t->small_bytes += bytes; break;
@@ -553,7 +569,7 @@ static int check_fail(const char *what, uintptr_t where) {
 
 int pl_span_heap_check(void) {
   int rc = 0;
-  size_t free_spans = 0, bucketed = 0, chunks_seen = 0;
+  size_t free_spans = 0, bucketed = 0, chunks_seen = 0, dirty_seen = 0;
   pl_lock(&heap_lock);
   for (pl_chunk_t *c = chunk_list; c && rc == 0; c = c->next) {
     chunks_seen++;
@@ -597,8 +613,12 @@ int pl_span_heap_check(void) {
       if (s->state != PL_SPAN_FREE || s->npages != b)
         rc = check_fail("span in the wrong bucket", s->start);
       if (s->next && s->next->prev != s) rc = check_fail("bucket links broken", s->start);
+      if (s->ndirty > s->npages || (s->ndirty && !(s->flags & PL_SPAN_DIRTY)))
+        rc = check_fail("free span's dirty count wrong", s->start);
+      dirty_seen += s->ndirty;
     }
   }
+  if (rc == 0 && dirty_seen != dirty_pages) rc = check_fail("dirty page total wrong", dirty_pages);
   if (rc == 0 && bucketed != free_spans)
     rc = check_fail("free spans missing from buckets", free_spans);
   pl_unlock(&heap_lock);

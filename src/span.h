@@ -59,6 +59,12 @@ typedef struct pl_span {
   uint8_t flags;               /* FREE: PL_SPAN_DIRTY, PL_SPAN_ZERO */
   uint8_t listed;              /* SMALL: on its class's partial list */
   uint64_t free_since;         /* FREE: when it became free (ms) */
+  /* FREE: of its pages, how many may be resident: the dirty limit's
+   * count.  An estimate: freed pages count whole, purged ones not at all,
+   * and pages carved off the front are taken to be the dirty ones first.
+   * 0 when not DIRTY; may reach 0 while DIRTY stays (then the span is
+   * still purged in its turn). */
+  uint32_t ndirty;
   /* SMALL spans, owned by the central lists: free + cached + live ==
    * nblocks; bit i of free_map set <=> block i is free in this span. */
   uint32_t nblocks;

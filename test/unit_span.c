@@ -475,6 +475,41 @@ static void test_purge(void **state) {
   assert_int_equal(f->flags, PL_SPAN_ZERO);
 }
 
+/* A free span counts as dirty only the pages that were freed into it: a
+ * freed block next to clean pages does not make them dirty, and pages
+ * carved off the front take the dirty ones first. */
+static void test_dirty_count(void **state) {
+  (void)state;
+  pl_span_t *s = whole_chunk();
+  pl_chunk_t *c = s->chunk;
+  pl_span_free(s);
+  pl_span_purge(0, false, 0);
+  heap_ok();
+  assert_int_equal(expect_free(c, 0, NPAGES)->ndirty, 0);
+  bool zeroed;
+  pl_span_t *a = claim(c, 0, 40, PL_SPAN_LARGE, 0, &zeroed);
+  assert_true(zeroed);
+  assert_int_equal(expect_free(c, 40, NPAGES - 40)->ndirty, 0);
+  pl_span_free(a);
+  heap_ok();
+  pl_span_t *f = expect_free(c, 0, NPAGES);
+  assert_true(f->flags & PL_SPAN_DIRTY);
+  assert_int_equal(f->ndirty, 40); /* not NPAGES */
+  pl_span_t *b = claim(c, 0, 30, PL_SPAN_LARGE, 0, &zeroed);
+  assert_false(zeroed);
+  assert_int_equal(expect_free(c, 30, NPAGES - 30)->ndirty, 10);
+  heap_ok();
+  pl_span_free(b);
+  heap_ok();
+  assert_int_equal(expect_free(c, 0, NPAGES)->ndirty, 40);
+  pl_span_totals_t t;
+  pl_span_totals(&t);
+  check_totals_consistent(&t);
+  pl_span_purge(0, false, 0);
+  heap_ok();
+  assert_int_equal(expect_free(c, 0, NPAGES)->ndirty, 0);
+}
+
 /* Freeing beyond the dirty limit purges at once, down to half of it. */
 static void test_purge_on_free(void **state) {
   (void)state;
@@ -678,6 +713,7 @@ int main(void) {
       cmocka_unit_test(test_aligned),
       cmocka_unit_test(test_shrink_grow),
       cmocka_unit_test(test_purge),
+      cmocka_unit_test(test_dirty_count),
       cmocka_unit_test(test_purge_on_free),
       cmocka_unit_test(test_totals_and_unmap),
       cmocka_unit_test(test_arena_slots),
