@@ -11,6 +11,7 @@
 #include "error.h"
 #include "lock.h"
 #include "meta.h"
+#include "sizeclass.h"
 
 #define NBUCKETS (PL_CHUNK_PAGES + 1)
 #define BUCKET_WORDS ((NBUCKETS + 63) / 64)
@@ -323,7 +324,11 @@ void pl_span_free(pl_span_t *s) {
   uint64_t now = pl_os_now_ms();
   pl_lock(&heap_lock);
   pl_dassert(s->state == PL_SPAN_SMALL || s->state == PL_SPAN_LARGE);
-  bool small = s->state == PL_SPAN_SMALL;
+  /* A span of fewer than 8 blocks (classes above about 8 KiB) empties
+   * whenever its few blocks are freed, as in any churn of big blocks, and
+   * is as likely to be needed again at once as a large block: it is
+   * treated as one. */
+  bool small = s->state == PL_SPAN_SMALL && pl_class_info[s->cls].nblocks >= 8;
   active_pages -= s->npages;
   free_locked(s, PL_SPAN_DIRTY, now);
   size_t limit = dirty_limit_pages();
