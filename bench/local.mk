@@ -17,7 +17,7 @@ BENCH_LIBS = $(PTHREAD_LIBS)
 noinst_PROGRAMS += bench/bench-bands bench/bench-workingset \
 	bench/bench-prodcons bench/bench-larson bench/bench-scaling \
 	bench/bench-realloc bench/bench-frag bench/bench-bigblocks \
-	bench/bench-footprint
+	bench/bench-footprint bench/bench-servermix
 
 bench_bench_bands_SOURCES = bench/bands.c bench/bench.h
 bench_bench_bands_CFLAGS = $(BENCH_CFLAGS)
@@ -46,6 +46,9 @@ bench_bench_frag_LDADD = $(BENCH_LIBS)
 bench_bench_bigblocks_SOURCES = bench/bigblocks.c bench/bench.h
 bench_bench_bigblocks_CFLAGS = $(BENCH_CFLAGS)
 bench_bench_bigblocks_LDADD = $(BENCH_LIBS)
+bench_bench_servermix_SOURCES = bench/servermix.c bench/bench.h
+bench_bench_servermix_CFLAGS = $(BENCH_CFLAGS)
+bench_bench_servermix_LDADD = $(BENCH_LIBS)
 
 # The do-nothing allocator for `runner --callgrind`: a shared module
 # (bench/.libs/bumpalloc.so), never installed; -rpath makes libtool build
