@@ -224,6 +224,15 @@ static void resolve(void *p, const char *func, block_ref_t *r) {
       size_t off = (uintptr_t)p - s->start, size = pl_class_info[s->cls].size;
       pl_fatal_ptr(func, off % size == 0 ? "double free" : "invalid pointer", p);
     }
+    /* Pages of a small-block span that went back to the heap keep its
+     * class and first page (a ghost word, chunk.h): a block start there
+     * was freed before. */
+    unsigned g = pl_pw_ghost_class(info);
+    if ((s->state == PL_SPAN_FREE || s->state == PL_SPAN_BUSY) && g != 0) {
+      uintptr_t start = c->base + (pl_pw_ghost_first_page(info) << PL_PAGE_SHIFT);
+      size_t size = pl_class_info[g].size;
+      pl_fatal_ptr(func, ((uintptr_t)p - start) % size == 0 ? "double free" : "invalid pointer", p);
+    }
     /* A page-aligned pointer into free pages: what is left of a block
      * freed before. */
     if ((s->state == PL_SPAN_FREE || s->state == PL_SPAN_BUSY) &&

@@ -52,7 +52,8 @@ typedef enum {
  *              offset in its span (spans are < 4 MiB): one lea;
  *   bin      = cls * 32, the byte offset of the class's bin in a thread
  *              cache (tcache.h checks that a bin is 32 bytes);
- * and {0, 0} on every other page.  With the checks on, free() reads the
+ * a ghost word on the pages of a small-block span freed to the heap (see
+ * pl_pw_ghost), and {0, 0} on every other page.  With the checks on, free() reads the
  * word in one 8-byte load (the offset is one lea of it, the bin one shift);
  * with them compiled out it loads only bin. */
 typedef struct __attribute__((aligned(8))) pl_pageword {
@@ -68,6 +69,17 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "page words: span_neg 
 PL_INLINE pl_pageword_t pl_pw_make(unsigned cls, uintptr_t start) {
   return (pl_pageword_t){0u - (uint32_t)start, (uint32_t)cls << PL_PW_BIN_SHIFT};
 }
+/* The pages of a small-block span that went back to the heap keep a
+ * ghost word until they are carved again: bin 0 (so the fast paths leave
+ * at once, as on any free page) and span_neg = cls << 16 | the span's
+ * first page in its chunk, so that a later free of one of its blocks is
+ * still told apart from a stray pointer ("double free", not "invalid
+ * pointer").  {0, 0} is no ghost: class 0 is not a class. */
+PL_INLINE pl_pageword_t pl_pw_ghost(unsigned cls, size_t first_page) {
+  return (pl_pageword_t){(uint32_t)cls << 16 | (uint32_t)first_page, 0};
+}
+PL_INLINE unsigned pl_pw_ghost_class(pl_pageword_t w) { return w.bin ? 0 : w.span_neg >> 16; }
+PL_INLINE size_t pl_pw_ghost_first_page(pl_pageword_t w) { return w.span_neg & 0xffffu; }
 PL_INLINE pl_pageword_t pl_pw_load(const pl_pageword_t *w) {
   return (pl_pageword_t){__atomic_load_n(&w->span_neg, __ATOMIC_RELAXED),
                          __atomic_load_n(&w->bin, __ATOMIC_RELAXED)};

@@ -111,9 +111,15 @@ static size_t first_page(const pl_span_t *s) {
   return (s->start - s->chunk->base) >> PL_PAGE_SHIFT;
 }
 
+/* Points the page map at s; the page words too, unless s is free: free
+ * pages keep the words they had ({0, 0} or a ghost, chunk.h). */
 static void set_pages(pl_span_t *s, size_t from, size_t count) {
   pl_pageword_t info = pl_pw_make(s->state == PL_SPAN_SMALL ? s->cls : 0, s->state == PL_SPAN_SMALL ? s->start : 0);
   pl_chunk_t *c = s->chunk;
+  if (s->state == PL_SPAN_FREE || s->state == PL_SPAN_BUSY) {
+    for (size_t p = from; p < from + count; p++) c->page_span[p] = s;
+    return;
+  }
   /* Plain stores: gcc 12.2 at -O1 and above dropped every call of this
    * function when the page_info store was an __atomic_store_n in this loop
    * (test/unit_span catches that).  A page's entries change only while no
@@ -330,6 +336,11 @@ void pl_span_free(pl_span_t *s) {
    * treated as one. */
   bool small = s->state == PL_SPAN_SMALL && pl_class_info[s->cls].nblocks >= 8;
   active_pages -= s->npages;
+  if (s->state == PL_SPAN_SMALL) {
+    size_t first = first_page(s);
+    pl_pageword_t ghost = pl_pw_ghost(s->cls, first);
+    for (size_t p = first; p < first + s->npages; p++) s->chunk->page_info[p] = ghost;
+  }
   free_locked(s, PL_SPAN_DIRTY, now);
   size_t limit = dirty_limit_pages();
   bool over = dirty_pages > limit;
@@ -593,8 +604,12 @@ int pl_span_heap_check(void) {
       }
       pl_pageword_t info = pl_pw_make(s->state == PL_SPAN_SMALL ? s->cls : 0, s->state == PL_SPAN_SMALL ? s->start : 0);
       uint32_t purged = s->state == PL_SPAN_SMALL ? __atomic_load_n(&s->purged_pages, __ATOMIC_RELAXED) : 0;
+      bool free_span = s->state == PL_SPAN_FREE || s->state == PL_SPAN_BUSY;
       for (size_t q = p; q < p + s->npages; q++) {
-        bool ok = pl_pw_equal(c->page_info[q], info) ||
+        pl_pageword_t w = c->page_info[q];
+        unsigned g = pl_pw_ghost_class(w);
+        bool ok = pl_pw_equal(w, info) ||
+                  (free_span && w.bin == 0 && g <= PL_NCLASSES && pl_pw_ghost_first_page(w) <= q) ||
                   (q - p < 32 && ((purged >> (q - p)) & 1) && pl_pw_equal(c->page_info[q], pl_pw_make(0, 0)));
         if (c->page_span[q] != s || !ok) {
           rc = check_fail("page map disagrees with span", c->base + q * PL_PAGE_SIZE);

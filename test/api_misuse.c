@@ -105,6 +105,30 @@ static void child_double_free_aba(void *arg)
   pallet_free(a);
 }
 
+/* Frees a block again (or a pointer inside it) after every block of its
+ * span has been freed and malloc_trim has given the span back to the
+ * heap: the page map no longer shows the class there. */
+static void span_gone(const struct misuse *m)
+{
+  enum { N = 2048 };
+  static void *v[N];
+  size_t n = m->size <= 1024 ? N : 64, i;
+  for (i = 0; i < n; i++) {
+    v[i] = pallet_malloc(m->size);
+    TU_CHILD_REQUIRE(v[i] != NULL);
+  }
+  for (i = 0; i < n; i++)
+    pallet_free(v[i]);
+  pallet_malloc_trim(0);
+  announce((char *)v[n / 2] + m->offset);
+  pallet_free((char *)v[n / 2] + m->offset);
+}
+
+static void child_double_free_span_gone(void *arg)
+{
+  span_gone(arg);
+}
+
 static void *thread_double_free(void *p)
 {
   pallet_free(p);
@@ -310,6 +334,21 @@ static void test_double_free(void **state)
     snprintf(what, sizeof what, "realloc(p, 0); free(p), %s block of %zu bytes",
              range_names[r], m.size);
     expect_death(what, child_realloc_zero_then_free, &m, free_double, 1);
+  }
+  /* Small blocks whose span went back to the heap: told apart by the
+   * page's ghost word (slow path, so in every build). */
+  for (r = 0; r < 2; r++) {
+    struct misuse m;
+    char what[96];
+    m.size = range_sizes[r];
+    m.offset = 0;
+    snprintf(what, sizeof what, "free after the span went back, %s block of %zu bytes",
+             range_names[r], m.size);
+    expect_death(what, child_double_free_span_gone, &m, free_double, 1);
+    m.offset = 16;
+    snprintf(what, sizeof what, "free(p + 16) after the span went back, %s block",
+             range_names[r]);
+    expect_death(what, child_double_free_span_gone, &m, free_invalid, 1);
   }
 }
 
