@@ -535,6 +535,39 @@ static void test_purge_on_free(void **state) {
   check_totals_consistent(&t);
 }
 
+/* Past the dirty limit, small spans coming back purge at once only once
+ * they add up to half the limit since the last purge. */
+static void test_purge_on_small_free(void **state) {
+  (void)state;
+  enum { LIMIT = 64, NSMALL = LIMIT / 2 + 1 };
+  unsigned cls = pl_size_class(64);
+  assert_true(pl_class_info[cls].nblocks >= 8 && pl_class_info[cls].pages == 1);
+  pl_span_t *big = alloc_span(LIMIT + 36, 1, PL_SPAN_LARGE, 0, NULL);
+  pl_span_t *sm[NSMALL];
+  for (int i = 0; i < NSMALL; i++) sm[i] = alloc_span(1, 1, PL_SPAN_SMALL, cls, NULL);
+  pl_span_purge(0, false, 0); /* nothing dirty, and the count starts again */
+  assert_int_equal(pl_span_dirty_bytes(), 0);
+  pl_span_dirty_min = LIMIT * PL_PAGE_SIZE;
+  pl_span_dirty_shift = 60; /* no share of the active pages */
+  pl_span_free(big); /* 100 dirty pages: past the limit, but young */
+  size_t after_big = pl_span_dirty_bytes();
+  size_t purged_at = 0;
+  for (int i = 0; i < NSMALL; i++) {
+    pl_span_free(sm[i]);
+    if (purged_at == 0 && pl_span_dirty_bytes() < after_big) purged_at = (size_t)i + 1;
+  }
+  size_t dirty = pl_span_dirty_bytes();
+  pl_span_dirty_min = (size_t)1 << 46;
+  pl_span_dirty_shift = saved_dirty_shift;
+  heap_ok();
+  assert_int_equal(after_big, (LIMIT + 36) * PL_PAGE_SIZE);
+  /* The first LIMIT / 2 small spans do not purge; the next one does, down
+   * to a quarter of the limit. */
+  if (purged_at != NSMALL)
+    fail_msg("the purge came with small span %zu, not %d", purged_at, NSMALL);
+  assert_true(dirty <= LIMIT / 4 * PL_PAGE_SIZE);
+}
+
 /* Chunk counts and mapped bytes follow what the test does; wholly free
  * chunks beyond the reserve are unmapped and leave the map. */
 static void test_totals_and_unmap(void **state) {
@@ -718,6 +751,7 @@ int main(void) {
       cmocka_unit_test(test_purge),
       cmocka_unit_test(test_dirty_count),
       cmocka_unit_test(test_purge_on_free),
+      cmocka_unit_test(test_purge_on_small_free),
       cmocka_unit_test(test_totals_and_unmap),
       cmocka_unit_test(test_arena_slots),
       cmocka_unit_test(test_arena_full),
