@@ -151,6 +151,19 @@ static void account(pl_tcache_t *tc, unsigned c) {
   tc->seen_count[c] = now;
 }
 
+/* Counts every bin again: the budget's figure from scratch (a sum, with
+ * no running total to correct per bin, so the compiler keeps it in a
+ * register). */
+static void recount(pl_tcache_t *tc) {
+  size_t total = 0;
+  for (unsigned c = 1; c <= PL_NCLASSES; c++) {
+    uint32_t now = pl_bin_count(&tc->bins[c]);
+    tc->seen_count[c] = now;
+    total += (size_t)now * pl_class_info[c].size;
+  }
+  tc->cached_bytes = total;
+}
+
 static void flush_bin(pl_tcache_t *tc, unsigned c, uint32_t k) {
   pl_bin_t *b = &tc->bins[c];
   uint32_t n = pl_bin_count(b);
@@ -201,7 +214,7 @@ static void enforce_budget(pl_tcache_t *tc) {
 
 static void check_budget(pl_tcache_t *tc) {
   if (++tc->events % BUDGET_RECOUNT == 0 || tc->cached_bytes > pl_tcache_max_bytes)
-    for (unsigned c = 1; c <= PL_NCLASSES; c++) account(tc, c);
+    recount(tc);
   if (tc->cached_bytes > pl_tcache_max_bytes) enforce_budget(tc);
 }
 
