@@ -107,7 +107,10 @@ size_t pl_os_resident(void *addr, size_t size) {
 uint64_t pl_os_now_ms(void) {
   int saved = errno;
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  /* The coarse clock (a few ms of resolution, plenty for decay times of
+   * 100 ms and more) is read without the TSC: slow paths read it on every
+   * refill and flush. */
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
   errno = saved;
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
