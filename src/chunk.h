@@ -53,9 +53,9 @@ typedef enum {
  *   bin      = cls * 32, the byte offset of the class's bin in a thread
  *              cache (tcache.h checks that a bin is 32 bytes);
  * a ghost word on the pages of a small-block span freed to the heap (see
- * pl_pw_ghost), and {0, 0} on every other page.  With the checks on, free() reads the
- * word in one 8-byte load (the offset is one lea of it, the bin one shift);
- * with them compiled out it loads only bin. */
+ * pl_pw_ghost), and {0, 0} on every other page.  With the checks on,
+ * free() reads the word in one 8-byte load (the offset is one lea of it,
+ * the bin one shift); with them compiled out it loads only bin. */
 typedef struct __attribute__((aligned(8))) pl_pageword {
   uint32_t span_neg;
   uint32_t bin;

@@ -320,9 +320,8 @@ static size_t dirty_limit_pages(void) {
  * it is memory a shrinking working set left behind: past the limit (and
  * once such spans worth half the limit have come back since the last
  * purge) it is purged at once, down to a quarter of the limit, whatever
- * its age (so
- * that a burst of small frees leaves little behind even in a process that
- * then goes quiet).  A large block may well be allocated again at once:
+ * its age (so that a burst of small frees leaves little behind even in a
+ * process that then goes quiet).  A large block may well be allocated again at once:
  * past the limit only spans free for PURGE_MIN_AGE_MS are purged (at most
  * every PURGE_MIN_AGE_MS), and past four times the limit anything. */
 #define PURGE_MIN_AGE_MS 100
