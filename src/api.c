@@ -191,6 +191,15 @@ typedef struct block_ref {
   size_t usable;
 } block_ref_t;
 
+/* p lies in memory where blocks of class cls began at start and every one
+ * of them has been freed: a block start was freed before, anything else
+ * is a stray pointer. */
+static PL_NORETURN PL_COLD void fatal_in_freed_span(const char *func, const void *p, uintptr_t start,
+                                            unsigned cls) {
+  size_t size = pl_class_info[cls].size;
+  pl_fatal_ptr(func, ((uintptr_t)p - start) % size == 0 ? "double free" : "invalid pointer", p);
+}
+
 /* Validates p (not NULL) and describes it; on misuse reports and aborts.
  * func names the entry point in the message. */
 static void resolve(void *p, const char *func, block_ref_t *r) {
@@ -220,24 +229,17 @@ static void resolve(void *p, const char *func, block_ref_t *r) {
     /* A page of a small-block span whose blocks are all free and whose
      * memory went back to the OS (central.c): a block start there was
      * freed before. */
-    if (s->state == PL_SPAN_SMALL) {
-      size_t off = (uintptr_t)p - s->start, size = pl_class_info[s->cls].size;
-      pl_fatal_ptr(func, off % size == 0 ? "double free" : "invalid pointer", p);
+    if (s->state == PL_SPAN_SMALL) fatal_in_freed_span(func, p, s->start, s->cls);
+    if (s->state == PL_SPAN_FREE || s->state == PL_SPAN_BUSY) {
+      /* Pages of a small-block span that went back to the heap keep its
+       * class and first page (a ghost word, chunk.h). */
+      unsigned g = pl_pw_ghost_class(info);
+      if (g != 0)
+        fatal_in_freed_span(func, p, c->base + (pl_pw_ghost_first_page(info) << PL_PAGE_SHIFT), g);
+      /* A page-aligned pointer into free pages: what is left of a block
+       * freed before. */
+      if (((uintptr_t)p & (PL_PAGE_SIZE - 1)) == 0) pl_fatal_ptr(func, "double free", p);
     }
-    /* Pages of a small-block span that went back to the heap keep its
-     * class and first page (a ghost word, chunk.h): a block start there
-     * was freed before. */
-    unsigned g = pl_pw_ghost_class(info);
-    if ((s->state == PL_SPAN_FREE || s->state == PL_SPAN_BUSY) && g != 0) {
-      uintptr_t start = c->base + (pl_pw_ghost_first_page(info) << PL_PAGE_SHIFT);
-      size_t size = pl_class_info[g].size;
-      pl_fatal_ptr(func, ((uintptr_t)p - start) % size == 0 ? "double free" : "invalid pointer", p);
-    }
-    /* A page-aligned pointer into free pages: what is left of a block
-     * freed before. */
-    if ((s->state == PL_SPAN_FREE || s->state == PL_SPAN_BUSY) &&
-        ((uintptr_t)p & (PL_PAGE_SIZE - 1)) == 0)
-      pl_fatal_ptr(func, "double free", p);
     pl_fatal_ptr(func, "invalid pointer", p);
   }
   size_t off = pl_pw_span_offset(info, p);

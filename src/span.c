@@ -356,7 +356,7 @@ void pl_span_free(pl_span_t *s) {
   bool soft = over && !small && now >= next_soft_purge;
   bool hard = small ? over && small_freed_pages > limit / 2 : dirty_pages > 4 * limit;
   if (soft) next_soft_purge = now + PURGE_MIN_AGE_MS;
-  if (hard) small_freed_pages = 0;
+  if (hard) small_freed_pages = 0; /* (the purge does too, but only after the unlock) */
   pl_unlock(&heap_lock);
   if (PL_UNLIKELY(soft)) pl_span_purge(PURGE_MIN_AGE_MS, false, (limit / 2) << PL_PAGE_SHIFT);
   if (PL_UNLIKELY(hard)) pl_span_purge(0, false, (small ? limit / 4 : limit) << PL_PAGE_SHIFT);
