@@ -322,7 +322,7 @@ API void *pallet_malloc(size_t n) {
   if (PL_LIKELY(n <= PL_SMALL_LOOKUP_MAX))
     b = pl_tc_bin_for_small(pl_tc, n);
   else if (n <= PL_SMALL_MAX)
-    b = &pl_tc->bins[pl_size_class(n)];
+    b = pl_tc_bin_for_mid(pl_tc, n);
   else
     return alloc_any(n, false);
   void **t = b->top;

@@ -39,11 +39,15 @@ static size_t nactive;
 #define START_LIMIT 4
 
 uint16_t pl_bin_lookup[PL_SMALL_LOOKUP_MAX + 1];
+uint16_t pl_bin_lookup_mid[PL_SMALL_MAX >> PL_MID_LOOKUP_SHIFT];
 
 void pl_tcache_init_caps(void) {
   size_t total = 0;
   for (size_t n = 0; n <= PL_SMALL_LOOKUP_MAX; n++)
     pl_bin_lookup[n] = (uint16_t)offsetof(pl_tcache_t, bins[pl_size_class(n)]);
+  for (size_t i = PL_SMALL_LOOKUP_MAX >> PL_MID_LOOKUP_SHIFT; i < (PL_SMALL_MAX >> PL_MID_LOOKUP_SHIFT); i++)
+    pl_bin_lookup_mid[i] =
+        (uint16_t)offsetof(pl_tcache_t, bins[pl_size_class((i + 1) << PL_MID_LOOKUP_SHIFT)]);
   for (unsigned c = 1; c <= PL_NCLASSES; c++) {
     size_t size = pl_class_info[c].size;
     size_t cap = CAP_BYTES / size;

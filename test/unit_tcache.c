@@ -150,6 +150,19 @@ static void test_active(void **state) {
   bins_ok();
 }
 
+/* malloc's two lookup tables name the bin of every request's class:
+ * pl_bin_lookup up to 1 KiB, pl_bin_lookup_mid by 128-byte steps above. */
+static void test_bin_lookup(void **state) {
+  (void)state;
+  pl_thread_start();
+  pl_tcache_t *tc = pl_tc;
+  for (size_t n = 1; n <= PL_SMALL_MAX; n++) {
+    pl_bin_t *want = &tc->bins[pl_size_class(n)];
+    pl_bin_t *got = n <= PL_SMALL_LOOKUP_MAX ? pl_tc_bin_for_small(tc, n) : pl_tc_bin_for_mid(tc, n);
+    if (got != want) fail_msg("request %zu: bin %td, class %u", n, got - tc->bins, pl_size_class(n));
+  }
+}
+
 /* Pushes past the limit flush: count stays <= limit <= cap. */
 static void test_limit_flush(void **state) {
   (void)state;
@@ -588,6 +601,7 @@ int main(void) {
       cmocka_unit_test(test_tiny_budget),
       cmocka_unit_test(test_quiet_thread_gives_back),
       cmocka_unit_test(test_active),
+      cmocka_unit_test(test_bin_lookup),
       cmocka_unit_test(test_limit_flush),
       cmocka_unit_test(test_limit_growth),
       cmocka_unit_test(test_overflow_only_bin),
