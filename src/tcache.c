@@ -131,14 +131,12 @@ pl_tcache_t *pl_tcache_create(void) {
     tc->bins[c].end = slot + tc->real_limit[c];
     tc->bins[c].recip = pl_class_recip_shifted(c);
     tc->overflowed[c] = 0;
-    tc->seen_count[c] = 0;
     slot += pl_tcache_cap[c];
   }
   tc->bins[0] = (pl_bin_t){0};
   tc->real_limit[0] = 0;
   tc->poked = 0;
   tc->last_slow_ms = pl_os_now_ms();
-  tc->cached_bytes = 0;
   tc->state = PL_TC_ACTIVE;
   pl_lock(&registry_lock);
   registry_add(tc);
@@ -146,45 +144,33 @@ pl_tcache_t *pl_tcache_create(void) {
   return tc;
 }
 
-/* Brings the budget's view of bin c up to date. */
-static void account(pl_tcache_t *tc, unsigned c) {
-  uint32_t now = pl_bin_count(&tc->bins[c]);
-  size_t size = pl_class_info[c].size;
-  tc->cached_bytes += (size_t)now * size;
-  tc->cached_bytes -= (size_t)tc->seen_count[c] * size;
-  tc->seen_count[c] = now;
-}
-
-/* Counts every bin again: the budget's figure from scratch (a sum, with
- * no running total to correct per bin, so the compiler keeps it in a
- * register). */
-static void recount(pl_tcache_t *tc) {
+/* Bytes of blocks in the cache: the sum over the bins of the bytes of
+ * their slots in use times the class size, divided once at the end (8
+ * instructions a bin). */
+static size_t cache_bytes(const pl_tcache_t *tc) {
   size_t total = 0;
-  for (unsigned c = 1; c <= PL_NCLASSES; c++) {
-    uint32_t now = pl_bin_count(&tc->bins[c]);
-    tc->seen_count[c] = now;
-    total += (size_t)now * pl_class_info[c].size;
-  }
-  tc->cached_bytes = total;
+  for (unsigned c = 1; c <= PL_NCLASSES; c++)
+    total += (size_t)((const char *)tc->bins[c].top - (const char *)tc->bins[c].base) *
+             pl_class_info[c].size;
+  return total / sizeof(void *);
 }
 
-static void flush_bin(pl_tcache_t *tc, unsigned c, uint32_t k) {
+/* Gives the oldest k blocks of bin c back to the central lists; returns
+ * how many it gave. */
+static uint32_t flush_bin(pl_tcache_t *tc, unsigned c, uint32_t k) {
   pl_bin_t *b = &tc->bins[c];
   uint32_t n = pl_bin_count(b);
   if (k > n) k = n;
-  if (k == 0) return;
+  if (k == 0) return 0;
   pl_central_free_batch(c, b->base, k);
   memmove(b->base, b->base + k, (n - k) * sizeof(void *));
   __atomic_store_n(&b->top, b->base + (n - k), __ATOMIC_RELAXED);
-  account(tc, c);
+  return k;
 }
 
 void pl_tcache_flush_all(pl_tcache_t *tc) {
   if (tc->state != PL_TC_ACTIVE) return;
-  for (unsigned c = 1; c <= PL_NCLASSES; c++) {
-    flush_bin(tc, c, pl_bin_count(&tc->bins[c]));
-    account(tc, c);
-  }
+  for (unsigned c = 1; c <= PL_NCLASSES; c++) flush_bin(tc, c, pl_bin_count(&tc->bins[c]));
 }
 
 void pl_tcache_destroy(pl_tcache_t *tc) {
@@ -199,27 +185,25 @@ void pl_tcache_destroy(pl_tcache_t *tc) {
   pl_unlock(&registry_lock);
 }
 
-/* Keeps the cache within its byte budget: flushes half of every bin,
- * largest classes first, until it is under half the budget. */
-static void enforce_budget(pl_tcache_t *tc) {
-  /* (Called right after a recount of every bin.) */
-  for (unsigned c = PL_NCLASSES; c >= 1 && tc->cached_bytes > pl_tcache_max_bytes / 2; c--) {
+/* Keeps the cache within its byte budget: a cache holding bytes (over
+ * the budget) flushes half of every bin, largest classes first, until it
+ * is under half the budget. */
+static void enforce_budget(pl_tcache_t *tc, size_t bytes) {
+  for (unsigned c = PL_NCLASSES; c >= 1 && bytes > pl_tcache_max_bytes / 2; c--) {
     uint32_t n = pl_bin_count(&tc->bins[c]);
-    if (n) flush_bin(tc, c, (n + 1) / 2);
+    if (n) bytes -= (size_t)flush_bin(tc, c, (n + 1) / 2) * pl_class_info[c].size;
   }
 }
 
-/* The fast paths keep no byte count, so the figure of every bin but the
- * one at hand is as of its own last slow-path event.  Every
- * BUDGET_RECOUNT slow-path events (and whenever the estimate is already
- * over) all bins are counted again; so the budget holds within that many
- * refills or flushes, at a cost of a few instructions per event. */
+/* The fast paths keep no byte count.  Every BUDGET_RECOUNT slow-path
+ * events the bins are counted; so the budget holds within that many
+ * refills or flushes, at a cost of about 50 instructions an event. */
 #define BUDGET_RECOUNT 16
 
 static void check_budget(pl_tcache_t *tc) {
-  if (++tc->events % BUDGET_RECOUNT == 0 || tc->cached_bytes > pl_tcache_max_bytes)
-    recount(tc);
-  if (tc->cached_bytes > pl_tcache_max_bytes) enforce_budget(tc);
+  if (++tc->events % BUDGET_RECOUNT != 0) return;
+  size_t bytes = cache_bytes(tc);
+  if (bytes > pl_tcache_max_bytes) enforce_budget(tc, bytes);
 }
 
 void *pl_tcache_refill_pop(pl_tcache_t *tc, unsigned cls) {
@@ -240,7 +224,6 @@ void *pl_tcache_refill_pop(pl_tcache_t *tc, unsigned cls) {
   void **p = b->base[got];
   __atomic_store_n(&b->top, b->base + got, __ATOMIC_RELAXED);
   p[0] = NULL;
-  account(tc, cls);
   check_budget(tc);
   return p;
 }
@@ -264,7 +247,6 @@ void pl_tcache_flush_push(pl_tcache_t *tc, unsigned cls, void *p) {
   *t = p;
   __atomic_store_n(&b->top, t + 1, __ATOMIC_RELAXED);
   *(uintptr_t *)p = pl_free_key(p);
-  account(tc, cls);
   check_budget(tc);
 }
 

@@ -69,11 +69,7 @@ typedef struct pl_tcache {
   uint8_t state;
   uint8_t overflowed[PL_NCLASSES + 1]; /* flushes since the last refill */
   uint32_t real_limit[PL_NCLASSES + 1]; /* the limits (end is base while poked) */
-  /* For the byte budget: each bin's count as of its last slow-path event,
-   * and the sum of those counts times the class sizes. */
-  uint32_t seen_count[PL_NCLASSES + 1];
-  size_t cached_bytes;
-  uint64_t events;       /* slow-path events, for the periodic recount */
+  uint64_t events;       /* slow-path events, for the budget's recount */
   uint32_t poked;        /* asked to give its cache back (idle thread) */
   uint64_t last_slow_ms; /* when this thread last reached the heap */
   struct pl_tcache *next, *prev;       /* registry */
