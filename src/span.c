@@ -192,22 +192,24 @@ static void carve_dirty(pl_span_t *front, pl_span_t *s, size_t n) {
   s->ndirty -= d;
 }
 
-/* Splits the first n pages off free span s (out of its bucket) and returns
- * the rest to the heap as a new free span. */
+/* Splits the first n pages off free span s (out of its bucket) into a new
+ * descriptor, which it returns (its pages' entries still name s: the
+ * caller sets them); s keeps the rest, whose entries need no change, and
+ * goes back to its bucket.  (Giving the rest the new descriptor instead
+ * rewrote every page of it, up to 511, at each carve.) */
 static pl_span_t *split_front(pl_span_t *s, size_t n) {
-  pl_span_t *rest = desc_take();
-  rest->start = s->start + n * PL_PAGE_SIZE;
-  rest->chunk = s->chunk;
-  rest->npages = s->npages - (uint32_t)n;
-  rest->state = PL_SPAN_FREE;
-  rest->flags = s->flags;
-  rest->free_since = s->free_since;
-  rest->ndirty = s->ndirty;
-  carve_dirty(s, rest, n);
-  s->npages = (uint32_t)n;
-  set_all_pages(rest);
-  bucket_insert(rest);
-  return s;
+  pl_span_t *front = desc_take();
+  front->start = s->start;
+  front->chunk = s->chunk;
+  front->npages = (uint32_t)n;
+  front->state = PL_SPAN_FREE;
+  front->flags = s->flags;
+  front->free_since = s->free_since;
+  carve_dirty(front, s, n);
+  s->start += n * PL_PAGE_SIZE;
+  s->npages -= (uint32_t)n;
+  bucket_insert(s);
+  return front;
 }
 
 pl_span_t *pl_span_alloc(size_t npages, size_t align_pages, int state,
@@ -234,23 +236,15 @@ pl_span_t *pl_span_alloc(size_t npages, size_t align_pages, int state,
       uintptr_t a = PL_ALIGN_UP(s->start, align_pages * PL_PAGE_SIZE);
       size_t head = (a - s->start) >> PL_PAGE_SHIFT;
       if (head) {
-        /* The misaligned head stays in the heap; carve from the rest. */
-        pl_span_t *rest = desc_take();
-        rest->start = a;
-        rest->chunk = s->chunk;
-        rest->npages = s->npages - (uint32_t)head;
-        rest->state = PL_SPAN_FREE;
-        rest->flags = s->flags;
-        rest->free_since = s->free_since;
-        rest->ndirty = s->ndirty;
-        carve_dirty(s, rest, head);
-        s->npages = (uint32_t)head;
-        set_all_pages(rest);
-        bucket_insert(s);
-        s = rest;
+        /* The misaligned head stays in the heap, under a new descriptor
+         * (only its pages' entries change); carve from the rest. */
+        pl_span_t *h = split_front(s, head);
+        bucket_remove(s);
+        set_all_pages(h);
+        bucket_insert(h);
       }
     }
-    if (s->npages > npages) split_front(s, npages);
+    if (s->npages > npages) s = split_front(s, npages);
     *zeroed = (s->flags & PL_SPAN_ZERO) != 0 && !(s->flags & PL_SPAN_DIRTY);
     s->state = (uint8_t)state;
     s->cls = (uint8_t)cls;
@@ -271,7 +265,26 @@ static uint8_t merge_flags(uint8_t a, uint8_t b) {
   return (uint8_t)(((a | b) & PL_SPAN_DIRTY) | (a & b & PL_SPAN_ZERO));
 }
 
-/* Frees s (already out of any list) under the heap lock, coalescing. */
+/* Free spans a and b (out of their buckets), b right after a, become one.
+ * The one with more pages keeps its descriptor, so that only the other's
+ * page entries change; returns it. */
+static pl_span_t *merge(pl_span_t *a, pl_span_t *b) {
+  pl_span_t *keep = a->npages >= b->npages ? a : b;
+  pl_span_t *gone = keep == a ? b : a;
+  pl_chunk_t *c = keep->chunk;
+  size_t first = first_page(gone);
+  for (size_t p = first; p < first + gone->npages; p++) c->page_span[p] = keep;
+  keep->start = a->start;
+  keep->npages = a->npages + b->npages;
+  keep->ndirty = a->ndirty + b->ndirty;
+  keep->flags = merge_flags(a->flags, b->flags);
+  if (gone->free_since > keep->free_since) keep->free_since = gone->free_since;
+  desc_give(gone);
+  return keep;
+}
+
+/* Frees s (already out of any list, its pages' entries naming it) under
+ * the heap lock, coalescing. */
 static void free_locked(pl_span_t *s, uint8_t flags, uint64_t now) {
   pl_chunk_t *c = s->chunk;
   s->state = PL_SPAN_FREE;
@@ -283,12 +296,7 @@ static void free_locked(pl_span_t *s, uint8_t flags, uint64_t now) {
     pl_span_t *l = c->page_span[first - 1];
     if (l->state == PL_SPAN_FREE) {
       bucket_remove(l);
-      l->npages += s->npages;
-      l->ndirty += s->ndirty;
-      l->flags = merge_flags(l->flags, s->flags);
-      if (s->free_since > l->free_since) l->free_since = s->free_since;
-      desc_give(s);
-      s = l;
+      s = merge(l, s);
     }
   }
   size_t end = first_page(s) + s->npages;
@@ -296,14 +304,9 @@ static void free_locked(pl_span_t *s, uint8_t flags, uint64_t now) {
     pl_span_t *r = c->page_span[end];
     if (r->state == PL_SPAN_FREE) {
       bucket_remove(r);
-      s->npages += r->npages;
-      s->ndirty += r->ndirty;
-      s->flags = merge_flags(s->flags, r->flags);
-      if (r->free_since > s->free_since) s->free_since = r->free_since;
-      desc_give(r);
+      s = merge(s, r);
     }
   }
-  set_all_pages(s);
   bucket_insert(s);
 }
 
@@ -399,6 +402,7 @@ void pl_span_shrink(pl_span_t *s, size_t npages) {
   tail->npages = s->npages - (uint32_t)npages;
   tail->state = PL_SPAN_LARGE;
   s->npages = (uint32_t)npages;
+  set_all_pages(tail);
   active_pages -= tail->npages;
   free_locked(tail, PL_SPAN_DIRTY, now);
   pl_unlock(&heap_lock);
