@@ -312,6 +312,23 @@ static PL_NOINLINE void free_slow(void *p) {
   errno = saved;
 }
 
+/* free() of p (in the arena), when the thread has a
+ * cache (no PALLET_CANARY, no PALLET_JUNK) and the bin of the page's class
+ * is full or poked: a block start of a small span needs no other lookup
+ * (free_small checks the key and flushes); anything else takes
+ * free_slow, which tells what it is. */
+static PL_NOINLINE void free_to_full_bin(void *p) {
+  pl_pageword_t info = pl_pw_load(&pl_arena_info[((uintptr_t)p - pl_arena_base) >> PL_PAGE_SHIFT]);
+  unsigned cls = pl_pw_class(info);
+  if (cls == 0 || pl_class_off_misaligned(pl_pw_span_offset(info, p), pl_class_recip_shifted(cls))) {
+    free_slow(p);
+    return;
+  }
+  int saved = errno;
+  free_small(p, cls, "free");
+  errno = saved;
+}
+
 /* PALLET_CANARY: n requested bytes with a checked tail (canary.h). */
 static void *alloc_canary(size_t a, size_t n, bool zero) {
   if (n > PL_MAX_REQUEST - PL_CANARY_EXTRA - a) return enomem();
@@ -356,7 +373,8 @@ API void pallet_free(void *p) {
   }
   pl_bin_t *b = (pl_bin_t *)((char *)pl_tc + bin);
   void **t = b->top;
-  if (PL_LIKELY(t < __atomic_load_n(&b->end, __ATOMIC_RELAXED))) {
+  void **end = __atomic_load_n(&b->end, __ATOMIC_RELAXED);
+  if (PL_LIKELY(t < end)) {
     uintptr_t key = pl_free_key(p);
     if (pl_config_hardening) {
       /* p must start a block (the fraction of its offset in the span over
@@ -366,6 +384,12 @@ API void pallet_free(void *p) {
         goto slow;
     }
     bin_push(b, t, p, key);
+    return;
+  }
+  /* A full (or poked) bin of a real cache: end is NULL only in bin 0 and
+   * in the static caches (no cache yet, PALLET_CANARY, PALLET_JUNK). */
+  if (end != NULL) {
+    free_to_full_bin(p);
     return;
   }
 slow:
