@@ -343,6 +343,18 @@ static void *alloc_canary(size_t a, size_t n, bool zero) {
 
 /* ---- the malloc family ---------------------------------------------- */
 
+/* malloc() of n bytes (1 .. PL_SMALL_MAX) whose bin b is empty.  In the
+ * calling thread's real cache (base != NULL: not a static cache, so no
+ * PALLET_CANARY or PALLET_JUNK, and start-up is done), the refill
+ * without alloc_any's checks and class lookup; otherwise alloc_any. */
+static PL_NOINLINE void *malloc_empty_bin(pl_bin_t *b, size_t n) {
+  if (b->base == NULL) return alloc_any(n, false);
+  pl_tcache_t *tc = pl_tc;
+  decay_tick();
+  void *p = pl_tcache_refill_pop(tc, (unsigned)(b - tc->bins));
+  return p ? p : enomem();
+}
+
 API void *pallet_malloc(size_t n) {
   pl_bin_t *b;
   if (PL_LIKELY(n <= PL_SMALL_LOOKUP_MAX))
@@ -353,7 +365,7 @@ API void *pallet_malloc(size_t n) {
     return alloc_any(n, false);
   void **t = b->top;
   if (PL_LIKELY(t != b->base)) return bin_pop(b, t);
-  return alloc_any(n, false);
+  return malloc_empty_bin(b, n);
 }
 
 API void pallet_free(void *p) {
