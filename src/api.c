@@ -172,6 +172,18 @@ static void *alloc_any_raw(size_t n, bool zero) {
 static void *alloc_aligned_raw(size_t a, size_t n);
 static void *alloc_aligned(size_t a, size_t n) {
   if (a <= PL_MIN_ALIGN) return pallet_malloc(n); /* every block is 16-aligned */
+  /* Up to a page, the class of n rounded up to a multiple of a is the
+   * smallest whose size is a multiple of a (sizeclass.c), so every block
+   * of its page-aligned spans is a-aligned: malloc's fast path with that
+   * size.  (PL_SMALL_MAX is a multiple of a, so the rounding stays in
+   * range.)  Static caches (PALLET_CANARY, no cache yet) have empty bins
+   * and go on below. */
+  if (PL_LIKELY(a <= PL_PAGE_SIZE && n - 1 < PL_SMALL_MAX)) {
+    size_t m = (n + a - 1) & ~(a - 1);
+    pl_bin_t *b = m <= PL_SMALL_LOOKUP_MAX ? pl_tc_bin_for_small(pl_tc, m) : pl_tc_bin_for_mid(pl_tc, m);
+    void **t = b->top;
+    if (PL_LIKELY(t != b->base)) return bin_pop(b, t);
+  }
   if (PL_UNLIKELY(n > PL_MAX_REQUEST || a > PL_MAX_REQUEST - n)) return enomem();
   pl_ensure_init();
   if (PL_UNLIKELY(pl_opt.canary)) return alloc_canary(a, n, false);

@@ -56,9 +56,15 @@ void pl_sizeclass_init(void) {
   }
 }
 
+/* With m = n rounded up to a multiple of align (>= 16), the class of m is
+ * a multiple of align: for m <= 128 the classes are every multiple of 16;
+ * above, m in (2^k, 2^(k+1)] lands in a class that is a multiple of the
+ * step 2^(k-3), which is m itself when align >= the step and a multiple
+ * of align (both powers of two) when it is below.  No smaller class is a
+ * multiple of align and >= n, since m is the least such number
+ * (test/unit_sizeclass checks every n against the table). */
 unsigned pl_size_class_aligned(size_t n, size_t align) {
   if (n > PL_SMALL_MAX) return 0;
-  for (unsigned c = pl_size_class(n); c <= PL_NCLASSES; c++)
-    if ((pl_class_info[c].size & (align - 1)) == 0) return c;
-  return 0;
+  size_t m = ((n ? n : 1) + align - 1) & ~(align - 1);
+  return m <= PL_SMALL_MAX ? pl_size_class(m) : 0;
 }

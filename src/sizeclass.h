@@ -71,8 +71,9 @@ PL_INLINE bool pl_class_off_misaligned(size_t off, uint64_t recip_shifted) {
 }
 
 /* The smallest class of size >= n whose size is a multiple of align (a
- * power of two <= PL_PAGE_SIZE), so that every block of a span is aligned;
- * 0 when n is too large for any such class. */
+ * power of two, 16 <= align <= PL_PAGE_SIZE), so that every block of a
+ * span is aligned: the class of n rounded up to a multiple of align
+ * (sizeclass.c says why); 0 when n is too large for any such class. */
 unsigned pl_size_class_aligned(size_t n, size_t align) PL_HIDDEN;
 
 #endif /* PL_SIZECLASS_H */

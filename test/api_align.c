@@ -183,6 +183,39 @@ static void test_pvalloc(void **state)
   }
 }
 
+/* Aligned requests served from blocks that plain mallocs freed into the
+ * thread cache (the aligned fast path pops the bin of n rounded up to a
+ * multiple of the alignment): every one is aligned and big enough. */
+static void test_aligned_reuse(void **state)
+{
+  enum { K = 8 };
+  size_t a, n;
+  (void)state;
+  for (a = 32; a <= 8192; a *= 2)
+    for (n = 1; n <= 300 * KIB; n = n * 3 / 2 + 1) {
+      size_t m = (n + a - 1) & ~(a - 1);
+      void *q[K];
+      int i;
+      for (i = 0; i < K; i++) {
+        q[i] = pallet_malloc(m);
+        assert_non_null(q[i]);
+      }
+      for (i = 0; i < K; i++)
+        pallet_free(q[i]);
+      for (i = 0; i < K; i++) {
+        q[i] = pallet_aligned_alloc(a, n);
+        if (q[i] == NULL || !tu_is_aligned(q[i], a) || pallet_malloc_usable_size(q[i]) < n)
+          fail_msg("aligned_alloc(%zu, %zu) = %p after frees of %zu-byte blocks", a, n, q[i], m);
+        tu_fill(q[i], n, (uint64_t)i);
+      }
+      for (i = 0; i < K; i++) {
+        assert_true(tu_check(q[i], n, (uint64_t)i) == (size_t)-1);
+        pallet_free(q[i]);
+      }
+    }
+  assert_int_equal(pallet_heap_check(), 0);
+}
+
 /* Many aligned blocks alive together, mixed with plain ones: no overlap. */
 static void test_aligned_mix(void **state)
 {
@@ -219,6 +252,7 @@ int main(void)
     cmocka_unit_test(test_memalign),
     cmocka_unit_test(test_valloc),
     cmocka_unit_test(test_pvalloc),
+    cmocka_unit_test(test_aligned_reuse),
     cmocka_unit_test(test_aligned_mix),
   };
   tu_watchdog("api_align", 60);
