@@ -43,12 +43,8 @@ PL_INLINE void *enomem(void) {
 
 /* Decay: at most every quarter of the decay time, a thread that reaches
  * the heap (refill, flush, large or huge block) gives back free memory
- * unused for the decay time.  A thread with a cache reads the clock at
- * every DECAY_TICK_EVERY-th of these (the read is about 20 instructions,
- * as much as a third of a refill's own work for big blocks).  The
- * background thread, when enabled, does the same on a timer, for
- * processes that go quiet. */
-#define DECAY_TICK_EVERY 4
+ * unused for the decay time.  The background thread, when enabled, does
+ * the same on a timer, for processes that go quiet. */
 static uint64_t next_decay_ms;
 
 static void decay_if_due(uint64_t now) {
@@ -63,15 +59,10 @@ static void decay_if_due(uint64_t now) {
 }
 
 static PL_NOINLINE void decay_tick(void) {
+  uint64_t now = pl_os_now_ms();
   pl_tcache_t *tc = pl_tc;
-  if (tc->state == PL_TC_ACTIVE) {
-    if (++tc->decay_skip % DECAY_TICK_EVERY != 0) return;
-    uint64_t now = pl_os_now_ms();
-    __atomic_store_n(&tc->last_slow_ms, now, __ATOMIC_RELAXED);
-    decay_if_due(now);
-    return;
-  }
-  decay_if_due(pl_os_now_ms());
+  if (tc->state == PL_TC_ACTIVE) __atomic_store_n(&tc->last_slow_ms, now, __ATOMIC_RELAXED);
+  decay_if_due(now);
 }
 
 /* A decay pass found this thread idle, holding a cache, and poked it: its

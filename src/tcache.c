@@ -137,7 +137,6 @@ pl_tcache_t *pl_tcache_create(void) {
   tc->real_limit[0] = 0;
   tc->poked = 0;
   tc->last_slow_ms = pl_os_now_ms();
-  tc->decay_skip = 0;
   tc->state = PL_TC_ACTIVE;
   pl_lock(&registry_lock);
   registry_add(tc);

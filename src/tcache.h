@@ -71,8 +71,7 @@ typedef struct pl_tcache {
   uint32_t real_limit[PL_NCLASSES + 1]; /* the limits (end is base while poked) */
   uint64_t events;       /* slow-path events, for the budget's recount */
   uint32_t poked;        /* asked to give its cache back (idle thread) */
-  uint64_t last_slow_ms; /* when this thread last read the clock on reaching the heap */
-  uint32_t decay_skip;   /* slow paths, for reading the clock at every 4th (api.c) */
+  uint64_t last_slow_ms; /* when this thread last reached the heap */
   struct pl_tcache *next, *prev;       /* registry */
   void *slot_storage[];
 } pl_tcache_t;
