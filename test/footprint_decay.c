@@ -30,6 +30,11 @@
 #define BURST_BYTES (256 * FP_MIB)
 #define THREADS 4
 #define MARGIN (16 * FP_MIB)
+/* After a burst on the calling thread, the free ticks give its cache back
+ * and the decay purges what the burst left: within 4 MiB (a slow-path
+ * clock read at only every 4th refill or flush, at 3aa4277, left about
+ * 17 MiB, which the 16 MiB margin let through). */
+#define SELF_MARGIN (4 * FP_MIB)
 
 struct worker {
   unsigned index;
@@ -151,14 +156,14 @@ static void test_decay_same_thread_fast_paths(void **state)
     pallet_free(p);
     fp_sleep_ms(10);
     rss = fp_rss();
-    if (rounds >= 150 && rss <= rss0 + MARGIN)
+    if (rounds >= 150 && rss <= rss0 + SELF_MARGIN)
       break;
   }
   print_message("    after %u rounds: rss %.1f MiB\n", rounds, fp_mib(rss));
-  if (rss > rss0 + MARGIN) {
+  if (rss > rss0 + SELF_MARGIN) {
     pallet_stats_print(stderr, PALLET_STATS_TEXT);
     fail_msg("RSS %.1f MiB did not decay to within %.0f MiB of the start (%.1f MiB)",
-             fp_mib(rss), fp_mib(MARGIN), fp_mib(rss0));
+             fp_mib(rss), fp_mib(SELF_MARGIN), fp_mib(rss0));
   }
   assert_int_equal(pallet_heap_check(), 0);
 }
