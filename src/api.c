@@ -416,13 +416,17 @@ API void *pallet_calloc(size_t nmemb, size_t size) {
   if (PL_UNLIKELY(__builtin_mul_overflow(nmemb, size, &total))) return enomem();
   /* The malloc fast path, then the whole block zeroed (as the slow path
    * does): the bin's offset in the cache is its class times 32. */
-  if (PL_LIKELY(total <= PL_SMALL_LOOKUP_MAX)) {
-    unsigned off = pl_bin_lookup[total];
-    pl_bin_t *b = (pl_bin_t *)((char *)pl_tc + off);
-    void **t = b->top;
-    if (PL_LIKELY(t != b->base))
-      return memset(bin_pop(b, t), 0, pl_class_info[off >> PL_PW_BIN_SHIFT].size);
-  }
+  unsigned off;
+  if (PL_LIKELY(total <= PL_SMALL_LOOKUP_MAX))
+    off = pl_bin_lookup[total];
+  else if (total <= PL_SMALL_MAX)
+    off = pl_bin_lookup_mid[(total - 1) >> PL_MID_LOOKUP_SHIFT];
+  else
+    return alloc_any(total, true);
+  pl_bin_t *b = (pl_bin_t *)((char *)pl_tc + off);
+  void **t = b->top;
+  if (PL_LIKELY(t != b->base))
+    return memset(bin_pop(b, t), 0, pl_class_info[off >> PL_PW_BIN_SHIFT].size);
   return alloc_any(total, true);
 }
 
