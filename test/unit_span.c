@@ -513,6 +513,41 @@ static void test_dirty_count(void **state) {
   assert_int_equal(expect_free(c, 0, NPAGES)->ndirty, 0);
 }
 
+/* A merged free span takes the age of the part with more dirty pages: a
+ * big span of old dirty memory that absorbs a block freed just now stays
+ * old (so the decay still purges it), and a clean span that absorbs a
+ * fresh dirty block takes the block's age (so it is not purged at once). */
+static void test_merge_age(void **state) {
+  (void)state;
+  pl_span_t *s = whole_chunk();
+  pl_chunk_t *c = s->chunk;
+  pl_span_free(s);
+  bool zeroed;
+  pl_span_t *b = claim(c, 0, 4, PL_SPAN_LARGE, 0, &zeroed);
+  pl_span_t *rest = expect_free(c, 4, NPAGES - 4);
+  assert_int_equal(rest->ndirty, NPAGES - 4);
+  rest->free_since -= 5000; /* freed 5 s ago */
+  uint64_t old = rest->free_since;
+  pl_span_free(b);
+  heap_ok();
+  pl_span_t *f = expect_free(c, 0, NPAGES);
+  if (f->free_since != old)
+    fail_msg("old dirty span merged with a fresh block: free_since %llu, want %llu",
+             (unsigned long long)f->free_since, (unsigned long long)old);
+  /* Now the big part clean and old, the fresh block dirty. */
+  pl_span_purge(0, false, 0);
+  b = claim(c, 0, 4, PL_SPAN_LARGE, 0, &zeroed);
+  rest = expect_free(c, 4, NPAGES - 4);
+  assert_int_equal(rest->ndirty, 0);
+  rest->free_since -= 5000;
+  old = rest->free_since;
+  pl_span_free(b);
+  heap_ok();
+  f = expect_free(c, 0, NPAGES);
+  assert_int_equal(f->ndirty, 4);
+  if (f->free_since == old) fail_msg("a fresh dirty block merged into an old clean span took its age");
+}
+
 /* Freeing beyond the dirty limit purges at once, down to half of it. */
 static void test_purge_on_free(void **state) {
   (void)state;
@@ -750,6 +785,7 @@ int main(void) {
       cmocka_unit_test(test_shrink_grow),
       cmocka_unit_test(test_purge),
       cmocka_unit_test(test_dirty_count),
+      cmocka_unit_test(test_merge_age),
       cmocka_unit_test(test_purge_on_free),
       cmocka_unit_test(test_purge_on_small_free),
       cmocka_unit_test(test_totals_and_unmap),
