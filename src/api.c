@@ -169,9 +169,10 @@ static void *alloc_aligned(size_t a, size_t n) {
    * size.  (PL_SMALL_MAX is a multiple of a, so the rounding stays in
    * range.)  Static caches (PALLET_CANARY, no cache yet) have empty bins
    * and go on below. */
-  if (PL_LIKELY(a <= PL_PAGE_SIZE && n - 1 < PL_SMALL_MAX)) {
-    size_t m = (n + a - 1) & ~(a - 1);
-    pl_bin_t *b = m <= PL_SMALL_LOOKUP_MAX ? pl_tc_bin_for_small(pl_tc, m) : pl_tc_bin_for_mid(pl_tc, m);
+  unsigned off;
+  if (PL_LIKELY(a <= PL_PAGE_SIZE && n - 1 < PL_SMALL_MAX &&
+                pl_bin_offset((n + a - 1) & ~(a - 1), &off))) {
+    pl_bin_t *b = pl_tc_bin_at(pl_tc, off);
     void **t = b->top;
     if (PL_LIKELY(t != b->base)) return bin_pop(b, t);
   }
@@ -315,11 +316,14 @@ static PL_NOINLINE void free_slow(void *p) {
   errno = saved;
 }
 
-/* free() of p (in the arena), when the thread has a
- * cache (no PALLET_CANARY, no PALLET_JUNK) and the bin of the page's class
- * is full or poked: a block start of a small span needs no other lookup
+/* free() of p (in the arena), when the thread has a cache (no
+ * PALLET_CANARY, no PALLET_JUNK) and the bin of p's page's class is full
+ * or poked: a block start of a small span needs no other lookup
  * (free_small checks the key and flushes); anything else takes
- * free_slow, which tells what it is. */
+ * free_slow, which tells what it is.  The block-start test is made in
+ * every build, as resolve() makes it (small_class_checked makes it only
+ * with the checks on).  It reads the page word again: passing it from
+ * the fast path cost that path an instruction. */
 static PL_NOINLINE void free_to_full_bin(void *p) {
   pl_pageword_t info = pl_pw_load(&pl_arena_info[((uintptr_t)p - pl_arena_base) >> PL_PAGE_SHIFT]);
   unsigned cls = pl_pw_class(info);
@@ -359,13 +363,9 @@ static PL_NOINLINE void *malloc_empty_bin(pl_bin_t *b, size_t n) {
 }
 
 API void *pallet_malloc(size_t n) {
-  pl_bin_t *b;
-  if (PL_LIKELY(n <= PL_SMALL_LOOKUP_MAX))
-    b = pl_tc_bin_for_small(pl_tc, n);
-  else if (n <= PL_SMALL_MAX)
-    b = pl_tc_bin_for_mid(pl_tc, n);
-  else
-    return alloc_any(n, false);
+  unsigned off;
+  if (PL_UNLIKELY(!pl_bin_offset(n, &off))) return alloc_any(n, false);
+  pl_bin_t *b = pl_tc_bin_at(pl_tc, off);
   void **t = b->top;
   if (PL_LIKELY(t != b->base)) return bin_pop(b, t);
   return malloc_empty_bin(b, n);
@@ -417,13 +417,8 @@ API void *pallet_calloc(size_t nmemb, size_t size) {
   /* The malloc fast path, then the whole block zeroed (as the slow path
    * does): the bin's offset in the cache is its class times 32. */
   unsigned off;
-  if (PL_LIKELY(total <= PL_SMALL_LOOKUP_MAX))
-    off = pl_bin_lookup[total];
-  else if (total <= PL_SMALL_MAX)
-    off = pl_bin_lookup_mid[(total - 1) >> PL_MID_LOOKUP_SHIFT];
-  else
-    return alloc_any(total, true);
-  pl_bin_t *b = (pl_bin_t *)((char *)pl_tc + off);
+  if (PL_UNLIKELY(!pl_bin_offset(total, &off))) return alloc_any(total, true);
+  pl_bin_t *b = pl_tc_bin_at(pl_tc, off);
   void **t = b->top;
   if (PL_LIKELY(t != b->base))
     return memset(bin_pop(b, t), 0, pl_class_info[off >> PL_PW_BIN_SHIFT].size);

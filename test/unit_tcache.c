@@ -158,7 +158,9 @@ static void test_bin_lookup(void **state) {
   pl_tcache_t *tc = pl_tc;
   for (size_t n = 1; n <= PL_SMALL_MAX; n++) {
     pl_bin_t *want = &tc->bins[pl_size_class(n)];
-    pl_bin_t *got = n <= PL_SMALL_LOOKUP_MAX ? pl_tc_bin_for_small(tc, n) : pl_tc_bin_for_mid(tc, n);
+    unsigned off;
+    assert_true(pl_bin_offset(n, &off));
+    pl_bin_t *got = pl_tc_bin_at(tc, off);
     if (got != want) fail_msg("request %zu: bin %td, class %u", n, got - tc->bins, pl_size_class(n));
   }
 }
