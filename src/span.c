@@ -194,9 +194,9 @@ static void carve_dirty(pl_span_t *front, pl_span_t *s, size_t n) {
 
 /* Splits the first n pages off free span s (out of its bucket) into a new
  * descriptor, which it returns (its pages' entries still name s: the
- * caller sets them); s keeps the rest, whose entries need no change, and
- * goes back to its bucket.  (Giving the rest the new descriptor instead
- * rewrote every page of it, up to 511, at each carve.) */
+ * caller sets them); s keeps the rest, whose entries need no change (the
+ * caller puts it where it belongs).  (Giving the rest the new descriptor
+ * instead rewrote every page of it, up to 511, at each carve.) */
 static pl_span_t *split_front(pl_span_t *s, size_t n) {
   pl_span_t *front = desc_take();
   front->start = s->start;
@@ -208,7 +208,6 @@ static pl_span_t *split_front(pl_span_t *s, size_t n) {
   carve_dirty(front, s, n);
   s->start += n * PL_PAGE_SIZE;
   s->npages -= (uint32_t)n;
-  bucket_insert(s);
   return front;
 }
 
@@ -239,12 +238,15 @@ pl_span_t *pl_span_alloc(size_t npages, size_t align_pages, int state,
         /* The misaligned head stays in the heap, under a new descriptor
          * (only its pages' entries change); carve from the rest. */
         pl_span_t *h = split_front(s, head);
-        bucket_remove(s);
         set_all_pages(h);
         bucket_insert(h);
       }
     }
-    if (s->npages > npages) s = split_front(s, npages);
+    if (s->npages > npages) {
+      pl_span_t *front = split_front(s, npages);
+      bucket_insert(s); /* the rest */
+      s = front;
+    }
     *zeroed = (s->flags & PL_SPAN_ZERO) != 0 && !(s->flags & PL_SPAN_DIRTY);
     s->state = (uint8_t)state;
     s->cls = (uint8_t)cls;
