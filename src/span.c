@@ -22,6 +22,7 @@ pl_purge_mode_t pl_span_purge_mode = PL_PURGE_DONTNEED;
 size_t pl_span_retain_chunks = 1;
 size_t pl_span_dirty_min = (size_t)16 << 20;
 unsigned pl_span_dirty_shift = 4;
+bool (*pl_span_others_busy)(uint64_t now);
 
 static pl_lock_t heap_lock = PL_LOCK_INIT;
 static pl_span_t *bucket[NBUCKETS];
@@ -336,7 +337,14 @@ static size_t dirty_limit_pages(void) {
  * its age (so that a burst of small frees leaves little behind even in a
  * process that then goes quiet).  A large block may well be allocated again at once:
  * past the limit only spans free for PURGE_MIN_AGE_MS are purged (at most
- * every PURGE_MIN_AGE_MS), and past four times the limit anything. */
+ * every PURGE_MIN_AGE_MS), and past four times the limit anything.
+ * Neither at-once purge is made while another thread is busy in the heap
+ * (pl_span_others_busy): that thread may take the spans again (at the end
+ * of a multithreaded run, each thread that finishes frees its whole
+ * working set while the others still run), and its calls run the decay
+ * passes; only spans free for PURGE_MIN_AGE_MS go then, as past the
+ * limit for large blocks.  When the last busy thread stops, its own
+ * frees, or its exit, purge as before. */
 #define PURGE_MIN_AGE_MS 100
 static uint64_t next_soft_purge;
 /* Pages of small-block spans freed since the last purge.  Past the limit,
@@ -371,6 +379,15 @@ void pl_span_free(pl_span_t *s) {
   if (soft) next_soft_purge = now + PURGE_MIN_AGE_MS;
   if (hard) small_freed_pages = 0; /* (the purge does too, but only after the unlock) */
   pl_unlock(&heap_lock);
+  /* Asked only now: the hook takes the cache registry's lock, which
+   * comes before the heap's (fork order). */
+  if (PL_UNLIKELY(hard) && pl_span_others_busy != NULL && pl_span_others_busy(now)) {
+    hard = false;
+    pl_lock(&heap_lock);
+    soft = now >= next_soft_purge;
+    if (soft) next_soft_purge = now + PURGE_MIN_AGE_MS;
+    pl_unlock(&heap_lock);
+  }
   if (PL_UNLIKELY(soft)) pl_span_purge(PURGE_MIN_AGE_MS, false, (limit / 2) << PL_PAGE_SHIFT);
   if (PL_UNLIKELY(hard)) pl_span_purge(0, false, (small ? limit / 4 : limit) << PL_PAGE_SHIFT);
 }

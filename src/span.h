@@ -149,6 +149,11 @@ extern size_t pl_span_retain_chunks PL_HIDDEN;
  * pl_span_free): max(pl_span_dirty_min, active >> pl_span_dirty_shift). */
 extern size_t pl_span_dirty_min PL_HIDDEN;
 extern unsigned pl_span_dirty_shift PL_HIDDEN;
+/* Set by a higher layer (lifecycle.c): does a thread other than the
+ * caller reach the heap these days?  Its calls then run the decay passes,
+ * and it may take freed spans again: pl_span_free turns its at-once
+ * purges into age-gated ones.  NULL: never asked (unit tests set it). */
+extern bool (*pl_span_others_busy)(uint64_t now) PL_HIDDEN;
 
 void pl_span_fork_prepare(void) PL_HIDDEN;
 void pl_span_fork_parent(void) PL_HIDDEN;

@@ -90,6 +90,16 @@ void pl_tcache_poke_idle(uint64_t now, uint64_t age_ms) {
   pl_unlock(&registry_lock);
 }
 
+bool pl_tcache_others_busy(uint64_t now) {
+  pl_tcache_t *self = pl_tc;
+  bool busy = false;
+  pl_lock(&registry_lock);
+  for (pl_tcache_t *tc = registry; tc && !busy; tc = tc->next)
+    busy = tc != self && __atomic_load_n(&tc->last_slow_ms, __ATOMIC_RELAXED) + PL_BUSY_MS > now;
+  pl_unlock(&registry_lock);
+  return busy;
+}
+
 void pl_tcache_unpoke(pl_tcache_t *tc) {
   __atomic_store_n(&tc->poked, 0, __ATOMIC_RELAXED);
   for (unsigned c = 1; c <= PL_NCLASSES; c++)
@@ -176,6 +186,7 @@ void pl_tcache_flush_all(pl_tcache_t *tc) {
 void pl_tcache_destroy(pl_tcache_t *tc) {
   if (tc == NULL || tc->state != PL_TC_ACTIVE) return;
   if (pl_tc == tc) pl_tc = &pl_tcache_dead;
+  __atomic_store_n(&tc->last_slow_ms, 0, __ATOMIC_RELAXED); /* not busy */
   pl_tcache_flush_all(tc);
   tc->state = PL_TC_DEAD;
   pl_lock(&registry_lock);

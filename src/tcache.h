@@ -144,6 +144,13 @@ void pl_tcache_flush_push(pl_tcache_t *tc, unsigned cls, void *p) PL_HIDDEN;
  * so the thread's next free takes the slow path, which gives the whole
  * cache back and lifts the limits (pl_tcache_unpoke). */
 void pl_tcache_poke_idle(uint64_t now, uint64_t age_ms) PL_HIDDEN;
+/* Has a thread other than the caller reached the heap (refill, flush,
+ * large block) in the last PL_BUSY_MS?  Such a thread will call in again
+ * soon, so decay passes will run: the caller need not purge at once what
+ * it frees (span.c, thread exit).  A thread whose cache is being torn
+ * down does not count. */
+#define PL_BUSY_MS 10
+bool pl_tcache_others_busy(uint64_t now) PL_HIDDEN;
 void pl_tcache_unpoke(pl_tcache_t *tc) PL_HIDDEN;
 
 /* Bytes and blocks of class cls held by all caches (relaxed reads). */

@@ -603,6 +603,62 @@ static void test_purge_on_small_free(void **state) {
   assert_true(dirty <= LIMIT / 4 * PL_PAGE_SIZE);
 }
 
+/* While another thread is busy in the heap (the hook says so), frees past
+ * the dirty limit purge only what has been free for a while: a span just
+ * freed stays dirty, large or small.  With nobody else busy, the same
+ * frees purge at once.  The hook is asked once per at-once purge. */
+static bool fake_busy_answer;
+static int fake_busy_calls;
+static bool fake_busy(uint64_t now) {
+  (void)now;
+  fake_busy_calls++;
+  return fake_busy_answer;
+}
+
+static void test_purge_waits_while_busy(void **state) {
+  (void)state;
+  enum { LIMIT = 64, NSMALL = LIMIT / 2 + 1 };
+  unsigned cls = pl_size_class(64);
+  bool (*saved_hook)(uint64_t) = pl_span_others_busy;
+  pl_span_others_busy = fake_busy;
+  for (int busy = 1; busy >= 0; busy--) {
+    pl_span_t *big = whole_chunk();
+    pl_span_t *sm[NSMALL];
+    for (int i = 0; i < NSMALL; i++) sm[i] = alloc_span(1, 1, PL_SPAN_SMALL, cls, NULL);
+    pl_span_purge(0, false, 0);
+    assert_int_equal(pl_span_dirty_bytes(), 0);
+    pl_span_dirty_min = LIMIT * PL_PAGE_SIZE;
+    pl_span_dirty_shift = 60; /* no share of the active pages */
+    fake_busy_answer = busy;
+    fake_busy_calls = 0;
+    pl_span_free(big); /* a whole chunk: past four times the limit */
+    size_t after_big = pl_span_dirty_bytes();
+    int calls_big = fake_busy_calls;
+    for (int i = 0; i < NSMALL; i++) pl_span_free(sm[i]);
+    size_t after_small = pl_span_dirty_bytes();
+    pl_span_dirty_min = (size_t)1 << 46;
+    pl_span_dirty_shift = saved_dirty_shift;
+    heap_ok();
+    assert_int_equal(calls_big, 1);
+    if (busy) {
+      if (after_big != (size_t)NPAGES * PL_PAGE_SIZE)
+        fail_msg("another thread busy: %zu of %zu bytes just freed stay dirty", after_big,
+                 (size_t)NPAGES * PL_PAGE_SIZE);
+      if (after_small != after_big + NSMALL * PL_PAGE_SIZE)
+        fail_msg("another thread busy: small spans just freed were purged (%zu dirty, not %zu)",
+                 after_small, after_big + NSMALL * PL_PAGE_SIZE);
+      assert_true(fake_busy_calls >= 2); /* the small spans asked too */
+    } else {
+      if (after_big > LIMIT / 2 * PL_PAGE_SIZE)
+        fail_msg("nobody else busy: %zu bytes stay dirty past a limit of %d pages", after_big,
+                 LIMIT);
+      assert_true(after_small <= LIMIT / 2 * PL_PAGE_SIZE + NSMALL * PL_PAGE_SIZE);
+    }
+  }
+  pl_span_others_busy = saved_hook;
+  pl_span_purge(0, false, 0);
+}
+
 /* Chunk counts and mapped bytes follow what the test does; wholly free
  * chunks beyond the reserve are unmapped and leave the map. */
 static void test_totals_and_unmap(void **state) {
@@ -788,6 +844,7 @@ int main(void) {
       cmocka_unit_test(test_merge_age),
       cmocka_unit_test(test_purge_on_free),
       cmocka_unit_test(test_purge_on_small_free),
+      cmocka_unit_test(test_purge_waits_while_busy),
       cmocka_unit_test(test_totals_and_unmap),
       cmocka_unit_test(test_arena_slots),
       cmocka_unit_test(test_arena_full),

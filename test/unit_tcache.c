@@ -583,6 +583,100 @@ static void *quiet_worker(void *argp) {
   return NULL;
 }
 
+/* Another thread counts as busy in the heap for PL_BUSY_MS after it last
+ * reached it, the caller itself never does, and neither does a thread
+ * that has exited. */
+struct busy_arg {
+  sem_t ready, go;
+  pl_tcache_t *tc;
+};
+
+static void *busy_worker(void *argp) {
+  struct busy_arg *a = argp;
+  pallet_free(pallet_malloc(64));        /* the thread's cache */
+  pallet_free(pallet_malloc(300 << 10)); /* a large block: the heap */
+  a->tc = pl_tc;
+  sem_post(&a->ready);
+  sem_wait(&a->go);
+  return NULL;
+}
+
+static void test_others_busy(void **state) {
+  (void)state;
+  struct busy_arg a;
+  pthread_t t;
+  memset(&a, 0, sizeof a);
+  sem_init(&a.ready, 0, 0);
+  sem_init(&a.go, 0, 0);
+  pallet_free(pallet_malloc(300 << 10)); /* this thread reaches the heap */
+  assert_false(pl_tcache_others_busy(pl_os_now_ms()));
+  assert_int_equal(pthread_create(&t, NULL, busy_worker, &a), 0);
+  sem_wait(&a.ready);
+  uint64_t seen = __atomic_load_n(&a.tc->last_slow_ms, __ATOMIC_RELAXED);
+  assert_true(pl_tcache_others_busy(seen));
+  assert_true(pl_tcache_others_busy(seen + PL_BUSY_MS - 1));
+  assert_false(pl_tcache_others_busy(seen + PL_BUSY_MS));
+  sem_post(&a.go);
+  pthread_join(t, NULL);
+  assert_false(pl_tcache_others_busy(seen));
+}
+
+/* A thread that exits purges the heap's excess free memory only when no
+ * other thread is busy in the heap: while one is, its calls will run the
+ * decay passes.  The threads' clocks are set so that "busy" does not
+ * depend on scheduling. */
+struct burst_arg {
+  size_t bytes;
+};
+
+static void *burst_worker(void *argp) {
+  struct burst_arg *a = argp;
+  enum { N = 4096 };
+  static void *blocks[N];
+  size_t size = a->bytes / N;
+  for (int i = 0; i < N; i++) {
+    blocks[i] = pallet_malloc(size);
+    assert_non_null(blocks[i]);
+    memset(blocks[i], 1, size);
+  }
+  for (int i = 0; i < N; i++) pallet_free(blocks[i]);
+  return NULL;
+}
+
+static void test_exit_purge_waits_for_busy(void **state) {
+  (void)state;
+  struct busy_arg busy;
+  struct burst_arg burst = {(size_t)64 << 20}; /* 16 KiB blocks */
+  pthread_t tb, tw;
+  memset(&busy, 0, sizeof busy);
+  sem_init(&busy.ready, 0, 0);
+  sem_init(&busy.go, 0, 0);
+  pl_span_purge(0, false, 0);
+  uint64_t saved_self = pl_tc->last_slow_ms;
+  __atomic_store_n(&pl_tc->last_slow_ms, 0, __ATOMIC_RELAXED); /* this thread: idle */
+  assert_int_equal(pthread_create(&tb, NULL, busy_worker, &busy), 0);
+  sem_wait(&busy.ready);
+  /* Busy for the next hour, whatever the scheduler does. */
+  __atomic_store_n(&busy.tc->last_slow_ms, pl_os_now_ms() + 3600 * 1000, __ATOMIC_RELAXED);
+  assert_int_equal(pthread_create(&tw, NULL, burst_worker, &burst), 0);
+  pthread_join(tw, NULL);
+  size_t while_busy = pl_span_dirty_bytes();
+  /* Idle now; its exit is the last. */
+  __atomic_store_n(&busy.tc->last_slow_ms, 0, __ATOMIC_RELAXED);
+  sem_post(&busy.go);
+  pthread_join(tb, NULL);
+  size_t after = pl_span_dirty_bytes();
+  size_t half = pl_span_dirty_min / 2;
+  __atomic_store_n(&pl_tc->last_slow_ms, saved_self, __ATOMIC_RELAXED);
+  if (while_busy < burst.bytes / 2)
+    fail_msg("a thread exited while another was busy, and only %zu of %zu bytes stay dirty",
+             while_busy, burst.bytes);
+  if (after > half)
+    fail_msg("the last busy thread exited and %zu bytes stay dirty (half the limit: %zu)", after,
+             half);
+  assert_int_equal(pl_central_check(), 0);
+}
+
 static void test_quiet_thread_gives_back(void **state) {
   (void)state;
   struct quiet_arg a;
@@ -602,6 +696,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_tiny_budget),
       cmocka_unit_test(test_quiet_thread_gives_back),
+      cmocka_unit_test(test_others_busy),
+      cmocka_unit_test(test_exit_purge_waits_for_busy),
       cmocka_unit_test(test_active),
       cmocka_unit_test(test_bin_lookup),
       cmocka_unit_test(test_limit_flush),
