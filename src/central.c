@@ -126,16 +126,20 @@ size_t pl_central_alloc_batch(unsigned cls, void **out, size_t n) {
     }
     size_t before = got;
     s->alloc_pass = __atomic_load_n(&purge_pass, __ATOMIC_RELAXED);
-    for (size_t w = 0; w < PL_SPAN_BITMAP_WORDS && got < n; w++) {
+    /* Word by word, each block from its bit; the span's count is
+     * updated once. */
+    void **o = out + got, **end = out + n;
+    for (size_t w = 0; w < PL_SPAN_BITMAP_WORDS && o < end; w++) {
       uint64_t bits = s->free_map[w];
-      while (bits && got < n) {
-        size_t b = (size_t)__builtin_ctzll(bits);
+      uintptr_t base = s->start + w * 64 * size;
+      for (; bits != 0 && o < end; o++) {
+        *o = (void *)(base + (size_t)__builtin_ctzll(bits) * size);
         bits &= bits - 1;
-        out[got++] = (void *)(s->start + (w * 64 + b) * size);
-        s->nfree--;
       }
       s->free_map[w] = bits;
     }
+    got = (size_t)(o - out);
+    s->nfree -= (uint32_t)(got - before);
     /* Pages of the blocks handed out are in use again (and read as zero
      * if they were purged): their page words come back before the blocks
      * leave this lock. */
@@ -163,10 +167,12 @@ static void free_to_spans(unsigned cls, void *const *blocks, size_t n) {
   pl_span_t *release[RELEASE_MAX];
   size_t nrelease = 0;
   size_t i = 0;
+  uint64_t recip = pl_class_info[cls].recip;
   while (i < n) {
+    size_t freed = 0;
     pl_lock(&c->lock);
-    for (; i < n && nrelease < RELEASE_MAX; i++) {
-      void *p = blocks[i];
+    while (i < n) {
+      void *p = blocks[i++];
       pl_span_t *s = pl_span_of(p);
       if (PL_UNLIKELY(s == NULL || s->state != PL_SPAN_SMALL || s->cls != cls)) {
         /* Its span went back to the heap (or was never this class's):
@@ -176,24 +182,26 @@ static void free_to_spans(unsigned cls, void *const *blocks, size_t n) {
         pl_fatal_ptr("free", gone ? "double free" : "invalid pointer", p);
       }
       size_t off = (uintptr_t)p - s->start;
-      size_t idx = pl_class_index(cls, off);
+      size_t idx = (size_t)((off * recip) >> PL_RECIP_SHIFT); /* pl_class_index */
       pl_assert(idx * size == off && idx < s->nblocks);
+      uint64_t *word = &s->free_map[idx / 64];
       uint64_t bit = (uint64_t)1 << (idx % 64);
-      if (PL_UNLIKELY(s->free_map[idx / 64] & bit)) {
+      if (PL_UNLIKELY(*word & bit)) {
         pl_unlock(&c->lock);
         pl_fatal_ptr("free", "double free", p);
       }
-      s->free_map[idx / 64] |= bit;
-      s->nfree++;
-      c->nfree_blocks++;
+      *word |= bit;
+      freed++;
       if (!s->listed) list_push(c, s);
-      if (s->nfree == s->nblocks && !keep_spare(c, s, cls)) {
+      if (PL_UNLIKELY(++s->nfree == s->nblocks) && !keep_spare(c, s, cls)) {
         list_remove(c, s);
         c->nspans--;
         c->nfree_blocks -= s->nblocks;
         release[nrelease++] = s;
+        if (nrelease == RELEASE_MAX) break;
       }
     }
+    c->nfree_blocks += freed;
     pl_unlock(&c->lock);
     for (size_t k = 0; k < nrelease; k++) pl_span_free(release[k]);
     nrelease = 0;

@@ -101,8 +101,12 @@ void pl_span_shrink(pl_span_t *s, size_t npages) PL_HIDDEN;
 bool pl_span_grow(pl_span_t *s, size_t npages) PL_HIDDEN;
 
 /* The span covering p, read from the page map (no lock); NULL when p is not
- * in a heap chunk. */
+ * in a heap chunk.  In the arena (which holds heap chunks only) that is one
+ * load from the flat span array: a slot not in use reads as NULL. */
 PL_INLINE pl_span_t *pl_span_of(const void *p) {
+  uintptr_t off = (uintptr_t)p - pl_arena_base;
+  if (PL_LIKELY(off < pl_arena_size))
+    return __atomic_load_n(&pl_arena_spans[off >> PL_PAGE_SHIFT], __ATOMIC_RELAXED);
   pl_chunk_t *c = pl_chunk_lookup(p);
   if (c == NULL || c->kind != PL_CHUNK_HEAP) return NULL;
   return c->page_span[pl_chunk_page_index(p)];
