@@ -23,6 +23,7 @@ pl_tcache_t pl_tcache_dead = {.state = PL_TC_DEAD};
 
 size_t pl_tcache_max_bytes = (size_t)4 << 20;
 uint32_t pl_tcache_cap[PL_NCLASSES + 1];
+uint32_t pl_tcache_burst_cap[PL_NCLASSES + 1];
 static size_t total_slots;
 
 static pl_lock_t registry_lock = PL_LOCK_INIT;
@@ -37,6 +38,18 @@ static size_t nactive;
 #define CAP_MIN_BYTES ((size_t)256 << 10)
 #define CAP_MAX 256
 #define START_LIMIT 4
+/* A class used in bursts: BURST_RUNS flushes in a row, after BURST_RUNS
+ * refills in a row, then a refill.  Its bin's limit doubles at each such
+ * refill, up to BURST_BYTES of blocks (BURST_MAX blocks, and half the
+ * thread's budget).  Only classes whose cap is at least BURST_MIN_CAP
+ * blocks (up to 256 bytes): for bigger blocks a cap is a few dozen, and
+ * two flushes then two refills are common in a steady mix (letting them
+ * grow cost bench-larson, bench-servermix and bench-realloc a quarter
+ * more peak RSS). */
+#define BURST_RUNS 2
+#define BURST_BYTES ((size_t)512 << 10)
+#define BURST_MAX 8192
+#define BURST_MIN_CAP 64
 
 uint16_t pl_bin_lookup[PL_SMALL_LOOKUP_MAX + 1];
 uint16_t pl_bin_lookup_mid[PL_SMALL_MAX >> PL_MID_LOOKUP_SHIFT];
@@ -62,6 +75,10 @@ void pl_tcache_init_caps(void) {
     if (cap < 1) cap = 1;
     pl_tcache_cap[c] = (uint32_t)cap;
     total += cap;
+    size_t burst = cap >= BURST_MIN_CAP ? BURST_BYTES / size : cap;
+    if (burst > BURST_MAX) burst = BURST_MAX;
+    if (burst > budget) burst = budget;
+    pl_tcache_burst_cap[c] = (uint32_t)(burst > cap ? burst : cap);
   }
   total_slots = total;
 }
@@ -132,6 +149,7 @@ pl_tcache_t *pl_tcache_create(void) {
     tc = pl_meta_alloc(sizeof(pl_tcache_t) + total_slots * sizeof(void *),
                        PL_CACHELINE);
     if (tc == NULL) return NULL;
+    memset(tc->burst_slots, 0, sizeof tc->burst_slots);
   }
   void **slot = tc->slot_storage;
   for (unsigned c = 1; c <= PL_NCLASSES; c++) {
@@ -141,6 +159,8 @@ pl_tcache_t *pl_tcache_create(void) {
     tc->bins[c].end = slot + tc->real_limit[c];
     tc->bins[c].recip = pl_class_recip_shifted(c);
     tc->overflowed[c] = 0;
+    tc->refills[c] = 0;
+    tc->refill_run[c] = 0;
     slot += pl_tcache_cap[c];
   }
   tc->bins[0] = (pl_bin_t){0};
@@ -217,20 +237,48 @@ static void check_budget(pl_tcache_t *tc) {
   if (bytes > pl_tcache_max_bytes) enforce_budget(tc, bytes);
 }
 
+/* Bin cls, empty, at its cap, grows to nl slots past it: its own array
+ * (made the first time), switched to under the registry lock so that a
+ * statistics reader sees base and top of the same array. */
+static void grow_burst(pl_tcache_t *tc, unsigned cls, uint32_t nl) {
+  void **a = tc->burst_slots[cls];
+  if (a == NULL) {
+    a = pl_meta_alloc(pl_tcache_burst_cap[cls] * sizeof(void *), PL_CACHELINE);
+    if (a == NULL) return;
+    tc->burst_slots[cls] = a;
+  }
+  pl_bin_t *b = &tc->bins[cls];
+  pl_lock(&registry_lock);
+  b->base = a;
+  __atomic_store_n(&b->top, a, __ATOMIC_RELAXED);
+  tc->real_limit[cls] = nl;
+  __atomic_store_n(&b->end, __atomic_load_n(&tc->poked, __ATOMIC_RELAXED) ? a : a + nl,
+                   __ATOMIC_RELAXED);
+  pl_unlock(&registry_lock);
+}
+
 void *pl_tcache_refill_pop(pl_tcache_t *tc, unsigned cls) {
   pl_bin_t *b = &tc->bins[cls];
-  uint32_t want = (tc->real_limit[cls] + 1) / 2;
+  uint32_t lim = tc->real_limit[cls];
+  uint32_t want = (lim + 1) / 2;
   if (want == 0) want = 1;
+  /* A class used in bursts (see BURST_RUNS): its blocks went back to the
+   * central lists by the hundred and now come back the same way.  The bin
+   * is empty here, so it can change arrays. */
+  uint32_t cap = pl_tcache_cap[cls], burst = pl_tcache_burst_cap[cls];
+  if (lim >= cap && lim < burst && tc->overflowed[cls] >= BURST_RUNS &&
+      tc->refill_run[cls] >= BURST_RUNS)
+    grow_burst(tc, cls, lim * 2 > burst ? burst : lim * 2);
   size_t got = pl_central_alloc_batch(cls, b->base, want);
   if (got == 0) return NULL;
   /* A class that runs empty again is hot: let it hold more (unless it has
    * been overflowing too, i.e. it is just churning around the limit). */
-  uint32_t cap = pl_tcache_cap[cls];
-  if (tc->real_limit[cls] < cap && tc->overflowed[cls] < 2) {
-    uint32_t nl = tc->real_limit[cls] * 2;
+  if (lim < cap && tc->overflowed[cls] < 2) {
+    uint32_t nl = lim * 2;
     set_limit(tc, cls, nl > cap ? cap : nl);
   }
   tc->overflowed[cls] = 0;
+  if (tc->refills[cls] < 255) tc->refills[cls]++;
   got--;
   void **p = b->base[got];
   __atomic_store_n(&b->top, b->base + got, __ATOMIC_RELAXED);
@@ -242,6 +290,10 @@ void *pl_tcache_refill_pop(pl_tcache_t *tc, unsigned cls) {
 void pl_tcache_flush_push(pl_tcache_t *tc, unsigned cls, void *p) {
   pl_bin_t *b = &tc->bins[cls];
   if (tc->overflowed[cls] < 255) tc->overflowed[cls]++;
+  if (tc->refills[cls]) {
+    tc->refill_run[cls] = tc->refills[cls];
+    tc->refills[cls] = 0;
+  }
   /* A class that keeps overflowing without running empty in between is
    * freed more than allocated here (a consumer thread): let it hold more,
    * so that it flushes in bigger batches. */

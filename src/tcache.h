@@ -7,7 +7,9 @@
  * reaches its limit flushes the older half back.  Limits start small and
  * grow for classes that keep running empty (or keep overflowing), up to a
  * per-class cap, and a byte budget bounds the whole cache (checked on slow
- * paths: it holds within 16 refills or flushes).
+ * paths: it holds within 16 refills or flushes).  A class used in bursts
+ * (runs of flushes, then runs of refills: blocks allocated by the
+ * thousand, then freed) grows past the cap, into an array of its own.
  *
  * Because the stacks live outside the blocks, a write after free cannot
  * poison them and a pop needs no decoding.  What free writes into a block
@@ -68,11 +70,16 @@ typedef struct pl_tcache {
   pl_bin_t bins[PL_NCLASSES + 1]; /* hot: first, 32 bytes a bin */
   uint8_t state;
   uint8_t overflowed[PL_NCLASSES + 1]; /* flushes since the last refill */
+  uint8_t refills[PL_NCLASSES + 1];    /* refills since the last flush */
+  uint8_t refill_run[PL_NCLASSES + 1]; /* refills in the last run of them */
   uint32_t real_limit[PL_NCLASSES + 1]; /* the limits (end is base while poked) */
   uint64_t events;       /* slow-path events, for the budget's recount */
   uint32_t poked;        /* asked to give its cache back (idle thread) */
   uint64_t last_slow_ms; /* when this thread last reached the heap */
   struct pl_tcache *next, *prev;       /* registry */
+  /* A bin's own array of pl_tcache_burst_cap slots, from the first time
+   * it grew past its cap (kept while the cache is recycled). */
+  void **burst_slots[PL_NCLASSES + 1];
   void *slot_storage[];
 } pl_tcache_t;
 
@@ -121,6 +128,8 @@ PL_INLINE pl_bin_t *pl_tc_bin_at(pl_tcache_t *tc, unsigned off) {
 /* Caps and budgets (options.c may change them before any cache exists). */
 extern size_t pl_tcache_max_bytes PL_HIDDEN; /* per thread */
 extern uint32_t pl_tcache_cap[PL_NCLASSES + 1] PL_HIDDEN;
+/* What a bin may grow to in a class used in bursts (tcache.c). */
+extern uint32_t pl_tcache_burst_cap[PL_NCLASSES + 1] PL_HIDDEN;
 
 PL_INLINE uintptr_t pl_free_key(const void *p) { return pl_secret ^ (uintptr_t)p; }
 

@@ -39,19 +39,32 @@ static int setup(void **state) {
   return 0;
 }
 
+/* Whether bin c of tc has grown into an array of its own (a burst). */
+static bool in_burst(const pl_tcache_t *tc, unsigned c) {
+  return tc->bins[c].base != NULL && tc->bins[c].base == tc->burst_slots[c];
+}
+
+/* The cap of bin c as it is now: its burst cap once it has grown past
+ * the ordinary one. */
+static uint32_t cap_now(const pl_tcache_t *tc, unsigned c) {
+  return in_burst(tc, c) ? pl_tcache_burst_cap[c] : pl_tcache_cap[c];
+}
+
 /* The first violated bin invariant of tc, or NULL. */
 static const char *bin_violation(const pl_tcache_t *tc, unsigned *where) {
   static char msg[160];
   for (unsigned c = 1; c <= PL_NCLASSES; c++) {
     const pl_bin_t *b = &tc->bins[c];
     *where = c;
-    if (pl_bin_count(b) > pl_bin_limit(b) || pl_bin_limit(b) > pl_tcache_cap[c]) {
+    if (pl_bin_count(b) > pl_bin_limit(b) || pl_bin_limit(b) > cap_now(tc, c)) {
       snprintf(msg, sizeof msg, "class %u: count %u, limit %u, cap %u", c,
-               pl_bin_count(b), pl_bin_limit(b), pl_tcache_cap[c]);
+               pl_bin_count(b), pl_bin_limit(b), cap_now(tc, c));
       return msg;
     }
-    /* Each bin's slots end where the next bin's begin. */
-    if (c < PL_NCLASSES && b->base + pl_tcache_cap[c] > tc->bins[c + 1].base) {
+    /* Each bin's slots end where the next bin's begin (a bin in a burst
+     * has an array of its own). */
+    if (c < PL_NCLASSES && !in_burst(tc, c) && !in_burst(tc, c + 1) &&
+        b->base + pl_tcache_cap[c] > tc->bins[c + 1].base) {
       snprintf(msg, sizeof msg, "class %u: slots overlap class %u's", c, c + 1);
       return msg;
     }
@@ -177,7 +190,7 @@ static void test_limit_flush(void **state) {
   for (size_t i = 0; i < total; i++) {
     b[i] = pallet_malloc(n);
     assert_non_null(b[i]);
-    assert_true(pl_bin_count(bin) <= pl_bin_limit(bin) && pl_bin_limit(bin) <= pl_tcache_cap[cls]);
+    assert_true(pl_bin_count(bin) <= pl_bin_limit(bin) && pl_bin_limit(bin) <= cap_now(pl_tc, cls));
   }
   bins_ok();
   size_t flushes = 0;
@@ -185,9 +198,9 @@ static void test_limit_flush(void **state) {
     uint32_t before = pl_bin_count(bin);
     pallet_free(b[i]);
     if (pl_bin_count(bin) <= before) flushes++;
-    if (!(pl_bin_count(bin) <= pl_bin_limit(bin) && pl_bin_limit(bin) <= pl_tcache_cap[cls]))
+    if (!(pl_bin_count(bin) <= pl_bin_limit(bin) && pl_bin_limit(bin) <= cap_now(pl_tc, cls)))
       fail_msg("after %zu frees: count %u, limit %u, cap %u", i + 1, pl_bin_count(bin),
-               pl_bin_limit(bin), pl_tcache_cap[cls]);
+               pl_bin_limit(bin), cap_now(pl_tc, cls));
     assert_true(pl_tcache_holds(pl_tc, cls, b[i]));
   }
   assert_true(flushes > 0);
@@ -236,6 +249,52 @@ static void test_limit_growth(void **state) {
   for (size_t i = 0; i < nb; i++) pallet_free(b[i]);
   bins_ok();
   free(b);
+}
+
+/* A class used in bursts (four caps' worth of blocks allocated, then all
+ * freed, round after round) grows past its cap into an array of its own,
+ * up to its burst cap, and no block is handed out twice across the
+ * switch.  A class whose cap is under 64 blocks (above 256 bytes) stays
+ * within its cap under the same pattern. */
+static void test_burst_growth(void **state) {
+  (void)state;
+  static const size_t sizes[2] = {80, 3000};
+  for (int k = 0; k < 2; k++) {
+    size_t n = sizes[k];
+    unsigned cls = pl_size_class(n);
+    uint32_t cap = pl_tcache_cap[cls];
+    bool may_burst = cap >= 64;
+    assert_true(may_burst == (k == 0));
+    assert_true(pl_tcache_burst_cap[cls] > cap || !may_burst);
+    size_t nb = 4 * (size_t)cap;
+    void **b = calloc(nb, sizeof *b);
+    assert_non_null(b);
+    for (int round = 0; round < 6; round++) {
+      for (size_t i = 0; i < nb; i++) {
+        b[i] = pallet_malloc(n);
+        assert_non_null(b[i]);
+        memcpy(b[i], &i, sizeof i);
+      }
+      for (size_t i = 0; i < nb; i++) {
+        size_t seen;
+        memcpy(&seen, b[i], sizeof seen);
+        if (seen != i) fail_msg("round %d: block %zu was handed out twice", round, i);
+      }
+      for (size_t i = 0; i < nb; i++) pallet_free(b[i]);
+      bins_ok();
+    }
+    uint32_t limit = pl_bin_limit(&pl_tc->bins[cls]);
+    if (may_burst) {
+      if (!in_burst(pl_tc, cls) || limit <= cap || limit > pl_tcache_burst_cap[cls])
+        fail_msg("%zu-byte bursts: limit %u (cap %u, burst cap %u), own array %d", n, limit, cap,
+                 pl_tcache_burst_cap[cls], in_burst(pl_tc, cls));
+    } else {
+      assert_false(in_burst(pl_tc, cls));
+      assert_true(limit <= cap);
+    }
+    assert_int_equal(pl_central_check(), 0);
+    free(b);
+  }
 }
 
 /* A bin this thread only frees into (a consumer's): once it has
@@ -703,6 +762,7 @@ int main(void) {
       cmocka_unit_test(test_limit_flush),
       cmocka_unit_test(test_limit_growth),
       cmocka_unit_test(test_overflow_only_bin),
+      cmocka_unit_test(test_burst_growth),
       cmocka_unit_test(test_budget),
       cmocka_unit_test(test_budget_fast_fill),
       cmocka_unit_test(test_holds_and_key),
