@@ -22,7 +22,8 @@
  * and a countdown of frees (pl_tls below) are pallet's only thread-local
  * data.
  *
- * Invariant: 0 <= count <= limit <= cap for every bin of an active cache;
+ * Invariant: 0 <= count <= limit <= cap (the burst cap once the bin has
+ * its own array) for every bin of an active cache;
  * base[0 .. count) are distinct free blocks of that class.
  * Locking: a cache is touched only by its thread (other threads read the
  * counts for statistics, relaxed); the registry of caches has one lock.
