@@ -40,14 +40,16 @@ static size_t nactive;
 #define START_LIMIT 4
 /* A class used in bursts: BURST_RUNS flushes in a row, after BURST_RUNS
  * refills in a row, then a refill.  Its bin's limit doubles at each such
- * refill, up to BURST_BYTES of blocks (BURST_MAX blocks, and half the
- * thread's budget).  Only classes whose cap is at least BURST_MIN_CAP
- * blocks (up to 256 bytes): for bigger blocks a cap is a few dozen, and
- * two flushes then two refills are common in a steady mix (letting them
- * grow cost bench-larson, bench-servermix and bench-realloc a quarter
- * more peak RSS). */
+ * refill, up to BURST_SMALL_BYTES of blocks for classes whose cap is at
+ * least BURST_MIN_CAP blocks (up to 256 bytes), BURST_BYTES for the
+ * others (so classes above 4 KiB keep their caps); at most BURST_MAX
+ * blocks and half the thread's budget.  For bigger blocks a cap is a few
+ * dozen, and two flushes then two refills are common in a steady mix:
+ * letting them grow to 512 KiB too cost bench-larson, bench-servermix and
+ * bench-realloc about a quarter more peak RSS; to 64 KiB, larson 8 %. */
 #define BURST_RUNS 2
-#define BURST_BYTES ((size_t)512 << 10)
+#define BURST_SMALL_BYTES ((size_t)512 << 10)
+#define BURST_BYTES ((size_t)64 << 10)
 #define BURST_MAX 8192
 #define BURST_MIN_CAP 64
 
@@ -75,7 +77,7 @@ void pl_tcache_init_caps(void) {
     if (cap < 1) cap = 1;
     pl_tcache_cap[c] = (uint32_t)cap;
     total += cap;
-    size_t burst = cap >= BURST_MIN_CAP ? BURST_BYTES / size : cap;
+    size_t burst = (cap >= BURST_MIN_CAP ? BURST_SMALL_BYTES : BURST_BYTES) / size;
     if (burst > BURST_MAX) burst = BURST_MAX;
     if (burst > budget) burst = budget;
     pl_tcache_burst_cap[c] = (uint32_t)(burst > cap ? burst : cap);

@@ -9,7 +9,8 @@
  * per-class cap, and a byte budget bounds the whole cache (checked on slow
  * paths: it holds within 16 refills or flushes).  A class used in bursts
  * (runs of flushes, then runs of refills: blocks allocated by the
- * thousand, then freed) grows past the cap, into an array of its own.
+ * hundred or thousand, then freed) grows past the cap, into an array of
+ * its own.
  *
  * Because the stacks live outside the blocks, a write after free cannot
  * poison them and a pop needs no decoding.  What free writes into a block

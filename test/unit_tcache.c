@@ -253,18 +253,20 @@ static void test_limit_growth(void **state) {
 
 /* A class used in bursts (four caps' worth of blocks allocated, then all
  * freed, round after round) grows past its cap into an array of its own,
- * up to its burst cap, and no block is handed out twice across the
- * switch.  A class whose cap is under 64 blocks (above 256 bytes) stays
- * within its cap under the same pattern. */
+ * up to its burst cap (512 KiB of blocks up to 256 bytes, 64 KiB above),
+ * and no block is handed out twice across the switch.  A class whose cap
+ * is already 64 KiB of blocks or more (16 KiB blocks) stays within it
+ * under the same pattern. */
 static void test_burst_growth(void **state) {
   (void)state;
-  static const size_t sizes[2] = {80, 3000};
-  for (int k = 0; k < 2; k++) {
+  static const size_t sizes[3] = {80, 3000, 16384};
+  for (int k = 0; k < 3; k++) {
     size_t n = sizes[k];
     unsigned cls = pl_size_class(n);
     uint32_t cap = pl_tcache_cap[cls];
-    bool may_burst = cap >= 64;
-    assert_true(may_burst == (k == 0));
+    size_t burst_bytes = cap >= 64 ? (size_t)512 << 10 : (size_t)64 << 10;
+    bool may_burst = burst_bytes / pl_class_size(cls) > cap;
+    assert_true(may_burst == (k < 2));
     assert_true(pl_tcache_burst_cap[cls] > cap || !may_burst);
     size_t nb = 4 * (size_t)cap;
     void **b = calloc(nb, sizeof *b);
