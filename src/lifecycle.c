@@ -86,8 +86,8 @@ void pl_background_ensure(void) {
  * is busy in the heap (pl_tcache_others_busy): its calls run the decay
  * passes, and it may reuse what this thread leaves (when every thread
  * that finished purged, bench-servermix with 16 threads took 1.16 times
- * as long).  The last thread to stop purges.  (Short-lived threads that leave little behind pay a few
- * locked comparisons.) */
+ * as long).  The last thread to stop purges.  (Short-lived threads
+ * that leave little behind pay a few locked comparisons.) */
 #define EXIT_XFER_BYTES ((size_t)1 << 20)
 static void tc_destructor(void *arg) {
   pl_tcache_destroy((pl_tcache_t *)arg);
