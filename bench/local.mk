@@ -17,7 +17,7 @@ BENCH_LIBS = $(PTHREAD_LIBS)
 noinst_PROGRAMS += bench/bench-bands bench/bench-workingset \
 	bench/bench-prodcons bench/bench-larson bench/bench-scaling \
 	bench/bench-realloc bench/bench-frag bench/bench-bigblocks \
-	bench/bench-footprint bench/bench-servermix
+	bench/bench-footprint bench/bench-servermix bench/bench-bursts
 
 bench_bench_bands_SOURCES = bench/bands.c bench/bench.h
 bench_bench_bands_CFLAGS = $(BENCH_CFLAGS)
@@ -37,6 +37,9 @@ bench_bench_scaling_LDADD = $(BENCH_LIBS)
 bench_bench_realloc_SOURCES = bench/realloc.c bench/bench.h
 bench_bench_realloc_CFLAGS = $(BENCH_CFLAGS)
 bench_bench_realloc_LDADD = $(BENCH_LIBS)
+bench_bench_bursts_SOURCES = bench/bursts.c bench/bench.h
+bench_bench_bursts_CFLAGS = $(BENCH_CFLAGS)
+bench_bench_bursts_LDADD = $(BENCH_LIBS)
 bench_bench_footprint_SOURCES = bench/footprint.c bench/bench.h
 bench_bench_footprint_CFLAGS = $(BENCH_CFLAGS)
 bench_bench_footprint_LDADD = $(BENCH_LIBS)
