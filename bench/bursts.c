@@ -2,12 +2,13 @@
  * bursts.c — threads that allocate a batch of blocks, then free all of it,
  * round after round (the shape of Hoard's "threadtest").
  *
- * usage: bench-bursts [--quick] [--ops N] [--threads T] [--seed N] [BATCH]
+ * usage: bench-bursts [--quick] [--ops N] [--threads T] [--seed N]
+ *                     [BATCH[:MAXSIZE]]
  *
  * T threads (default 4) each run rounds: allocate BATCH blocks (default
- * 10,000) of 16–128 B, write the first byte of each, then check those
- * bytes and free the blocks in the order they were made.  ops = blocks
- * allocated, over all threads.  A thread cache that holds less than a
+ * 10,000) of 16–128 B (1–MAXSIZE B if given), write the first byte of
+ * each, then check those bytes and free the blocks in the order they were
+ * made.  ops = blocks allocated, over all threads.  A thread cache that holds less than a
  * batch sends most blocks through its central lists twice a round.
  */
 #include "bench.h"
@@ -21,7 +22,7 @@ struct job {
   uint64_t sum;
 };
 
-static size_t batch = 10000;
+static size_t batch = 10000, min_size = 16, max_size = 128;
 
 static void *run(void *arg) {
   struct job *j = arg;
@@ -31,7 +32,7 @@ static void *run(void *arg) {
     bench_die("bursts", "out of memory");
   for (long long r = 0; r < j->rounds; r++) {
     for (size_t i = 0; i < batch; i++) {
-      v[i] = malloc(bench_range(&rng, 16, 128));
+      v[i] = malloc(bench_range(&rng, min_size, max_size));
       if (v[i] == NULL)
         bench_die("bursts", "out of memory");
       v[i][0] = (unsigned char)i;
@@ -50,12 +51,19 @@ static void *run(void *arg) {
 
 int main(int argc, char **argv) {
   struct bench_args a;
-  bench_parse(argc, argv, &a, "[BATCH]");
+  bench_parse(argc, argv, &a, "[BATCH[:MAXSIZE]]");
   if (a.pos != NULL) {
     char *end;
-    long long b = strtoll(a.pos, &end, 10);
+    long long b = strtoll(a.pos, &end, 10), m = 0;
+    if (*end == ':') {
+      m = strtoll(end + 1, &end, 10);
+      if (m < 1 || m > (1 << 30))
+        bench_usage_exit(argv[0], "[BATCH[:MAXSIZE]]");
+      min_size = 1;
+      max_size = (size_t)m;
+    }
     if (*end != '\0' || b < 1 || b > 10000000)
-      bench_usage_exit(argv[0], "[BATCH]");
+      bench_usage_exit(argv[0], "[BATCH[:MAXSIZE]]");
     batch = (size_t)b;
   }
   int t = a.threads > 0 ? a.threads : 4;
@@ -80,8 +88,9 @@ int main(int argc, char **argv) {
     sum += j[i].sum;
   }
   double secs = bench_now() - t0;
-  bench_result("bursts", rounds * (long long)batch * t, secs, "threads=%d batch=%zu checksum=%llu",
-               t, batch, (unsigned long long)(sum % 100000));
+  bench_result("bursts", rounds * (long long)batch * t, secs,
+               "threads=%d batch=%zu sizes=%zu-%zu checksum=%llu", t, batch, min_size, max_size,
+               (unsigned long long)(sum % 100000));
   free(j);
   return 0;
 }
