@@ -116,18 +116,21 @@ static size_t first_page(const pl_span_t *s) {
  * pages keep the words they had ({0, 0} or a ghost, chunk.h). */
 static void set_pages(pl_span_t *s, size_t from, size_t count) {
   pl_pageword_t info = pl_pw_make(s->state == PL_SPAN_SMALL ? s->cls : 0, s->state == PL_SPAN_SMALL ? s->start : 0);
-  pl_chunk_t *c = s->chunk;
+  /* The arrays' addresses in locals: stores through them could alias the
+   * record's fields, and were reloaded at each page. */
+  pl_span_t **span = s->chunk->page_span;
   if (s->state == PL_SPAN_FREE || s->state == PL_SPAN_BUSY) {
-    for (size_t p = from; p < from + count; p++) c->page_span[p] = s;
+    for (size_t p = from; p < from + count; p++) span[p] = s;
     return;
   }
   /* Plain stores: gcc 12.2 at -O1 and above dropped every call of this
    * function when the page_info store was an __atomic_store_n in this loop
    * (test/unit_span catches that).  A page's entries change only while no
    * block on it is live, so free() never reads one being written. */
+  pl_pageword_t *words = s->chunk->page_info;
   for (size_t p = from; p < from + count; p++) {
-    c->page_span[p] = s;
-    c->page_info[p] = info;
+    span[p] = s;
+    words[p] = info;
   }
 }
 
