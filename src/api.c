@@ -386,7 +386,7 @@ API void pallet_free(void *p) {
   } else {
     bin = __atomic_load_n(&w->bin, __ATOMIC_RELAXED);
   }
-  pl_bin_t *b = (pl_bin_t *)((char *)pl_tc + bin);
+  pl_bin_t *b = pl_tc_bin_at(pl_tc, bin);
   void **t = b->top;
   void **end = __atomic_load_n(&b->end, __ATOMIC_RELAXED);
   if (PL_LIKELY(t < end)) {

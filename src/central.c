@@ -167,7 +167,6 @@ static void free_to_spans(unsigned cls, void *const *blocks, size_t n) {
   pl_span_t *release[RELEASE_MAX];
   size_t nrelease = 0;
   size_t i = 0;
-  uint64_t recip = pl_class_info[cls].recip;
   while (i < n) {
     size_t freed = 0;
     pl_lock(&c->lock);
@@ -182,7 +181,7 @@ static void free_to_spans(unsigned cls, void *const *blocks, size_t n) {
         pl_fatal_ptr("free", gone ? "double free" : "invalid pointer", p);
       }
       size_t off = (uintptr_t)p - s->start;
-      size_t idx = (size_t)((off * recip) >> PL_RECIP_SHIFT); /* pl_class_index */
+      size_t idx = pl_class_index(cls, off);
       pl_assert(idx * size == off && idx < s->nblocks);
       uint64_t *word = &s->free_map[idx / 64];
       uint64_t bit = (uint64_t)1 << (idx % 64);

@@ -55,6 +55,18 @@ static bool desc_reserve(void) {
   return true;
 }
 
+/* Takes the heap lock with at least n descriptors pooled (other threads
+ * may take the reserved ones between desc_reserve and the lock, so the
+ * pool is looked at under it).  false, unlocked, when out of memory. */
+static bool lock_with_descs(size_t n) {
+  for (;;) {
+    if (!desc_reserve()) return false;
+    pl_lock(&heap_lock);
+    if (desc_nfree >= n) return true;
+    pl_unlock(&heap_lock);
+  }
+}
+
 static pl_span_t *desc_take(void) {
   pl_span_t *s = desc_free;
   pl_assert(s != NULL);
@@ -160,18 +172,10 @@ static bool chunk_grow(void) {
   rec->kind = PL_CHUNK_HEAP;
   rec->base = (uintptr_t)mem;
   rec->size = PL_CHUNK_SIZE;
-  /* A descriptor must be there under the lock: other threads may take
-   * the reserved ones between desc_reserve and pl_lock (with 32 threads,
-   * bench-servermix hit the empty pool about once in 20 runs). */
-  bool ok = pl_chunk_map_reserve((uintptr_t)mem, PL_CHUNK_SIZE);
-  while (ok) {
-    ok = desc_reserve();
-    if (!ok) break;
-    pl_lock(&heap_lock);
-    if (desc_nfree >= 1) break;
-    pl_unlock(&heap_lock);
-  }
-  if (!ok) {
+  /* (Taking the lock after desc_reserve without looking at the pool
+   * again, 32 threads of bench-servermix found it empty about once in 20
+   * runs.) */
+  if (!pl_chunk_map_reserve((uintptr_t)mem, PL_CHUNK_SIZE) || !lock_with_descs(1)) {
     pl_chunk_heap_unmap(rec);
     pl_chunk_record_release(rec);
     return false;
@@ -231,12 +235,7 @@ pl_span_t *pl_span_alloc(size_t npages, size_t align_pages, int state,
   size_t need = npages + (align_pages > 1 ? align_pages - 1 : 0);
   if (need > PL_CHUNK_PAGES) return NULL;
   for (;;) {
-    if (!desc_reserve()) return NULL;
-    pl_lock(&heap_lock);
-    if (desc_nfree < 2) {
-      pl_unlock(&heap_lock);
-      continue;
-    }
+    if (!lock_with_descs(2)) return NULL;
     size_t b = bucket_find(need);
     if (b == 0) {
       pl_unlock(&heap_lock);
@@ -430,12 +429,7 @@ size_t pl_span_dirty_bytes(void) {
 void pl_span_shrink(pl_span_t *s, size_t npages) {
   if (npages >= s->npages) return;
   uint64_t now = pl_os_now_ms();
-  for (;;) {
-    if (!desc_reserve()) return; /* keep it whole: still correct */
-    pl_lock(&heap_lock);
-    if (desc_nfree >= 1) break;
-    pl_unlock(&heap_lock);
-  }
+  if (!lock_with_descs(1)) return; /* keep it whole: still correct */
   pl_span_t *tail = desc_take();
   tail->start = s->start + npages * PL_PAGE_SIZE;
   tail->chunk = s->chunk;

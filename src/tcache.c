@@ -253,9 +253,8 @@ static void grow_burst(pl_tcache_t *tc, unsigned cls, uint32_t nl) {
   pl_lock(&registry_lock);
   b->base = a;
   __atomic_store_n(&b->top, a, __ATOMIC_RELAXED);
-  tc->real_limit[cls] = nl;
-  __atomic_store_n(&b->end, __atomic_load_n(&tc->poked, __ATOMIC_RELAXED) ? a : a + nl,
-                   __ATOMIC_RELAXED);
+  __atomic_store_n(&b->end, a, __ATOMIC_RELAXED); /* as if poked; set_limit lifts it if not */
+  set_limit(tc, cls, nl);
   pl_unlock(&registry_lock);
 }
 
