@@ -11,7 +11,8 @@
  * nblocks blocks (<= 512) with nothing left over, so every multiple of the
  * size inside a span is a block start.
  * Sizes up to 1 KiB find their class with one table lookup; larger ones
- * with a bit scan (malloc's fast path uses tables of bins, tcache.h).  Class 0 means "no class" throughout pallet.
+ * with a bit scan (malloc's fast path uses tables of bins, tcache.h).
+ * Class 0 means "no class" throughout pallet.
  */
 #ifndef PL_SIZECLASS_H
 #define PL_SIZECLASS_H

@@ -347,9 +347,10 @@ static size_t dirty_limit_pages(void) {
  * once such spans worth half the limit have come back since the last
  * purge) it is purged at once, down to a quarter of the limit, whatever
  * its age (so that a burst of small frees leaves little behind even in a
- * process that then goes quiet).  A large block may well be allocated again at once:
- * past the limit only spans free for PURGE_MIN_AGE_MS are purged (at most
- * every PURGE_MIN_AGE_MS), and past four times the limit anything.
+ * process that then goes quiet).  A large block may well be allocated
+ * again at once: past the limit only spans free for PURGE_MIN_AGE_MS are
+ * purged (at most every PURGE_MIN_AGE_MS), and past four times the limit
+ * anything.
  * Neither at-once purge is made while another thread is busy in the heap
  * (pl_span_others_busy): that thread may take the spans again (at the end
  * of a multithreaded run, each thread that finishes frees its whole
