@@ -231,19 +231,23 @@ static void resolve(void *p, const char *func, block_ref_t *r) {
   pl_pageword_t info = pl_pw_load(&c->page_info[pi]);
   unsigned cls = pl_pw_class(info);
   if (cls == 0) {
+    /* A large block's first page always names its span. */
     pl_span_t *s = c->page_span[pi];
-    if (s == NULL) pl_fatal_ptr(func, "invalid pointer", p);
-    if (s->state == PL_SPAN_LARGE && (uintptr_t)p == s->start) {
+    if (s != NULL && s->state == PL_SPAN_LARGE && (uintptr_t)p == s->start) {
       r->kind = 2;
       r->span = s;
       r->usable = s->large_size;
       return;
     }
+    /* Misuse: what p points into (the entries of a large or free span's
+     * inner pages may be stale, span.h). */
+    pl_span_t found;
+    if (!pl_span_find(p, &found)) pl_fatal_ptr(func, "invalid pointer", p);
     /* A page of a small-block span whose blocks are all free and whose
      * memory went back to the OS (central.c): a block start there was
      * freed before. */
-    if (s->state == PL_SPAN_SMALL) fatal_in_freed_span(func, p, s->start, s->cls);
-    if (s->state == PL_SPAN_FREE || s->state == PL_SPAN_BUSY) {
+    if (found.state == PL_SPAN_SMALL) fatal_in_freed_span(func, p, found.start, found.cls);
+    if (found.state == PL_SPAN_FREE || found.state == PL_SPAN_BUSY) {
       /* Pages of a small-block span that went back to the heap keep its
        * class and first page (a ghost word, chunk.h). */
       unsigned g = pl_pw_ghost_class(info);

@@ -124,29 +124,47 @@ static size_t first_page(const pl_span_t *s) {
   return (s->start - s->chunk->base) >> PL_PAGE_SHIFT;
 }
 
-/* Points the page map at s; the page words too, unless s is free: free
- * pages keep the words they had ({0, 0} or a ghost, chunk.h). */
-static void set_pages(pl_span_t *s, size_t from, size_t count) {
-  pl_pageword_t info = pl_pw_make(s->state == PL_SPAN_SMALL ? s->cls : 0, s->state == PL_SPAN_SMALL ? s->start : 0);
+/* Points the page map at s.  A SMALL span: every page's entry and page
+ * word, since free() of any of its blocks reads them.  Any other span:
+ * only the entries of its first and last pages, which is all that a large
+ * block's free, coalescing (through the neighbours' end pages) and the
+ * walks over a chunk's spans read.  Its inner pages' entries may name
+ * spans long gone: pl_span_find walks the chunk for those.  (Writing
+ * every page made each large malloc and free, and each merge, cost a
+ * store per 8 KiB page under the heap lock: a quarter of the time of
+ * four threads churning 32 KiB-1 MiB blocks.)  The page words of a
+ * non-SMALL span are left alone: {0, 0}, or ghosts on a free span
+ * flagged PL_SPAN_GHOST (clear_ghosts). */
+static void map_span(pl_span_t *s) {
   /* The arrays' addresses in locals: stores through them could alias the
    * record's fields, and were reloaded at each page. */
   pl_span_t **span = s->chunk->page_span;
-  if (s->state == PL_SPAN_FREE || s->state == PL_SPAN_BUSY) {
-    for (size_t p = from; p < from + count; p++) span[p] = s;
+  size_t first = first_page(s), end = first + s->npages;
+  if (s->state != PL_SPAN_SMALL) {
+    span[first] = s;
+    span[end - 1] = s;
     return;
   }
   /* Plain stores: gcc 12.2 at -O1 and above dropped every call of this
    * function when the page_info store was an __atomic_store_n in this loop
    * (test/unit_span catches that).  A page's entries change only while no
    * block on it is live, so free() never reads one being written. */
+  pl_pageword_t info = pl_pw_make(s->cls, s->start);
   pl_pageword_t *words = s->chunk->page_info;
-  for (size_t p = from; p < from + count; p++) {
+  for (size_t p = first; p < end; p++) {
     span[p] = s;
     words[p] = info;
   }
 }
 
-static void set_all_pages(pl_span_t *s) { set_pages(s, first_page(s), s->npages); }
+/* Pages [first, first + n) of a chunk, free and flagged PL_SPAN_GHOST,
+ * become part of a large block: their ghost words go (a ghost on the
+ * pages of a large block freed later would make a second free of it
+ * look like one of a small block). */
+static void clear_ghosts(pl_chunk_t *c, size_t first, size_t n) {
+  pl_pageword_t none = pl_pw_make(0, 0);
+  for (size_t p = first; p < first + n; p++) c->page_info[p] = none;
+}
 
 void pl_span_mark_purged(pl_span_t *s, uint32_t mask, bool purged) {
   pl_pageword_t w = purged ? pl_pw_make(0, 0) : pl_pw_make(s->cls, s->start);
@@ -187,7 +205,7 @@ static bool chunk_grow(void) {
   s->state = PL_SPAN_FREE;
   s->flags = PL_SPAN_ZERO;
   s->ndirty = 0;
-  set_all_pages(s);
+  map_span(s);
   rec->prev = NULL;
   rec->next = chunk_list;
   if (chunk_list) chunk_list->prev = rec;
@@ -211,10 +229,9 @@ static void carve_dirty(pl_span_t *front, pl_span_t *s, size_t n) {
 }
 
 /* Splits the first n pages off free span s (out of its bucket) into a new
- * descriptor, which it returns (its pages' entries still name s: the
- * caller sets them); s keeps the rest, whose entries need no change (the
- * caller puts it where it belongs).  (Giving the rest the new descriptor
- * instead rewrote every page of it, up to 511, at each carve.) */
+ * descriptor, which it returns (the caller maps it); s keeps the rest,
+ * whose last page's entry needs no change and whose new first page's
+ * entry is set here (the caller puts it where it belongs). */
 static pl_span_t *split_front(pl_span_t *s, size_t n) {
   pl_span_t *front = desc_take();
   front->start = s->start;
@@ -226,6 +243,7 @@ static pl_span_t *split_front(pl_span_t *s, size_t n) {
   carve_dirty(front, s, n);
   s->start += n * PL_PAGE_SIZE;
   s->npages -= (uint32_t)n;
+  s->chunk->page_span[first_page(s)] = s;
   return front;
 }
 
@@ -251,7 +269,7 @@ pl_span_t *pl_span_alloc(size_t npages, size_t align_pages, int state,
         /* The misaligned head stays in the heap, under a new descriptor
          * (only its pages' entries change); carve from the rest. */
         pl_span_t *h = split_front(s, head);
-        set_all_pages(h);
+        map_span(h);
         bucket_insert(h);
       }
     }
@@ -261,11 +279,12 @@ pl_span_t *pl_span_alloc(size_t npages, size_t align_pages, int state,
       s = front;
     }
     *zeroed = (s->flags & PL_SPAN_ZERO) != 0 && !(s->flags & PL_SPAN_DIRTY);
+    if (state == PL_SPAN_LARGE && (s->flags & PL_SPAN_GHOST)) clear_ghosts(s->chunk, first_page(s), s->npages);
     s->state = (uint8_t)state;
     s->cls = (uint8_t)cls;
     s->flags = 0;
     s->listed = 0;
-    set_all_pages(s);
+    map_span(s);
     active_pages += s->npages;
     pl_unlock(&heap_lock);
     return s;
@@ -277,18 +296,15 @@ pl_span_t *pl_span_alloc(size_t npages, size_t align_pages, int state,
 /* Flags of two free spans merged into one: dirty if either part is,
  * known zero only if both parts are. */
 static uint8_t merge_flags(uint8_t a, uint8_t b) {
-  return (uint8_t)(((a | b) & PL_SPAN_DIRTY) | (a & b & PL_SPAN_ZERO));
+  return (uint8_t)(((a | b) & (PL_SPAN_DIRTY | PL_SPAN_GHOST)) | (a & b & PL_SPAN_ZERO));
 }
 
 /* Free spans a and b (out of their buckets), b right after a, become one.
- * The one with more pages keeps its descriptor, so that only the other's
- * page entries change; returns it. */
+ * The one with more pages keeps its descriptor; returns it.  Only the
+ * merged span's two end pages' entries change (map_span). */
 static pl_span_t *merge(pl_span_t *a, pl_span_t *b) {
   pl_span_t *keep = a->npages >= b->npages ? a : b;
   pl_span_t *gone = keep == a ? b : a;
-  pl_chunk_t *c = keep->chunk;
-  size_t first = first_page(gone);
-  for (size_t p = first; p < first + gone->npages; p++) c->page_span[p] = keep;
   /* The merged span takes the age of the part with more dirty pages (the
    * later one on a tie).  Taking the later of the two always, a big span
    * of old dirty memory that absorbed a block freed just now looked
@@ -303,6 +319,7 @@ static pl_span_t *merge(pl_span_t *a, pl_span_t *b) {
   keep->ndirty = a->ndirty + b->ndirty;
   keep->flags = merge_flags(a->flags, b->flags);
   desc_give(gone);
+  map_span(keep);
   return keep;
 }
 
@@ -384,7 +401,7 @@ void pl_span_free(pl_span_t *s) {
     pl_pageword_t ghost = pl_pw_ghost(s->cls, first);
     for (size_t p = first; p < first + s->npages; p++) s->chunk->page_info[p] = ghost;
   }
-  free_locked(s, PL_SPAN_DIRTY, now);
+  free_locked(s, s->state == PL_SPAN_SMALL ? PL_SPAN_DIRTY | PL_SPAN_GHOST : PL_SPAN_DIRTY, now);
   size_t limit = dirty_limit_pages();
   bool over = dirty_pages > limit;
   bool soft = over && !small && now >= next_soft_purge;
@@ -437,7 +454,8 @@ void pl_span_shrink(pl_span_t *s, size_t npages) {
   tail->npages = s->npages - (uint32_t)npages;
   tail->state = PL_SPAN_LARGE;
   s->npages = (uint32_t)npages;
-  set_all_pages(tail);
+  map_span(s);
+  map_span(tail);
   active_pages -= tail->npages;
   free_locked(tail, PL_SPAN_DIRTY, now);
   pl_unlock(&heap_lock);
@@ -452,16 +470,18 @@ bool pl_span_grow(pl_span_t *s, size_t npages) {
     size_t take = npages - s->npages;
     if (r->state == PL_SPAN_FREE && r->npages >= take) {
       bucket_remove(r);
+      if (r->flags & PL_SPAN_GHOST) clear_ghosts(s->chunk, end, take);
       if (r->npages > take) {
         carve_dirty(NULL, r, take);
         r->start += take * PL_PAGE_SIZE;
         r->npages -= (uint32_t)take;
+        map_span(r);
         bucket_insert(r);
       } else {
         desc_give(r);
       }
-      set_pages(s, end, take);
       s->npages = (uint32_t)npages;
+      map_span(s);
       active_pages += take;
       ok = true;
     }
@@ -528,7 +548,8 @@ size_t pl_span_purge(uint64_t age_ms, bool unmap_chunks, size_t target_dirty) {
         released += bytes;
       } else if (pl_os_purge((void *)s->start, bytes, pl_span_purge_mode)) {
         released += bytes;
-        s->flags = pl_span_purge_mode == PL_PURGE_DONTNEED ? PL_SPAN_ZERO : 0;
+        s->flags = (uint8_t)((s->flags & PL_SPAN_GHOST) |
+                             (pl_span_purge_mode == PL_PURGE_DONTNEED ? PL_SPAN_ZERO : 0));
       }
     }
     pl_lock(&heap_lock);
@@ -598,6 +619,29 @@ size_t pl_span_resident(void) {
   return total;
 }
 
+bool pl_span_find(const void *p, pl_span_t *out) {
+  const pl_chunk_t *c = pl_chunk_lookup(p);
+  size_t page = pl_chunk_page_index(p);
+  bool found = false;
+  if (c == NULL) return false;
+  pl_lock(&heap_lock);
+  /* Only a chunk of the heap's list: one being unmapped has left it. */
+  const pl_chunk_t *k = chunk_list;
+  while (k && k != c) k = k->next;
+  for (size_t q = 0; k && q < PL_CHUNK_PAGES;) {
+    const pl_span_t *s = c->page_span[q];
+    if (s == NULL || s->npages == 0) break;
+    if (page < q + s->npages) {
+      *out = *s;
+      found = true;
+      break;
+    }
+    q += s->npages;
+  }
+  pl_unlock(&heap_lock);
+  return found;
+}
+
 void pl_span_walk(void (*fn)(const pl_chunk_t *c, const pl_span_t *s, void *arg), void *arg) {
   pl_lock(&heap_lock);
   for (pl_chunk_t *c = chunk_list; c; c = c->next) {
@@ -655,13 +699,15 @@ int pl_span_heap_check(void) {
       pl_pageword_t info = pl_pw_make(s->state == PL_SPAN_SMALL ? s->cls : 0, s->state == PL_SPAN_SMALL ? s->start : 0);
       uint32_t purged = s->state == PL_SPAN_SMALL ? __atomic_load_n(&s->purged_pages, __ATOMIC_RELAXED) : 0;
       bool free_span = s->state == PL_SPAN_FREE || s->state == PL_SPAN_BUSY;
+      bool ghosts = free_span && (s->flags & PL_SPAN_GHOST);
       for (size_t q = p; q < p + s->npages; q++) {
         pl_pageword_t w = c->page_info[q];
         unsigned g = pl_pw_ghost_class(w);
         bool ok = pl_pw_equal(w, info) ||
-                  (free_span && w.bin == 0 && g <= PL_NCLASSES && pl_pw_ghost_first_page(w) <= q) ||
+                  (ghosts && w.bin == 0 && g <= PL_NCLASSES && pl_pw_ghost_first_page(w) <= q) ||
                   (q - p < 32 && ((purged >> (q - p)) & 1) && pl_pw_equal(c->page_info[q], pl_pw_make(0, 0)));
-        if (c->page_span[q] != s || !ok) {
+        bool inner = s->state != PL_SPAN_SMALL && q != p && q != p + s->npages - 1;
+        if ((!inner && c->page_span[q] != s) || !ok) {
           rc = check_fail("page map disagrees with span", c->base + q * PL_PAGE_SIZE);
           break;
         }

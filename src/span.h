@@ -15,11 +15,16 @@
  *
  * Invariants (pl_span_heap_check verifies them):
  *   - the spans of a chunk tile it: their lengths add up to 512 pages;
- *   - page_span[p] is the span covering page p, for every page;
- *   - page_info[p] (the chunk's page words, chunk.h) is {0, 0} unless
- *     the span is SMALL, where it is pl_pw_make(class, span start): the
+ *   - page_span[p] is the span covering page p for every page of a SMALL
+ *     span, and for the first and last page of every other span (the
+ *     entries of the other pages may name any descriptor, live or not:
+ *     pl_span_find finds the span covering any page);
+ *   - page_info[p] (the chunk's page words, chunk.h) is
+ *     pl_pw_make(class, span start) on the pages of a SMALL span: the
  *     class's bin offset and the span's start negated modulo 2^32 (or
- *     {0, 0} on the pages in its purged_pages);
+ *     {0, 0} on the pages in its purged_pages); {0, 0} on the pages of a
+ *     LARGE span; {0, 0} or a ghost word on those of a FREE one, ghosts
+ *     only if it is flagged PL_SPAN_GHOST;
  *   - no two adjacent spans are both FREE;
  *   - every FREE span is in the bucket of its length, and only there.
  * Locking: one lock (heap_lock) guards all of it.  No system call is made
@@ -43,9 +48,12 @@ typedef enum {
 } pl_span_state_t;
 
 /* FREE span flags: DIRTY = its pages may be resident and hold old bytes
- * (a purge candidate); ZERO = its pages are known to read as zero. */
+ * (a purge candidate); ZERO = its pages are known to read as zero; GHOST =
+ * some of its pages may hold ghost words (chunk.h), left by a span of
+ * small blocks freed to the heap. */
 #define PL_SPAN_DIRTY 1u
 #define PL_SPAN_ZERO 2u
+#define PL_SPAN_GHOST 4u
 #define PL_SPAN_MAX_BLOCKS 512
 #define PL_SPAN_BITMAP_WORDS (PL_SPAN_MAX_BLOCKS / 64)
 
@@ -92,6 +100,12 @@ pl_span_t *pl_span_alloc(size_t npages, size_t align_pages, int state,
  * the slow path, which reports it: every block there is free), the
  * span's word again when not.  Called with s's class lock held. */
 void pl_span_mark_purged(pl_span_t *s, uint32_t mask, bool purged) PL_HIDDEN;
+/* A copy of the span covering the page of p, taken under the heap lock
+ * (its fields may change once the lock is dropped); false if p is in no
+ * chunk of the heap.  For telling what a pointer that starts no block
+ * points into: the page map names the span of a large or free span's
+ * inner pages no longer (span.h's invariants). */
+bool pl_span_find(const void *p, pl_span_t *out) PL_HIDDEN;
 /* Gives a SMALL or LARGE span back to the heap, coalescing it. */
 void pl_span_free(pl_span_t *s) PL_HIDDEN;
 /* Shrinks a LARGE span in place to npages, freeing the tail. */

@@ -14,7 +14,7 @@ test_unit_sizeclass_SOURCES = test/unit_sizeclass.c
 test_unit_sizeclass_CFLAGS = $(PL_UNIT_FLAGS)
 test_unit_sizeclass_LDADD = $(PL_UNIT_LIBS)
 
-test_unit_span_SOURCES = test/unit_span.c
+test_unit_span_SOURCES = test/unit_span.c test/testutil.h
 test_unit_span_CFLAGS = $(PL_UNIT_FLAGS)
 test_unit_span_LDADD = $(PL_UNIT_LIBS)
 

@@ -27,6 +27,7 @@
 #include "os.h"
 #include "sizeclass.h"
 #include "span.h"
+#include "testutil.h"
 
 #define NPAGES PL_CHUNK_PAGES
 
@@ -76,20 +77,29 @@ static void check_span_map(const pl_span_t *s) {
   }
   for (size_t p = page_of(s); p < page_of(s) + s->npages; p++) {
     uintptr_t a = c->base + p * PL_PAGE_SIZE;
+    /* Every page of a small-block span names it in the page map; of any
+     * other span, its first and last page do, and pl_span_find finds it
+     * from any page. */
+    bool named = s->state == PL_SPAN_SMALL || p == page_of(s) || p == page_of(s) + s->npages - 1;
     static const size_t at[] = {0, PL_PAGE_SIZE / 2, PL_PAGE_SIZE - 1};
     for (size_t k = 0; k < 3; k++) {
       const void *q = (const void *)(a + at[k]);
       if (pl_chunk_lookup(q) != c) fail_msg("page %zu: lookup is not the chunk", p);
       if (pl_chunk_page_index(q) != p) fail_msg("page %zu: page index wrong", p);
-      if (pl_span_of(q) != s) fail_msg("page %zu: pl_span_of is not the span", p);
+      if (named && pl_span_of(q) != s) fail_msg("page %zu: pl_span_of is not the span", p);
+      pl_span_t found;
+      if (!pl_span_find(q, &found) || found.start != s->start || found.npages != s->npages ||
+          found.state != s->state)
+        fail_msg("page %zu: pl_span_find does not find the span", p);
       /* What free() decodes: the span offset of q. */
       if (s->state == PL_SPAN_SMALL && pl_pw_span_offset(c->page_info[p], q) != a + at[k] - s->start)
         fail_msg("page %zu: span offset wrong", p);
     }
-    if (c->page_span[p] != s) fail_msg("page %zu: page_span is not the span", p);
-    /* Free pages keep {0, 0} or a ghost word (bin 0). */
+    if (named && c->page_span[p] != s) fail_msg("page %zu: page_span is not the span", p);
+    /* Free pages keep {0, 0} or, if flagged, a ghost word (bin 0). */
     bool free_span = s->state == PL_SPAN_FREE || s->state == PL_SPAN_BUSY;
-    if (free_span ? c->page_info[p].bin != 0
+    bool ghosts = free_span && (s->flags & PL_SPAN_GHOST);
+    if (ghosts ? c->page_info[p].bin != 0
                   : c->page_info[p].span_neg != want_neg || c->page_info[p].bin != want_bin)
       fail_msg("page %zu: page word {0x%x, 0x%x}, want {0x%x, 0x%x}", p,
                c->page_info[p].span_neg, c->page_info[p].bin, want_neg, want_bin);
@@ -215,9 +225,13 @@ static void coalesce_case(const char *name, const int *order, size_t n,
     heap_ok();
     check_chunk(c);
     /* The page the freed span covered is now in a free span. */
-    assert_int_equal(c->page_span[lay_first[last]]->state, PL_SPAN_FREE);
+    pl_span_t found;
+    assert_true(pl_span_find((void *)(c->base + lay_first[last] * PL_PAGE_SIZE), &found));
+    assert_int_equal(found.state, PL_SPAN_FREE);
   }
-  pl_span_t *f = c->page_span[lay_first[last]];
+  pl_span_t found;
+  assert_true(pl_span_find((void *)(c->base + lay_first[last] * PL_PAGE_SIZE), &found));
+  pl_span_t *f = c->page_span[(found.start - c->base) >> PL_PAGE_SHIFT];
   if (page_of(f) != first || f->npages != len)
     fail_msg("%s: free span is pages [%zu, +%u), want [%zu, +%zu)", name,
              page_of(f), f->npages, first, len);
@@ -294,6 +308,48 @@ static void test_lengths(void **state) {
     heap_ok();
     check_chunk(c);
   }
+}
+
+static void free_again(void *p) { pallet_free(p); }
+
+/* A span of small blocks freed to the heap leaves ghost words (and the
+ * free span the GHOST flag); a large block carved there clears them, and
+ * once it is freed a second free of it is a double free, not a stray
+ * pointer into a freed span of class cls.  The inner pages of the large
+ * and free spans are found through pl_span_find (check_chunk). */
+static void test_large_over_ghosts(void **state) {
+  (void)state;
+  pl_span_t *whole = whole_chunk();
+  pl_chunk_t *c = whole->chunk;
+  pl_span_free(whole);
+  expect_free(c, 0, NPAGES);
+  /* A class whose blocks do not start at page 1 of a span. */
+  unsigned cls = pl_size_class(48);
+  assert_true(PL_PAGE_SIZE % pl_class_info[cls].size != 0);
+  pl_span_t *sm = claim(c, 0, 20, PL_SPAN_SMALL, cls, NULL);
+  pl_span_free(sm);
+  heap_ok();
+  pl_span_t *f = expect_free(c, 0, NPAGES);
+  assert_true(f->flags & PL_SPAN_GHOST);
+  assert_int_equal(pl_pw_ghost_class(c->page_info[3]), cls);
+  pl_span_t *head = claim(c, 0, 1, PL_SPAN_LARGE, 0, NULL);
+  pl_span_t *big = claim(c, 1, 6, PL_SPAN_LARGE, 0, NULL);
+  for (size_t p = 1; p < 7; p++) {
+    assert_int_equal(c->page_info[p].bin, 0);
+    assert_int_equal(c->page_info[p].span_neg, 0);
+  }
+  big->large_size = 6 * PL_PAGE_SIZE;
+  void *blk = (void *)big->start;
+  memset(blk, 1, big->large_size);
+  tu_expect_abort("interior pointer of a large block", free_again, (char *)blk + PL_PAGE_SIZE,
+                  "invalid pointer");
+  pallet_free(blk);
+  heap_ok();
+  check_chunk(c);
+  tu_expect_abort("large block freed twice over old ghosts", free_again, blk, "double free");
+  pl_span_free(head);
+  heap_ok();
+  expect_free(c, 0, NPAGES);
 }
 
 static void test_aligned(void **state) {
@@ -838,6 +894,7 @@ int main(void) {
       cmocka_unit_test(test_coalesce_last_page),
       cmocka_unit_test(test_coalesce_whole),
       cmocka_unit_test(test_aligned),
+      cmocka_unit_test(test_large_over_ghosts),
       cmocka_unit_test(test_shrink_grow),
       cmocka_unit_test(test_purge),
       cmocka_unit_test(test_dirty_count),

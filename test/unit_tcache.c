@@ -481,11 +481,13 @@ static bool block_free_in_central(void *p) {
   if (s == NULL) return false;
   /* A flushed block may be parked in the class's transfer array: put
    * those back into the bitmaps first. */
-  if (s->state == PL_SPAN_SMALL) {
-    pl_central_drain(s->cls);
-    s = pl_span_of(p);
-  }
-  if (s->state == PL_SPAN_FREE) return true;
+  if (s->state == PL_SPAN_SMALL) pl_central_drain(s->cls);
+  /* Its span may have gone back to the heap (whose page map names the
+   * span of a free span's inner pages no longer). */
+  pl_span_t found;
+  if (!pl_span_find(p, &found)) return false;
+  if (found.state == PL_SPAN_FREE) return true;
+  s = pl_span_of(p);
   if (s->state != PL_SPAN_SMALL) return false;
   size_t idx = ((uintptr_t)p - s->start) / pl_class_size(s->cls);
   return (s->free_map[idx / 64] >> (idx % 64)) & 1;
