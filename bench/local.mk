@@ -17,7 +17,8 @@ BENCH_LIBS = $(PTHREAD_LIBS)
 noinst_PROGRAMS += bench/bench-bands bench/bench-workingset \
 	bench/bench-prodcons bench/bench-larson bench/bench-scaling \
 	bench/bench-realloc bench/bench-frag bench/bench-bigblocks \
-	bench/bench-footprint bench/bench-servermix bench/bench-bursts
+	bench/bench-footprint bench/bench-servermix bench/bench-bursts \
+	bench/bench-buffers
 
 bench_bench_bands_SOURCES = bench/bands.c bench/bench.h
 bench_bench_bands_CFLAGS = $(BENCH_CFLAGS)
@@ -40,6 +41,9 @@ bench_bench_realloc_LDADD = $(BENCH_LIBS)
 bench_bench_bursts_SOURCES = bench/bursts.c bench/bench.h
 bench_bench_bursts_CFLAGS = $(BENCH_CFLAGS)
 bench_bench_bursts_LDADD = $(BENCH_LIBS)
+bench_bench_buffers_SOURCES = bench/buffers.c bench/bench.h
+bench_bench_buffers_CFLAGS = $(BENCH_CFLAGS)
+bench_bench_buffers_LDADD = $(BENCH_LIBS)
 bench_bench_footprint_SOURCES = bench/footprint.c bench/bench.h
 bench_bench_footprint_CFLAGS = $(BENCH_CFLAGS)
 bench_bench_footprint_LDADD = $(BENCH_LIBS)
