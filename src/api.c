@@ -145,6 +145,20 @@ static PL_NOINLINE void *alloc_any(size_t n, bool zero) {
   return alloc_any_raw(n, zero);
 }
 
+/* The calling thread's slot for its parked large block (large.h), in its
+ * cache, which a thread that so far made only large blocks gets now;
+ * NULL if it has none (PALLET_CANARY, PALLET_JUNK, a cache torn down). */
+static PL_NOINLINE pl_tcache_t *start_thread_cache(void) {
+  pl_thread_start();
+  return pl_tc;
+}
+
+static pl_span_t **thread_pending(void) {
+  pl_tcache_t *tc = pl_tc;
+  if (PL_UNLIKELY(tc == &pl_tcache_boot)) tc = start_thread_cache();
+  return tc->state == PL_TC_ACTIVE ? &tc->large_pending : NULL;
+}
+
 static void *alloc_any_raw(size_t n, bool zero) {
   void *p;
   if (n <= PL_SMALL_MAX) {
@@ -155,7 +169,7 @@ static void *alloc_any_raw(size_t n, bool zero) {
     return p;
   }
   decay_tick();
-  p = pl_large_alloc(n, PL_MIN_ALIGN, zero);
+  p = pl_large_alloc(n, PL_MIN_ALIGN, zero, thread_pending());
   return p ? p : enomem();
 }
 
@@ -191,7 +205,7 @@ static void *alloc_aligned_raw(size_t a, size_t n) {
     }
   }
   decay_tick();
-  void *p = pl_large_alloc(n ? n : 1, a, false);
+  void *p = pl_large_alloc(n ? n : 1, a, false, thread_pending());
   return p ? p : enomem();
 }
 
@@ -234,6 +248,9 @@ static void resolve(void *p, const char *func, block_ref_t *r) {
     /* A large block's first page always names its span. */
     pl_span_t *s = c->page_span[pi];
     if (s != NULL && s->state == PL_SPAN_LARGE && (uintptr_t)p == s->start) {
+      /* Freed, and parked by the thread that freed it (large.h). */
+      if (__atomic_load_n(&s->flags, __ATOMIC_RELAXED) & PL_SPAN_PENDING)
+        pl_fatal_ptr(func, "double free", p);
       r->kind = 2;
       r->span = s;
       r->usable = s->large_size;
@@ -298,10 +315,10 @@ static void free_small(void *p, unsigned cls, const char *func) {
   pl_tcache_flush_push(tc, cls, p);
 }
 
-static void free_ref(void *p, const block_ref_t *r, const char *func) {
+PL_INLINE void free_ref(void *p, const block_ref_t *r, const char *func) {
   switch (r->kind) {
     case 1: free_small(p, r->cls, func); break;
-    case 2: decay_tick(); pl_large_free(r->span); break;
+    case 2: decay_tick(); pl_large_free(r->span, thread_pending()); break;
     default: decay_tick(); pl_huge_free(r->chunk); break;
   }
 }

@@ -65,7 +65,7 @@ static void list_remove(pl_central_t *c, pl_span_t *s) {
 static pl_span_t *new_span(unsigned cls) {
   const pl_class_info_t *ci = &pl_class_info[cls];
   bool zeroed;
-  pl_span_t *s = pl_span_alloc(ci->pages, 1, PL_SPAN_SMALL, cls, &zeroed);
+  pl_span_t *s = pl_span_alloc(ci->pages, 1, PL_SPAN_SMALL, cls, &zeroed, NULL);
   if (s == NULL) return NULL;
   static uint64_t carvings;
   s->generation = __atomic_add_fetch(&carvings, 1, __ATOMIC_RELAXED);

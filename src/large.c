@@ -27,12 +27,14 @@ static size_t huge_cached, huge_cached_bytes;
 
 static size_t pages_for(size_t n) { return (n + PL_PAGE_SIZE - 1) >> PL_PAGE_SHIFT; }
 
-void *pl_large_alloc(size_t n, size_t align, bool zero) {
+void *pl_large_alloc(size_t n, size_t align, bool zero, pl_span_t **pending) {
   size_t npages = pages_for(n);
   size_t align_pages = align > PL_PAGE_SIZE ? align >> PL_PAGE_SHIFT : 1;
   if (n <= PL_LARGE_MAX && npages + align_pages - 1 <= PL_CHUNK_PAGES) {
     bool zeroed = false;
-    pl_span_t *s = pl_span_alloc(npages, align_pages, PL_SPAN_LARGE, 0, &zeroed);
+    pl_span_t *parked = pending ? *pending : NULL;
+    if (parked) *pending = NULL;
+    pl_span_t *s = pl_span_alloc(npages, align_pages, PL_SPAN_LARGE, 0, &zeroed, parked);
     if (s != NULL) {
       s->large_size = npages * PL_PAGE_SIZE;
       if (zero && !zeroed) memset((void *)s->start, 0, s->large_size);
@@ -43,7 +45,24 @@ void *pl_large_alloc(size_t n, size_t align, bool zero) {
   return pl_huge_alloc(n, align, zero);
 }
 
-void pl_large_free(pl_span_t *s) { pl_span_free(s); }
+void pl_large_free(pl_span_t *s, pl_span_t **pending) {
+  if (pending == NULL) {
+    pl_span_free(s);
+    return;
+  }
+  /* Relaxed atomic: a double free in another thread may read it. */
+  __atomic_store_n(&s->flags, (uint8_t)(s->flags | PL_SPAN_PENDING), __ATOMIC_RELAXED);
+  pl_span_t *parked = *pending;
+  *pending = s;
+  if (parked) pl_span_free(parked);
+}
+
+void pl_large_flush_pending(pl_span_t **pending) {
+  pl_span_t *parked = *pending;
+  if (parked == NULL) return;
+  *pending = NULL;
+  pl_span_free(parked);
+}
 
 bool pl_large_resize(pl_span_t *s, size_t n) {
   if (n > PL_LARGE_MAX) return n <= s->large_size;

@@ -21,9 +21,17 @@
 
 /* A block of at least n bytes aligned to align (a power of two >= 16):
  * a large span when it fits in one, else a huge mapping.  zero: the block
- * must read as zero.  NULL when the OS refuses memory. */
-void *pl_large_alloc(size_t n, size_t align, bool zero) PL_HIDDEN;
-void pl_large_free(pl_span_t *s) PL_HIDDEN;
+ * must read as zero.  NULL when the OS refuses memory.
+ * pending: the calling thread's slot for the large span it freed last, or
+ * NULL if it has none (no thread cache).  A large free parks the span
+ * there (flagged PL_SPAN_PENDING) and gives back the one parked before;
+ * the next large allocation gives the parked one back under the lock it
+ * takes anyway.  So a thread that frees and allocates large blocks in
+ * turn takes the span heap's lock once for the two. */
+void *pl_large_alloc(size_t n, size_t align, bool zero, pl_span_t **pending) PL_HIDDEN;
+void pl_large_free(pl_span_t *s, pl_span_t **pending) PL_HIDDEN;
+/* Gives back the span parked in *pending, if any. */
+void pl_large_flush_pending(pl_span_t **pending) PL_HIDDEN;
 /* Resizes a large block in place to hold n bytes; true on success. */
 bool pl_large_resize(pl_span_t *s, size_t n) PL_HIDDEN;
 

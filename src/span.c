@@ -217,7 +217,7 @@ static bool chunk_grow(void) {
   return true;
 }
 
-/* ---- allocation ----------------------------------------------------- */
+/* ---- carving --------------------------------------------------------- */
 
 /* The free span s (out of its bucket) loses its first n pages to front:
  * they take the dirty pages first (free spans are carved from the front,
@@ -245,50 +245,6 @@ static pl_span_t *split_front(pl_span_t *s, size_t n) {
   s->npages -= (uint32_t)n;
   s->chunk->page_span[first_page(s)] = s;
   return front;
-}
-
-pl_span_t *pl_span_alloc(size_t npages, size_t align_pages, int state,
-                         unsigned cls, bool *zeroed) {
-  pl_dassert(npages >= 1 && npages <= PL_CHUNK_PAGES);
-  size_t need = npages + (align_pages > 1 ? align_pages - 1 : 0);
-  if (need > PL_CHUNK_PAGES) return NULL;
-  for (;;) {
-    if (!lock_with_descs(2)) return NULL;
-    size_t b = bucket_find(need);
-    if (b == 0) {
-      pl_unlock(&heap_lock);
-      if (!chunk_grow()) return NULL;
-      continue;
-    }
-    pl_span_t *s = bucket[b];
-    bucket_remove(s);
-    if (align_pages > 1) {
-      uintptr_t a = PL_ALIGN_UP(s->start, align_pages * PL_PAGE_SIZE);
-      size_t head = (a - s->start) >> PL_PAGE_SHIFT;
-      if (head) {
-        /* The misaligned head stays in the heap, under a new descriptor
-         * (only its pages' entries change); carve from the rest. */
-        pl_span_t *h = split_front(s, head);
-        map_span(h);
-        bucket_insert(h);
-      }
-    }
-    if (s->npages > npages) {
-      pl_span_t *front = split_front(s, npages);
-      bucket_insert(s); /* the rest */
-      s = front;
-    }
-    *zeroed = (s->flags & PL_SPAN_ZERO) != 0 && !(s->flags & PL_SPAN_DIRTY);
-    if (state == PL_SPAN_LARGE && (s->flags & PL_SPAN_GHOST)) clear_ghosts(s->chunk, first_page(s), s->npages);
-    s->state = (uint8_t)state;
-    s->cls = (uint8_t)cls;
-    s->flags = 0;
-    s->listed = 0;
-    map_span(s);
-    active_pages += s->npages;
-    pl_unlock(&heap_lock);
-    return s;
-  }
 }
 
 /* ---- freeing -------------------------------------------------------- */
@@ -385,41 +341,120 @@ static uint64_t next_soft_purge;
  * reuse, again and again: bench-servermix took 1.3 times as long.) */
 static size_t small_freed_pages;
 
-void pl_span_free(pl_span_t *s) {
-  uint64_t now = pl_os_now_ms();
-  pl_lock(&heap_lock);
+/* What giving a span back decided, under the heap lock, about purging
+ * once the lock is dropped (the rules above). */
+typedef struct purge_plan {
+  bool soft, hard, small;
+  size_t limit;
+} purge_plan_t;
+
+/* Gives s (SMALL or LARGE, out of any list) back to the heap, heap_lock
+ * held, and plans the purge. */
+static purge_plan_t give_back_locked(pl_span_t *s, uint64_t now) {
   pl_dassert(s->state == PL_SPAN_SMALL || s->state == PL_SPAN_LARGE);
   /* A span of fewer than 8 blocks (classes above about 8 KiB) empties
    * whenever its few blocks are freed, as in any churn of big blocks, and
    * is as likely to be needed again at once as a large block: it is
    * treated as one. */
-  bool small = s->state == PL_SPAN_SMALL && pl_class_info[s->cls].nblocks >= 8;
+  purge_plan_t p = {.small = s->state == PL_SPAN_SMALL && pl_class_info[s->cls].nblocks >= 8};
   active_pages -= s->npages;
-  if (small) small_freed_pages += s->npages;
+  if (p.small) small_freed_pages += s->npages;
+  uint8_t flags = PL_SPAN_DIRTY;
   if (s->state == PL_SPAN_SMALL) {
     size_t first = first_page(s);
     pl_pageword_t ghost = pl_pw_ghost(s->cls, first);
-    for (size_t p = first; p < first + s->npages; p++) s->chunk->page_info[p] = ghost;
+    for (size_t q = first; q < first + s->npages; q++) s->chunk->page_info[q] = ghost;
+    flags |= PL_SPAN_GHOST;
   }
-  free_locked(s, s->state == PL_SPAN_SMALL ? PL_SPAN_DIRTY | PL_SPAN_GHOST : PL_SPAN_DIRTY, now);
-  size_t limit = dirty_limit_pages();
-  bool over = dirty_pages > limit;
-  bool soft = over && !small && now >= next_soft_purge;
-  bool hard = small ? over && small_freed_pages > limit / 2 : dirty_pages > 4 * limit;
-  if (soft) next_soft_purge = now + PURGE_MIN_AGE_MS;
-  if (hard) small_freed_pages = 0; /* (the purge does too, but only after the unlock) */
-  pl_unlock(&heap_lock);
+  free_locked(s, flags, now);
+  p.limit = dirty_limit_pages();
+  bool over = dirty_pages > p.limit;
+  p.soft = over && !p.small && now >= next_soft_purge;
+  p.hard = p.small ? over && small_freed_pages > p.limit / 2 : dirty_pages > 4 * p.limit;
+  if (p.soft) next_soft_purge = now + PURGE_MIN_AGE_MS;
+  if (p.hard) small_freed_pages = 0; /* (the purge does too, but only after the unlock) */
+  return p;
+}
+
+/* Carries out plan p, with no lock held. */
+static void run_purge_plan(purge_plan_t p, uint64_t now) {
   /* Asked only now: the hook takes the cache registry's lock, which
    * comes before the heap's (fork order). */
-  if (PL_UNLIKELY(hard) && pl_span_others_busy != NULL && pl_span_others_busy(now)) {
-    hard = false;
+  if (PL_UNLIKELY(p.hard) && pl_span_others_busy != NULL && pl_span_others_busy(now)) {
+    p.hard = false;
     pl_lock(&heap_lock);
-    soft = now >= next_soft_purge;
-    if (soft) next_soft_purge = now + PURGE_MIN_AGE_MS;
+    p.soft = now >= next_soft_purge;
+    if (p.soft) next_soft_purge = now + PURGE_MIN_AGE_MS;
     pl_unlock(&heap_lock);
   }
-  if (PL_UNLIKELY(soft)) pl_span_purge(PURGE_MIN_AGE_MS, false, (limit / 2) << PL_PAGE_SHIFT);
-  if (PL_UNLIKELY(hard)) pl_span_purge(0, false, (small ? limit / 4 : limit) << PL_PAGE_SHIFT);
+  if (PL_UNLIKELY(p.soft)) pl_span_purge(PURGE_MIN_AGE_MS, false, (p.limit / 2) << PL_PAGE_SHIFT);
+  if (PL_UNLIKELY(p.hard))
+    pl_span_purge(0, false, (p.small ? p.limit / 4 : p.limit) << PL_PAGE_SHIFT);
+}
+
+void pl_span_free(pl_span_t *s) {
+  uint64_t now = pl_os_now_ms();
+  pl_lock(&heap_lock);
+  purge_plan_t p = give_back_locked(s, now);
+  pl_unlock(&heap_lock);
+  if (PL_UNLIKELY(p.soft || p.hard)) run_purge_plan(p, now);
+}
+
+/* ---- allocation ----------------------------------------------------- */
+
+pl_span_t *pl_span_alloc(size_t npages, size_t align_pages, int state,
+                         unsigned cls, bool *zeroed, pl_span_t *also_free) {
+  pl_dassert(npages >= 1 && npages <= PL_CHUNK_PAGES);
+  size_t need = npages + (align_pages > 1 ? align_pages - 1 : 0);
+  uint64_t now = also_free ? pl_os_now_ms() : 0;
+  purge_plan_t plan = {.soft = false};
+  pl_span_t *s = NULL;
+  if (need > PL_CHUNK_PAGES) goto out;
+  for (;;) {
+    if (!lock_with_descs(2)) goto out;
+    if (also_free) {
+      plan = give_back_locked(also_free, now);
+      also_free = NULL;
+    }
+    size_t b = bucket_find(need);
+    if (b == 0) {
+      pl_unlock(&heap_lock);
+      if (!chunk_grow()) goto out;
+      continue;
+    }
+    s = bucket[b];
+    bucket_remove(s);
+    if (align_pages > 1) {
+      uintptr_t a = PL_ALIGN_UP(s->start, align_pages * PL_PAGE_SIZE);
+      size_t head = (a - s->start) >> PL_PAGE_SHIFT;
+      if (head) {
+        /* The misaligned head stays in the heap, under a new descriptor
+         * (only its pages' entries change); carve from the rest. */
+        pl_span_t *h = split_front(s, head);
+        map_span(h);
+        bucket_insert(h);
+      }
+    }
+    if (s->npages > npages) {
+      pl_span_t *front = split_front(s, npages);
+      bucket_insert(s); /* the rest */
+      s = front;
+    }
+    *zeroed = (s->flags & PL_SPAN_ZERO) != 0 && !(s->flags & PL_SPAN_DIRTY);
+    if (state == PL_SPAN_LARGE && (s->flags & PL_SPAN_GHOST)) clear_ghosts(s->chunk, first_page(s), s->npages);
+    s->state = (uint8_t)state;
+    s->cls = (uint8_t)cls;
+    s->flags = 0;
+    s->listed = 0;
+    map_span(s);
+    active_pages += s->npages;
+    pl_unlock(&heap_lock);
+    break;
+  }
+out:
+  if (also_free) pl_span_free(also_free); /* (the lock was never taken) */
+  if (PL_UNLIKELY(plan.soft || plan.hard)) run_purge_plan(plan, now);
+  return s;
 }
 
 bool pl_span_over_half_limit(void) {
@@ -592,7 +627,10 @@ void pl_span_totals(pl_span_totals_t *t) {
           if (s->npages == PL_CHUNK_PAGES) t->retained_chunks++;
           break;
         case PL_SPAN_SMALL: t->small_bytes += bytes; break;
-        case PL_SPAN_LARGE: t->large_bytes += bytes; break;
+        case PL_SPAN_LARGE:
+          t->large_bytes += bytes;
+          if (__atomic_load_n(&s->flags, __ATOMIC_RELAXED) & PL_SPAN_PENDING) t->pending_bytes += bytes;
+          break;
         default: break;
       }
       p += s->npages;

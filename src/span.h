@@ -54,6 +54,10 @@ typedef enum {
 #define PL_SPAN_DIRTY 1u
 #define PL_SPAN_ZERO 2u
 #define PL_SPAN_GHOST 4u
+/* LARGE span flag: freed by the program, and held by the thread that freed
+ * it until its next call into the span heap (large.c), which gives it back
+ * under the same lock.  A free of it is a double free. */
+#define PL_SPAN_PENDING 8u
 #define PL_SPAN_MAX_BLOCKS 512
 #define PL_SPAN_BITMAP_WORDS (PL_SPAN_MAX_BLOCKS / 64)
 
@@ -64,7 +68,7 @@ typedef struct pl_span {
   uint32_t npages;
   uint8_t state;               /* pl_span_state_t */
   uint8_t cls;                 /* SMALL: size class */
-  uint8_t flags;               /* FREE: PL_SPAN_DIRTY, PL_SPAN_ZERO */
+  uint8_t flags;               /* FREE: PL_SPAN_DIRTY, _ZERO, _GHOST; LARGE: _PENDING */
   uint8_t listed;              /* SMALL: on its class's partial list */
   uint64_t free_since;         /* FREE: when it became free (ms) */
   /* FREE: of its pages, how many may be resident: the dirty limit's
@@ -92,9 +96,11 @@ typedef struct pl_span {
  * pages (a power of two), in state SMALL (with class cls) or LARGE, its
  * page map filled in.  Maps a new chunk when nothing fits.  NULL when the
  * OS refuses memory.  *zeroed says whether the pages are known to read as
- * zero (fresh from the OS or purged with DONTNEED). */
+ * zero (fresh from the OS or purged with DONTNEED).  also_free, if not
+ * NULL, is a LARGE span to give back as pl_span_free would, under the
+ * same lock (whatever the outcome). */
 pl_span_t *pl_span_alloc(size_t npages, size_t align_pages, int state,
-                         unsigned cls, bool *zeroed) PL_HIDDEN;
+                         unsigned cls, bool *zeroed, pl_span_t *also_free) PL_HIDDEN;
 /* Rewrites the page words of the pages of SMALL span s in mask (bit p:
  * page p): {0, 0} when purged (so that free() of a block on them takes
  * the slow path, which reports it: every block there is free), the
@@ -130,6 +136,7 @@ PL_INLINE pl_span_t *pl_span_of(const void *p) {
 typedef struct pl_span_totals {
   size_t chunks, mapped, free_bytes, dirty_bytes, purged_bytes, small_bytes,
       large_bytes, retained_chunks, unmapped_chunks;
+  size_t pending_bytes; /* of large_bytes: spans flagged PL_SPAN_PENDING */
 } pl_span_totals_t;
 /* Purges dirty free spans that have been free for at least age_ms (0: any),
  * largest first, until at most target_dirty bytes stay dirty; with

@@ -67,9 +67,12 @@ void pl_stats_collect(pallet_stats_t *st) {
   pl_span_totals(&t);
   pl_huge_totals_t h;
   pl_huge_totals(&h);
-  st->large = t.large_bytes;
+  /* A large block parked by the thread that freed it (large.h) is free:
+   * it counts with the thread caches, not as allocated. */
+  st->large = t.large_bytes - t.pending_bytes;
+  st->tcache += t.pending_bytes;
   st->huge = h.usable;
-  st->allocated += t.large_bytes + h.usable;
+  st->allocated += st->large + h.usable;
   st->active = small_active + t.large_bytes + h.usable;
   st->mapped = t.mapped + h.mapped + h.cached;
   st->free_spans = t.dirty_bytes + h.cached;

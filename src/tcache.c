@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "central.h"
+#include "large.h"
 #include "lock.h"
 #include "meta.h"
 #include "os.h"
@@ -153,6 +154,7 @@ pl_tcache_t *pl_tcache_create(void) {
     if (tc == NULL) return NULL;
     memset(tc->burst_slots, 0, sizeof tc->burst_slots);
   }
+  tc->large_pending = NULL; /* (a recycled cache's was given back) */
   void **slot = tc->slot_storage;
   for (unsigned c = 1; c <= PL_NCLASSES; c++) {
     tc->real_limit[c] = pl_tcache_cap[c] < START_LIMIT ? pl_tcache_cap[c] : START_LIMIT;
@@ -203,6 +205,7 @@ static uint32_t flush_bin(pl_tcache_t *tc, unsigned c, uint32_t k) {
 void pl_tcache_flush_all(pl_tcache_t *tc) {
   if (tc->state != PL_TC_ACTIVE) return;
   for (unsigned c = 1; c <= PL_NCLASSES; c++) flush_bin(tc, c, pl_bin_count(&tc->bins[c]));
+  pl_large_flush_pending(&tc->large_pending);
 }
 
 void pl_tcache_destroy(pl_tcache_t *tc) {

@@ -82,6 +82,9 @@ typedef struct pl_tcache {
   /* A bin's own array of pl_tcache_burst_cap slots, from the first time
    * it grew past its cap (kept while the cache is recycled). */
   void **burst_slots[PL_NCLASSES + 1];
+  /* The large block this thread freed last, parked until its next large
+   * malloc or free (large.h); given back with the cache. */
+  struct pl_span *large_pending;
   void *slot_storage[];
 } pl_tcache_t;
 
@@ -143,7 +146,8 @@ pl_tcache_t *pl_tcache_create(void) PL_HIDDEN;
 /* Flushes everything back to the central lists and recycles the cache;
  * the thread is then DEAD. */
 void pl_tcache_destroy(pl_tcache_t *tc) PL_HIDDEN;
-/* Flushes every bin of tc (trim, idle scavenging). */
+/* Flushes every bin of tc and gives back its parked large block (trim,
+ * idle scavenging). */
 void pl_tcache_flush_all(pl_tcache_t *tc) PL_HIDDEN;
 
 /* Slow paths: bin of cls is empty / full. */

@@ -39,7 +39,7 @@ static int setup(void **state) {
 static void test_heap_chunk(void **state) {
   (void)state;
   bool z;
-  pl_span_t *s = pl_span_alloc(PL_CHUNK_PAGES, 1, PL_SPAN_LARGE, 0, &z);
+  pl_span_t *s = pl_span_alloc(PL_CHUNK_PAGES, 1, PL_SPAN_LARGE, 0, &z, NULL);
   assert_non_null(s);
   pl_chunk_t *c = s->chunk;
   uintptr_t base = c->base;

@@ -15,6 +15,7 @@
 #include "testutil.h" /* first: it sets _GNU_SOURCE */
 
 #include "central.h"
+#include "large.h"
 #include "common.h"
 #include "lifecycle.h"
 #include "options.h"
@@ -499,6 +500,56 @@ static size_t in_use(unsigned cls) {
   return t.blocks - t.free_blocks;
 }
 
+/* A large free parks the span in the thread's cache (large.h): still
+ * LARGE, flagged, counted as cached and not as allocated; the next large
+ * free gives it back and parks the new one; the next large malloc gives
+ * the parked one back (under the lock it takes); so does a thread's exit. */
+static void *park_and_exit(void *arg) {
+  void *p = pallet_malloc(600 << 10);
+  pallet_free(p);
+  *(pl_span_t **)arg = pl_tc->large_pending;
+  return NULL;
+}
+
+static void test_large_parked(void **state) {
+  (void)state;
+  pl_thread_start();
+  pl_tcache_t *tc = pl_tc;
+  pl_large_flush_pending(&tc->large_pending);
+  pallet_stats_t st0, st1;
+  assert_int_equal(pallet_stats_get(&st0), 0);
+  void *a = pallet_malloc(500 << 10), *b = pallet_malloc(700 << 10);
+  assert_non_null(a);
+  assert_non_null(b);
+  pl_span_t *sa = pl_span_of(a), *sb = pl_span_of(b);
+  pallet_free(a);
+  assert_ptr_equal(tc->large_pending, sa);
+  assert_int_equal(sa->state, PL_SPAN_LARGE);
+  assert_true(sa->flags & PL_SPAN_PENDING);
+  assert_int_equal(pallet_stats_get(&st1), 0);
+  assert_int_equal(st1.large, st0.large + sb->large_size);
+  assert_int_equal(st1.tcache, st0.tcache + sa->large_size);
+  pallet_free(b);
+  assert_ptr_equal(tc->large_pending, sb);
+  pl_span_t found;
+  assert_true(pl_span_find(a, &found));
+  assert_int_equal(found.state, PL_SPAN_FREE);
+  void *c = pallet_malloc((size_t)1600 << 10);
+  assert_non_null(c);
+  assert_null(tc->large_pending);
+  assert_true(pl_span_find(b, &found));
+  assert_true(found.state == PL_SPAN_FREE || (uintptr_t)c == (uintptr_t)b);
+  pallet_free(c);
+  assert_int_equal(pl_span_heap_check(), 0);
+  pl_span_t *parked = NULL;
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, park_and_exit, &parked), 0);
+  pthread_join(t, NULL);
+  assert_non_null(parked);
+  assert_int_not_equal(parked->state, PL_SPAN_LARGE);
+  assert_int_equal(pl_span_heap_check(), 0);
+}
+
 /* Must run last: it leaves this thread without a cache. */
 static void test_destroy(void **state) {
   (void)state;
@@ -758,10 +809,11 @@ static void test_quiet_thread_gives_back(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_tiny_budget),
+      /* Before any large free here: that gives the thread its cache. */
+      cmocka_unit_test(test_active),
       cmocka_unit_test(test_quiet_thread_gives_back),
       cmocka_unit_test(test_others_busy),
       cmocka_unit_test(test_exit_purge_waits_for_busy),
-      cmocka_unit_test(test_active),
       cmocka_unit_test(test_bin_lookup),
       cmocka_unit_test(test_limit_flush),
       cmocka_unit_test(test_limit_growth),
@@ -771,6 +823,7 @@ int main(void) {
       cmocka_unit_test(test_budget_fast_fill),
       cmocka_unit_test(test_holds_and_key),
       cmocka_unit_test(test_idle_cache_given_back),
+      cmocka_unit_test(test_large_parked),
       cmocka_unit_test(test_destroy),
   };
   return cmocka_run_group_tests_name("unit_tcache", tests, setup, NULL);
