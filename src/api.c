@@ -145,14 +145,14 @@ static PL_NOINLINE void *alloc_any(size_t n, bool zero) {
   return alloc_any_raw(n, zero);
 }
 
-/* The calling thread's slot for its parked large block (large.h), in its
- * cache, which a thread that so far made only large blocks gets now;
- * NULL if it has none (PALLET_CANARY, PALLET_JUNK, a cache torn down). */
 static PL_NOINLINE pl_tcache_t *start_thread_cache(void) {
   pl_thread_start();
   return pl_tc;
 }
 
+/* The calling thread's slot for its parked large block (large.h), in its
+ * cache, which a thread that so far made only large blocks gets now;
+ * NULL if it has none (PALLET_CANARY, PALLET_JUNK, a cache torn down). */
 static pl_span_t **thread_pending(void) {
   pl_tcache_t *tc = pl_tc;
   if (PL_UNLIKELY(tc == &pl_tcache_boot)) tc = start_thread_cache();
