@@ -32,8 +32,7 @@ void *pl_large_alloc(size_t n, size_t align, bool zero, pl_span_t **pending) {
   size_t align_pages = align > PL_PAGE_SIZE ? align >> PL_PAGE_SHIFT : 1;
   if (n <= PL_LARGE_MAX && npages + align_pages - 1 <= PL_CHUNK_PAGES) {
     bool zeroed = false;
-    pl_span_t *parked = pending ? *pending : NULL;
-    if (parked) *pending = NULL;
+    pl_span_t *parked = pending ? __atomic_exchange_n(pending, NULL, __ATOMIC_ACQ_REL) : NULL;
     pl_span_t *s = pl_span_alloc(npages, align_pages, PL_SPAN_LARGE, 0, &zeroed, parked);
     if (s != NULL) {
       s->large_size = npages * PL_PAGE_SIZE;
@@ -50,18 +49,16 @@ void pl_large_free(pl_span_t *s, pl_span_t **pending) {
     pl_span_free(s);
     return;
   }
-  /* Relaxed atomic: a double free in another thread may read it. */
+  /* Relaxed atomic: a double free in another thread may read it.  The
+   * slot is swapped atomically: a decay pass may empty it (tcache.c). */
   __atomic_store_n(&s->flags, (uint8_t)(s->flags | PL_SPAN_PENDING), __ATOMIC_RELAXED);
-  pl_span_t *parked = *pending;
-  *pending = s;
+  pl_span_t *parked = __atomic_exchange_n(pending, s, __ATOMIC_ACQ_REL);
   if (parked) pl_span_free(parked);
 }
 
 void pl_large_flush_pending(pl_span_t **pending) {
-  pl_span_t *parked = *pending;
-  if (parked == NULL) return;
-  *pending = NULL;
-  pl_span_free(parked);
+  pl_span_t *parked = __atomic_exchange_n(pending, NULL, __ATOMIC_ACQ_REL);
+  if (parked) pl_span_free(parked);
 }
 
 bool pl_large_resize(pl_span_t *s, size_t n) {

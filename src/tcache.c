@@ -95,9 +95,18 @@ static void set_limit(pl_tcache_t *tc, unsigned c, uint32_t nl) {
 }
 
 void pl_tcache_poke_idle(uint64_t now, uint64_t age_ms) {
+  pl_span_t *parked = NULL;
   pl_lock(&registry_lock);
   for (pl_tcache_t *tc = registry; tc; tc = tc->next) {
     if (__atomic_load_n(&tc->last_slow_ms, __ATOMIC_RELAXED) + age_ms > now) continue;
+    /* Its parked large block goes back now, whatever the owner does next:
+     * the slot is only ever swapped atomically.  (A LARGE span's links
+     * are unused: they chain these.) */
+    pl_span_t *s = __atomic_exchange_n(&tc->large_pending, NULL, __ATOMIC_ACQ_REL);
+    if (s) {
+      s->next = parked;
+      parked = s;
+    }
     if (__atomic_load_n(&tc->poked, __ATOMIC_RELAXED)) continue;
     bool holds = false;
     for (unsigned c = 1; c <= PL_NCLASSES && !holds; c++)
@@ -108,6 +117,13 @@ void pl_tcache_poke_idle(uint64_t now, uint64_t age_ms) {
       __atomic_store_n(&tc->bins[c].end, tc->bins[c].base, __ATOMIC_RELAXED);
   }
   pl_unlock(&registry_lock);
+  /* After the unlock: a free may purge, which asks the registry. */
+  while (parked) {
+    pl_span_t *s = parked;
+    parked = s->next;
+    s->next = NULL;
+    pl_span_free(s);
+  }
 }
 
 bool pl_tcache_others_busy(uint64_t now) {

@@ -83,7 +83,9 @@ typedef struct pl_tcache {
    * it grew past its cap (kept while the cache is recycled). */
   void **burst_slots[PL_NCLASSES + 1];
   /* The large block this thread freed last, parked until its next large
-   * malloc or free (large.h); given back with the cache. */
+   * malloc or free (large.h); given back with the cache, or by a decay
+   * pass once the thread has been idle for the decay time.  Swapped
+   * atomically only. */
   struct pl_span *large_pending;
   void *slot_storage[];
 } pl_tcache_t;
@@ -157,7 +159,8 @@ void pl_tcache_flush_push(pl_tcache_t *tc, unsigned cls, void *p) PL_HIDDEN;
 /* Idle caches: a decay pass pokes every cache whose thread has not
  * reached the heap for age_ms and holds blocks: its bin limits drop to 0,
  * so the thread's next free takes the slow path, which gives the whole
- * cache back and lifts the limits (pl_tcache_unpoke). */
+ * cache back and lifts the limits (pl_tcache_unpoke).  The parked large
+ * block of such a thread goes back at once, by this pass. */
 void pl_tcache_poke_idle(uint64_t now, uint64_t age_ms) PL_HIDDEN;
 /* Has a thread other than the caller reached the heap (refill, flush,
  * large block) in the last PL_BUSY_MS?  Such a thread will call in again

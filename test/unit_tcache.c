@@ -548,6 +548,21 @@ static void test_large_parked(void **state) {
   assert_non_null(parked);
   assert_int_not_equal(parked->state, PL_SPAN_LARGE);
   assert_int_equal(pl_span_heap_check(), 0);
+  /* A decay pass takes the parked block of a thread idle for its age (this
+   * one, made to look idle), and only then. */
+  void *d = pallet_malloc(900 << 10);
+  pallet_free(d);
+  assert_non_null(tc->large_pending);
+  uint64_t now = pl_os_now_ms();
+  pl_tcache_poke_idle(now, now + 1); /* nobody is that idle */
+  assert_non_null(tc->large_pending);
+  __atomic_store_n(&tc->last_slow_ms, 0, __ATOMIC_RELAXED);
+  pl_tcache_poke_idle(now + 10, 10);
+  assert_null(tc->large_pending);
+  assert_true(pl_span_find(d, &found));
+  assert_int_equal(found.state, PL_SPAN_FREE);
+  pl_tcache_unpoke(tc);
+  assert_int_equal(pl_span_heap_check(), 0);
 }
 
 /* Must run last: it leaves this thread without a cache. */
