@@ -18,6 +18,7 @@
 #ifndef PALLET_BENCH_H
 #define PALLET_BENCH_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -152,6 +153,41 @@ static inline void bench_result(const char *name, long long ops,
 static inline void bench_die(const char *name, const char *what) {
   fprintf(stderr, "%s: %s\n", name, what);
   abort();
+}
+
+/* Worker threads: each runs fn on its job, which says how much to do
+ * (count: operations or rounds, as the program means it) and with which
+ * seed, and leaves a checksum in sum. */
+struct bench_job {
+  pthread_t th;
+  long long count;
+  uint64_t seed;
+  uint64_t sum;
+};
+
+/* Runs fn on t threads, job i with count and the seed seed * (2 i + salt)
+ * | 1, and waits for them all.  Returns the wall time from before the
+ * first start to after the last join; *sum is the jobs' sums added. */
+static inline double bench_run_jobs(const char *name, int t, long long count, uint64_t seed,
+                                    unsigned salt, void *(*fn)(void *), uint64_t *sum) {
+  struct bench_job *j = calloc((size_t)t, sizeof *j);
+  if (j == NULL)
+    bench_die(name, "out of memory");
+  double t0 = bench_now();
+  for (int i = 0; i < t; i++) {
+    j[i].count = count;
+    j[i].seed = seed * (uint64_t)(2 * i + salt) | 1;
+    if (pthread_create(&j[i].th, NULL, fn, &j[i]) != 0)
+      bench_die(name, "pthread_create failed");
+  }
+  *sum = 0;
+  for (int i = 0; i < t; i++) {
+    pthread_join(j[i].th, NULL);
+    *sum += j[i].sum;
+  }
+  double secs = bench_now() - t0;
+  free(j);
+  return secs;
 }
 
 #endif

@@ -16,25 +16,16 @@
  */
 #include "bench.h"
 
-#include <pthread.h>
-
 #define LIVE 16
-
-struct job {
-  pthread_t th;
-  long long ops;
-  uint64_t seed;
-  uint64_t sum;
-};
 
 static size_t min_size = (size_t)32 << 10, max_size = (size_t)1 << 20;
 
 static void *run(void *arg) {
-  struct job *j = arg;
+  struct bench_job *j = arg;
   uint64_t rng = j->seed, sum = 0;
   unsigned char *buf[LIVE] = {NULL};
   size_t len[LIVE] = {0};
-  for (long long i = 0; i < j->ops; i++) {
+  for (long long i = 0; i < j->count; i++) {
     size_t k = (size_t)(bench_rand(&rng) % LIVE);
     if (buf[k] != NULL) {
       if (buf[k][0] != (unsigned char)len[k] || buf[k][len[k] - 1] != (unsigned char)k)
@@ -71,25 +62,9 @@ int main(int argc, char **argv) {
   }
   int t = a.threads > 0 ? a.threads : 4;
   long long ops = bench_ops(&a, 800000);
-  struct job *j = calloc((size_t)t, sizeof *j);
-  if (j == NULL)
-    bench_die("buffers", "out of memory");
-
-  double t0 = bench_now();
-  for (int i = 0; i < t; i++) {
-    j[i].ops = ops / t;
-    j[i].seed = a.seed * (uint64_t)(2 * i + 11) | 1;
-    if (pthread_create(&j[i].th, NULL, run, &j[i]) != 0)
-      bench_die("buffers", "pthread_create failed");
-  }
-  uint64_t sum = 0;
-  for (int i = 0; i < t; i++) {
-    pthread_join(j[i].th, NULL);
-    sum += j[i].sum;
-  }
-  double secs = bench_now() - t0;
+  uint64_t sum;
+  double secs = bench_run_jobs("buffers", t, ops / t, a.seed, 11, run, &sum);
   bench_result("buffers", ops / t * t, secs, "threads=%d sizes=%zu-%zu checksum=%llu", t,
                min_size, max_size, (unsigned long long)(sum % 100000));
-  free(j);
   return 0;
 }

@@ -13,24 +13,15 @@
  */
 #include "bench.h"
 
-#include <pthread.h>
-
-struct job {
-  pthread_t th;
-  long long rounds;
-  uint64_t seed;
-  uint64_t sum;
-};
-
 static size_t batch = 10000, min_size = 16, max_size = 128;
 
 static void *run(void *arg) {
-  struct job *j = arg;
+  struct bench_job *j = arg; /* count: rounds */
   uint64_t rng = j->seed, sum = 0;
   unsigned char **v = malloc(sizeof *v * batch);
   if (v == NULL)
     bench_die("bursts", "out of memory");
-  for (long long r = 0; r < j->rounds; r++) {
+  for (long long r = 0; r < j->count; r++) {
     for (size_t i = 0; i < batch; i++) {
       v[i] = malloc(bench_range(&rng, min_size, max_size));
       if (v[i] == NULL)
@@ -71,26 +62,10 @@ int main(int argc, char **argv) {
   long long rounds = ops / ((long long)batch * t);
   if (rounds < 1)
     rounds = 1;
-  struct job *j = calloc((size_t)t, sizeof *j);
-  if (j == NULL)
-    bench_die("bursts", "out of memory");
-
-  double t0 = bench_now();
-  for (int i = 0; i < t; i++) {
-    j[i].rounds = rounds;
-    j[i].seed = a.seed * (uint64_t)(2 * i + 7) | 1;
-    if (pthread_create(&j[i].th, NULL, run, &j[i]) != 0)
-      bench_die("bursts", "pthread_create failed");
-  }
-  uint64_t sum = 0;
-  for (int i = 0; i < t; i++) {
-    pthread_join(j[i].th, NULL);
-    sum += j[i].sum;
-  }
-  double secs = bench_now() - t0;
+  uint64_t sum;
+  double secs = bench_run_jobs("bursts", t, rounds, a.seed, 7, run, &sum);
   bench_result("bursts", rounds * (long long)batch * t, secs,
                "threads=%d batch=%zu sizes=%zu-%zu checksum=%llu", t, batch, min_size, max_size,
                (unsigned long long)(sum % 100000));
-  free(j);
   return 0;
 }

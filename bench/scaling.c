@@ -12,19 +12,10 @@
  */
 #include "bench.h"
 
-#include <pthread.h>
-
 #define LIVE 1024
 
-struct job {
-  pthread_t th;
-  long long ops;
-  uint64_t seed;
-  uint64_t sum;
-};
-
 static void *run(void *arg) {
-  struct job *j = arg;
+  struct bench_job *j = arg;
   uint64_t rng = j->seed, sum = 0;
   unsigned char **live = malloc(sizeof *live * LIVE);
   if (live == NULL)
@@ -35,7 +26,7 @@ static void *run(void *arg) {
       bench_die("scaling", "out of memory");
     live[i][0] = 1;
   }
-  for (long long i = 0; i < j->ops; i++) {
+  for (long long i = 0; i < j->count; i++) {
     uint64_t r = bench_rand(&rng);
     size_t k = (size_t)(r % LIVE);
     size_t n = 16 + (size_t)((r >> 32) % 241);
@@ -63,27 +54,11 @@ int main(int argc, char **argv) {
     bench_usage_exit(argv[0], "");
   int t = a.threads > 0 ? a.threads : 1;
   long long ops = bench_ops(&a, 40000000);
-  struct job *j = calloc((size_t)t, sizeof *j);
-  if (j == NULL)
-    bench_die("scaling", "out of memory");
-
-  double t0 = bench_now();
-  for (int i = 0; i < t; i++) {
-    j[i].ops = ops / t;
-    j[i].seed = a.seed * (uint64_t)(2 * i + 3) | 1;
-    if (pthread_create(&j[i].th, NULL, run, &j[i]) != 0)
-      bench_die("scaling", "pthread_create failed");
-  }
-  uint64_t sum = 0;
-  for (int i = 0; i < t; i++) {
-    pthread_join(j[i].th, NULL);
-    sum += j[i].sum;
-  }
-  double secs = bench_now() - t0;
+  uint64_t sum;
+  double secs = bench_run_jobs("scaling", t, ops / t, a.seed, 3, run, &sum);
 
   snprintf(name, sizeof name, "scaling-%d", t);
   bench_result(name, ops / t * t, secs, "threads=%d checksum=%llu", t,
                (unsigned long long)(sum & 0xffff));
-  free(j);
   return 0;
 }
