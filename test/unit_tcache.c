@@ -630,6 +630,15 @@ static void test_destroy(void **state) {
   assert_int_equal(pl_central_check(), 0);
 }
 
+/* A worker held at a gate: starts fn(arg) on *t and returns once it has
+ * posted *ready; it then waits for *go (the caller posts it). */
+static void start_held(pthread_t *t, void *(*fn)(void *), void *arg, sem_t *ready, sem_t *go) {
+  sem_init(ready, 0, 0);
+  sem_init(go, 0, 0);
+  assert_int_equal(pthread_create(t, NULL, fn, arg), 0);
+  sem_wait(ready);
+}
+
 /* An idle thread's cache: a decay pass pokes it (its limits drop to 0),
  * and the next time the thread frees it gives the whole cache back. */
 struct idle_arg {
@@ -662,10 +671,7 @@ static void test_idle_cache_given_back(void **state) {
   struct idle_arg a;
   pthread_t t;
   memset(&a, 0, sizeof a);
-  sem_init(&a.ready, 0, 0);
-  sem_init(&a.go, 0, 0);
-  assert_int_equal(pthread_create(&t, NULL, idle_worker, &a), 0);
-  sem_wait(&a.ready);
+  start_held(&t, idle_worker, &a, &a.ready, &a.go);
   assert_true(a.before >= 16);
   /* A pass at a time when the worker has not reached the heap for the
    * decay time: pretend it is an hour later. */
@@ -735,12 +741,9 @@ static void test_others_busy(void **state) {
   struct busy_arg a;
   pthread_t t;
   memset(&a, 0, sizeof a);
-  sem_init(&a.ready, 0, 0);
-  sem_init(&a.go, 0, 0);
   pallet_free(pallet_malloc(300 << 10)); /* this thread reaches the heap */
   assert_false(pl_tcache_others_busy(pl_os_now_ms()));
-  assert_int_equal(pthread_create(&t, NULL, busy_worker, &a), 0);
-  sem_wait(&a.ready);
+  start_held(&t, busy_worker, &a, &a.ready, &a.go);
   uint64_t seen = __atomic_load_n(&a.tc->last_slow_ms, __ATOMIC_RELAXED);
   assert_true(pl_tcache_others_busy(seen));
   assert_true(pl_tcache_others_busy(seen + PL_BUSY_MS - 1));
@@ -778,13 +781,10 @@ static void test_exit_purge_waits_for_busy(void **state) {
   struct burst_arg burst = {(size_t)64 << 20}; /* 16 KiB blocks */
   pthread_t tb, tw;
   memset(&busy, 0, sizeof busy);
-  sem_init(&busy.ready, 0, 0);
-  sem_init(&busy.go, 0, 0);
   pl_span_purge(0, false, 0);
   uint64_t saved_self = pl_tc->last_slow_ms;
   __atomic_store_n(&pl_tc->last_slow_ms, 0, __ATOMIC_RELAXED); /* this thread: idle */
-  assert_int_equal(pthread_create(&tb, NULL, busy_worker, &busy), 0);
-  sem_wait(&busy.ready);
+  start_held(&tb, busy_worker, &busy, &busy.ready, &busy.go);
   /* Busy for the next hour, whatever the scheduler does. */
   __atomic_store_n(&busy.tc->last_slow_ms, pl_os_now_ms() + 3600 * 1000, __ATOMIC_RELAXED);
   assert_int_equal(pthread_create(&tw, NULL, burst_worker, &burst), 0);
