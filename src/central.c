@@ -27,16 +27,46 @@ typedef struct pl_central {
   pl_span_t *partial;  /* spans with at least one free block */
   size_t nspans;       /* spans of this class, listed or full */
   size_t nfree_blocks; /* free blocks in those spans' bitmaps */
-  size_t nxfer;        /* free blocks in xfer_store[cls] (not in the bitmaps) */
+  size_t nxfer;        /* free blocks in its transfer array (not in the bitmaps) */
   bool taken;          /* a refill took from xfer since it last overflowed */
 } PL_ALIGNED(PL_CACHELINE) pl_central_t;
 
 /* One cache line per class for the lock and the lists; the transfer
  * arrays apart, so that a pass over every class (decay, statistics, fork)
- * touches 97 lines, not a page per class: untouched pages of the arrays
- * never become resident. */
+ * touches 97 lines, not a page per class. */
 static pl_central_t central[PL_NCLASSES + 1];
-static void *xfer_store[PL_NCLASSES + 1][XFER_MAX];
+
+/* The transfer arrays, interleaved by rows of XFER_ROW entries: entry i
+ * of class cls is xfer_rows[i / XFER_ROW][cls][i % XFER_ROW].  An array
+ * fills from entry 0, so a process whose classes each hold a few dozen
+ * blocks there touches the first row only, a few pages for all its
+ * classes, where a page per class (4 KiB, XFER_MAX entries) made 60–160
+ * KiB resident in small programs.  A row segment is 512 bytes, cache-line
+ * aligned, so classes never share a line. */
+#define XFER_ROW 64
+static void *xfer_rows[XFER_MAX / XFER_ROW][PL_NCLASSES + 1][XFER_ROW] PL_ALIGNED(PL_CACHELINE);
+_Static_assert(XFER_MAX % XFER_ROW == 0, "whole rows");
+
+/* Entries at .. at + n of class cls's array: written from src / read into dst. */
+static void xfer_put(unsigned cls, size_t at, void *const *src, size_t n) {
+  while (n) {
+    size_t o = at % XFER_ROW, k = XFER_ROW - o < n ? XFER_ROW - o : n;
+    memcpy(&xfer_rows[at / XFER_ROW][cls][o], src, k * sizeof(void *));
+    at += k;
+    src += k;
+    n -= k;
+  }
+}
+
+static void xfer_get(unsigned cls, size_t at, void **dst, size_t n) {
+  while (n) {
+    size_t o = at % XFER_ROW, k = XFER_ROW - o < n ? XFER_ROW - o : n;
+    memcpy(dst, &xfer_rows[at / XFER_ROW][cls][o], k * sizeof(void *));
+    at += k;
+    dst += k;
+    n -= k;
+  }
+}
 /* Bytes in all transfer arrays (updated under the class locks, read
  * without them as a hint). */
 static size_t xfer_bytes;
@@ -108,7 +138,7 @@ size_t pl_central_alloc_batch(unsigned cls, void **out, size_t n) {
   if (c->nxfer) {
     size_t k = c->nxfer < n ? c->nxfer : n;
     c->nxfer -= k;
-    memcpy(out, xfer_store[cls] + c->nxfer, k * sizeof(void *));
+    xfer_get(cls, c->nxfer, out, k);
     __atomic_fetch_sub(&xfer_bytes, k * size, __ATOMIC_RELAXED);
     got = k;
     c->taken = true;
@@ -215,7 +245,7 @@ void pl_central_free_batch(unsigned cls, void *const *blocks, size_t n) {
   pl_lock(&c->lock);
   if (c->nxfer + n <= cap) {
     /* Room for the whole batch in the transfer array. */
-    memcpy(xfer_store[cls] + c->nxfer, blocks, n * sizeof(void *));
+    xfer_put(cls, c->nxfer, blocks, n);
     c->nxfer += n;
     __atomic_fetch_add(&xfer_bytes, n * size, __ATOMIC_RELAXED);
     pl_unlock(&c->lock);
@@ -230,7 +260,7 @@ void pl_central_free_batch(unsigned cls, void *const *blocks, size_t n) {
   if (!c->taken) {
     nidle = c->nxfer;
     c->nxfer = 0;
-    memcpy(idle, xfer_store[cls], nidle * sizeof(void *));
+    xfer_get(cls, 0, idle, nidle);
     __atomic_fetch_sub(&xfer_bytes, nidle * size, __ATOMIC_RELAXED);
   }
   c->taken = false;
@@ -247,7 +277,7 @@ void pl_central_drain(unsigned cls) {
     pl_lock(&c->lock);
     size_t k = c->nxfer < 64 ? c->nxfer : 64;
     c->nxfer -= k;
-    memcpy(batch, xfer_store[cls] + c->nxfer, k * sizeof(void *));
+    xfer_get(cls, c->nxfer, batch, k);
     __atomic_fetch_sub(&xfer_bytes, k * pl_class_info[cls].size, __ATOMIC_RELAXED);
     pl_unlock(&c->lock);
     if (k == 0) return;

@@ -206,6 +206,40 @@ static void test_batches(void **state) {
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) batch_case(sizes[i]);
 }
 
+/* The transfer array is laid out in rows (central.c): batches freed into
+ * it, of sizes that start and end inside rows and cross them, come back
+ * last in, first out, each block once, in batches of other sizes. */
+static void test_transfer_order(void **state) {
+  (void)state;
+  unsigned cls = pl_size_class(16);
+  enum { N = 300 };
+  static const size_t put[] = {1, 63, 2, 130, 64, 40};
+  static const size_t take[] = {70, 1, 129, 100};
+  void *b[N], *got[N];
+  pl_central_drain(cls);
+  assert_int_equal(pl_central_alloc_batch(cls, b, N), N);
+  size_t at = 0;
+  for (size_t k = 0; k < sizeof put / sizeof put[0]; k++) {
+    pl_central_free_batch(cls, b + at, put[k]);
+    at += put[k];
+  }
+  assert_int_equal(at, N);
+  /* All of them in the array (it holds 512 of this class), none back in
+   * its span. */
+  for (size_t i = 0; i < N; i++) assert_false(block_is_free(b[i]));
+  size_t left = N;
+  for (size_t k = 0; k < sizeof take / sizeof take[0]; k++) {
+    assert_int_equal(pl_central_alloc_batch(cls, got, take[k]), take[k]);
+    for (size_t j = 0; j < take[k]; j++) assert_ptr_equal(got[j], b[left - take[k] + j]);
+    left -= take[k];
+  }
+  assert_int_equal(left, 0);
+  pl_central_free_batch(cls, b, N);
+  pl_central_drain(cls);
+  for (size_t i = 0; i < N; i++) assert_true(block_is_free(b[i]));
+  checks_ok();
+}
+
 /* Every class, one batch of one span's worth and back. */
 static void test_every_class(void **state) {
   (void)state;
@@ -416,6 +450,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_batches),
       cmocka_unit_test(test_every_class),
+      cmocka_unit_test(test_transfer_order),
       cmocka_unit_test(test_double_free),
       cmocka_unit_test(test_purge_idle_pages),
       cmocka_unit_test(test_unused_arena_pointer),
