@@ -18,9 +18,9 @@ __thread pl_tls_t pl_tls __attribute__((tls_model("initial-exec"))) = {&pl_tcach
                                                                         PL_FREE_TICK};
 uint64_t pl_secret;
 
-pl_tcache_t pl_tcache_boot = {.state = PL_TC_BOOT};
-pl_tcache_t pl_tcache_init = {.state = PL_TC_INIT};
-pl_tcache_t pl_tcache_dead = {.state = PL_TC_DEAD};
+pl_tcache_t pl_tcache_boot; /* all three: state PL_TC_STATIC, bins empty */
+pl_tcache_t pl_tcache_init;
+pl_tcache_t pl_tcache_dead;
 
 size_t pl_tcache_max_bytes = (size_t)4 << 20;
 uint32_t pl_tcache_cap[PL_NCLASSES + 1];

@@ -61,11 +61,16 @@ PL_INLINE uint32_t pl_bin_limit(const pl_bin_t *b) {
 /* Page words (chunk.h) hold a class's bin offset as class * 32. */
 _Static_assert(sizeof(pl_bin_t) == (1u << PL_PW_BIN_SHIFT), "bins are 32 bytes");
 
+/* The three static caches (pl_tcache_boot: this thread has no cache yet;
+ * pl_tcache_init: its cache is being built, for a re-entrant call;
+ * pl_tcache_dead: its cache has been torn down) are told apart by their
+ * addresses.  Their state is 0, so they live in .bss (pages of zeros
+ * until written, and they are only read) rather than in 9 KiB of .data,
+ * two pages of libpallet's file that every process had resident. */
 typedef enum {
-  PL_TC_BOOT = 0,   /* static: this thread has no cache yet */
-  PL_TC_INIT = 1,   /* static: the cache is being built (re-entry) */
-  PL_TC_DEAD = 2,   /* static: the thread's cache has been torn down */
-  PL_TC_ACTIVE = 3, /* a real cache */
+  PL_TC_STATIC = 0, /* one of the static caches */
+  PL_TC_DEAD = 2,   /* a real cache torn down (recycled, in the pool) */
+  PL_TC_ACTIVE = 3, /* a real cache in use */
 } pl_tc_state_t;
 
 typedef struct pl_tcache {
