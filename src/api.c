@@ -232,7 +232,10 @@ static PL_NORETURN PL_COLD void fatal_in_freed_span(const char *func, const void
 static void resolve(void *p, const char *func, block_ref_t *r) {
   pl_chunk_t *c = pl_chunk_lookup(p);
   if (c == NULL) pl_fatal_ptr(func, "invalid pointer", p);
-  if (c->kind == PL_CHUNK_FREED) pl_fatal_ptr(func, "double free", p);
+  /* A freed huge block, or a heap chunk given back: what was there has
+   * been freed (a pointer that no block could have started at aside). */
+  if (c->kind == PL_CHUNK_FREED)
+    pl_fatal_ptr(func, ((uintptr_t)p & (PL_MIN_ALIGN - 1)) ? "invalid pointer" : "double free", p);
   r->chunk = c;
   if (c->kind == PL_CHUNK_HUGE) {
     if ((uintptr_t)p != c->base) pl_fatal_ptr(func, "invalid pointer", p);

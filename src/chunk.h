@@ -8,8 +8,11 @@
  *     the span that covers it (page_span) and a word for the free fast
  *     path (page_info: the size class and where its span starts);
  *   - a huge block (one or more slots, starting at a slot boundary);
- *   - the tombstone of a huge block already freed (so that a second free is
- *     reported as a double free, not as a foreign pointer).
+ *   - the tombstone of a huge block already freed, or of a heap chunk of
+ *     the arena given back to the OS (its slot stays pallet's reserved
+ *     address space until a chunk is mapped there again), so that a
+ *     second free of a block that was there is reported as a double free,
+ *     not as a foreign pointer.
  * A slot whose entry is NULL (or whose leaf is missing) is not ours;
  * lookups report it as &pl_chunk_none.  (Leaves are left zeroed, so only
  * the pages of a leaf that cover pallet's slots become resident.)
@@ -43,7 +46,7 @@ struct pl_span;
 typedef enum {
   PL_CHUNK_HEAP = 1,
   PL_CHUNK_HUGE = 2,
-  PL_CHUNK_FREED = 3, /* tombstone of a freed huge block */
+  PL_CHUNK_FREED = 3, /* tombstone: a freed huge block, a given-back arena chunk */
 } pl_chunk_kind_t;
 
 /* A page word, free()'s view of a page: for a page of a small-block span
@@ -180,7 +183,8 @@ void pl_chunk_fork_prepare(void) PL_HIDDEN;
 void pl_chunk_fork_parent(void) PL_HIDDEN;
 void pl_chunk_fork_child(void) PL_HIDDEN;
 
-/* The shared tombstone that slots of freed huge blocks point at. */
+/* The shared tombstone that slots of freed huge blocks and of given-back
+ * arena chunks point at. */
 extern pl_chunk_t pl_chunk_tombstone PL_HIDDEN;
 
 #endif /* PL_CHUNK_H */

@@ -577,8 +577,13 @@ size_t pl_span_purge(uint64_t age_ms, bool unmap_chunks, size_t target_dirty) {
       pl_span_t *s = work[i];
       size_t bytes = (size_t)s->npages * PL_PAGE_SIZE;
       if (unmap_it[i]) {
-        /* Forget the chunk before unmapping it. */
-        pl_chunk_map_set(s->chunk->base, PL_CHUNK_SIZE, NULL);
+        /* Forget the chunk before unmapping it.  An arena slot stays
+         * reserved for pallet: its tombstone reports a later free of a
+         * block that was there as a double free (until the slot is
+         * used again).  Elsewhere the OS may map something else. */
+        uintptr_t base = s->chunk->base;
+        pl_chunk_map_set(base, PL_CHUNK_SIZE,
+                         base - pl_arena_base < pl_arena_size ? &pl_chunk_tombstone : NULL);
         pl_chunk_heap_unmap(s->chunk);
         released += bytes;
       } else if (pl_os_purge((void *)s->start, bytes, pl_span_purge_mode)) {
