@@ -45,9 +45,10 @@ static pl_central_t central[PL_NCLASSES + 1];
  * of class cls is xfer_rows[i / XFER_ROW][cls][i % XFER_ROW].  An array
  * fills from entry 0, so a process whose classes each hold a few dozen
  * blocks there touches the first row only, a few pages for all its
- * classes, where a page per class (4 KiB, XFER_MAX entries) made 60–160
- * KiB resident in small programs.  A row segment is 512 bytes, cache-line
- * aligned, so classes never share a line. */
+ * classes, where a page per class (4 KiB, XFER_MAX entries) made 18 pages
+ * resident in bench-scaling --threads 1 and more than 25 in
+ * bench-workingset.  A row segment is 512 bytes, cache-line aligned, so
+ * classes never share a line. */
 #define XFER_ROW 64
 static void *xfer_rows[XFER_MAX / XFER_ROW][PL_NCLASSES + 1][XFER_ROW] PL_ALIGNED(PL_CACHELINE);
 _Static_assert(XFER_MAX % XFER_ROW == 0, "whole rows");
