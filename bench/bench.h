@@ -69,6 +69,22 @@ static inline void bench_parse(int argc, char **argv, struct bench_args *a,
   }
 }
 
+/* A positional argument "N" or "N:M" (decimal): the number of parts
+ * read (1 or 2, *m left alone for 1), or 0 if s is neither form. */
+static inline int bench_parse_pair(const char *s, long long *n, long long *m) {
+  char *end;
+  *n = strtoll(s, &end, 10);
+  if (end == s)
+    return 0;
+  if (*end == '\0')
+    return 1;
+  if (*end != ':')
+    return 0;
+  const char *second = end + 1;
+  *m = strtoll(second, &end, 10);
+  return end != second && *end == '\0' ? 2 : 0;
+}
+
 /* Operations to run: --ops wins, else default (divided by 4 when quick). */
 static inline long long bench_ops(const struct bench_args *a,
                                   long long dflt) {

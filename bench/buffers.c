@@ -51,11 +51,8 @@ int main(int argc, char **argv) {
   struct bench_args a;
   bench_parse(argc, argv, &a, "[MINSIZE:MAXSIZE]");
   if (a.pos != NULL) {
-    char *end;
-    long long lo = strtoll(a.pos, &end, 10), hi = 0;
-    if (*end == ':')
-      hi = strtoll(end + 1, &end, 10);
-    if (*end != '\0' || lo < 1 || hi < lo || hi > (1LL << 32))
+    long long lo, hi;
+    if (bench_parse_pair(a.pos, &lo, &hi) != 2 || lo < 1 || hi < lo || hi > (1LL << 32))
       bench_usage_exit(argv[0], "[MINSIZE:MAXSIZE]");
     min_size = (size_t)lo;
     max_size = (size_t)hi;

@@ -44,18 +44,15 @@ int main(int argc, char **argv) {
   struct bench_args a;
   bench_parse(argc, argv, &a, "[BATCH[:MAXSIZE]]");
   if (a.pos != NULL) {
-    char *end;
-    long long b = strtoll(a.pos, &end, 10), m = 0;
-    if (*end == ':') {
-      m = strtoll(end + 1, &end, 10);
-      if (m < 1 || m > (1 << 30))
-        bench_usage_exit(argv[0], "[BATCH[:MAXSIZE]]");
+    long long b, m;
+    int parts = bench_parse_pair(a.pos, &b, &m);
+    if (parts == 0 || b < 1 || b > 10000000 || (parts == 2 && (m < 1 || m > (1 << 30))))
+      bench_usage_exit(argv[0], "[BATCH[:MAXSIZE]]");
+    batch = (size_t)b;
+    if (parts == 2) {
       min_size = 1;
       max_size = (size_t)m;
     }
-    if (*end != '\0' || b < 1 || b > 10000000)
-      bench_usage_exit(argv[0], "[BATCH[:MAXSIZE]]");
-    batch = (size_t)b;
   }
   int t = a.threads > 0 ? a.threads : 4;
   long long ops = bench_ops(&a, 32000000);
