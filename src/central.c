@@ -21,9 +21,16 @@
  * 4 MiB of live blocks; with 8, 0.44x the time and 0.28x the peak RSS
  * (bench-buffers 0.82x, bench-servermix 0.87x the RSS; bench-realloc
  * 1.25x).  Every decay pass drains the arrays into the spans, so what
- * they hold goes back to the heap within a quarter of the decay time. */
+ * they hold goes back to the heap within a quarter of the decay time.
+ * XFER_BYTES was 64 KiB: a class of 4 KiB then kept 16 blocks, and in a
+ * server mix most frees of blocks of 1-32 KiB went back to their spans'
+ * bitmaps and were found there again by the next refill.  With 512 KiB
+ * (7 interleaved runs): bench-servermix 0.88x the time with 2 threads,
+ * 0.96x with 4, 0.98x with 8, and 0.91-0.96x the peak RSS;
+ * bench-bands medium 0.92x the peak RSS, 50.9 instructions a pair
+ * instead of 53.2; the other benchmarks within noise. */
 #define XFER_MAX 512
-#define XFER_BYTES ((size_t)64 << 10)
+#define XFER_BYTES ((size_t)512 << 10)
 #define XFER_SIZE_MAX ((size_t)32 << 10)
 #define XFER_BIG 8
 
