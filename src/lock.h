@@ -1,7 +1,7 @@
 /*
  * lock.h — a small mutex for pallet's internal locks: one atomic exchange
- * to take it uncontended, a futex wait when contended (0 = free, 1 = held,
- * 2 = held with waiters).  It never allocates and never calls into libc
+ * to take it uncontended, a short adaptive spin, then a futex wait when
+ * contended (0 = free, 1 = held, 2 = held with waiters).  It never allocates and never calls into libc
  * except for the futex system call, so it is safe inside malloc, in fork
  * handlers and before libc is fully up.
  *
@@ -30,31 +30,51 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+/* A contended lock spins (pause, then a look at the state) before it
+ * sleeps, for a budget that adapts: twice the number of spins that recent
+ * successful spinners needed, plus 4, at most PL_LOCK_SPIN_MAX.  Each
+ * holder that spun moves the estimate a quarter of the way towards its own
+ * count; each that ended up sleeping takes a quarter off.  A fixed 64 was
+ * fine while the lock's holder runs, but on this machine (2 vCPUs) there
+ * are phases, minutes long, in which spinning mostly fails: bench-buffers
+ * (4 threads on the page heap's lock) then took 0.38 s with 0.68 s of
+ * user time instead of 0.15 s, against 0.28 s with this estimate (median
+ * of the slow runs among 80 interleaved rounds), while calm runs stay at
+ * 0.15 s; never spinning gave 0.24 s in the slow phases but 0.20 s in
+ * calm ones. */
 typedef struct pl_lock {
   int state;
+  int spins; /* the estimate; written only by the holder */
 } pl_lock_t;
 
-#define PL_LOCK_INIT {0}
+#define PL_LOCK_INIT {0, 0}
+#define PL_LOCK_SPIN_MAX 64
 
 PL_INLINE void pl_lock_init(pl_lock_t *l) {
   __atomic_store_n(&l->state, 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&l->spins, 0, __ATOMIC_RELAXED);
 }
 
 static inline void pl_lock_slow(pl_lock_t *l) {
   int saved = errno;
-  for (int spin = 0; spin < 64; spin++) {
+  int spins = __atomic_load_n(&l->spins, __ATOMIC_RELAXED);
+  int max = 2 * spins + 4;
+  if (max > PL_LOCK_SPIN_MAX) max = PL_LOCK_SPIN_MAX;
+  for (int n = 1; n <= max; n++) {
+    __builtin_ia32_pause();
     if (__atomic_load_n(&l->state, __ATOMIC_RELAXED) == 0) {
       int z = 0;
       if (__atomic_compare_exchange_n(&l->state, &z, 1, false,
                                       __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+        __atomic_store_n(&l->spins, spins + (n - spins) / 4, __ATOMIC_RELAXED);
         errno = saved;
         return;
       }
     }
-    __builtin_ia32_pause();
   }
   while (__atomic_exchange_n(&l->state, 2, __ATOMIC_ACQUIRE) != 0)
     syscall(SYS_futex, &l->state, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+  __atomic_store_n(&l->spins, spins - (spins + 3) / 4, __ATOMIC_RELAXED);
   errno = saved;
 }
 
