@@ -3,8 +3,9 @@
  * pallet_reallocarray: realloc(NULL, n) is malloc, realloc(p, 0) frees and
  * returns NULL, a size that still fits in the usable size keeps the block
  * in place, contents survive growth and shrink between every pair of
- * ranges (small, large, huge), a failed realloc leaves the old block
- * intact, and reallocarray overflow is ENOMEM.
+ * ranges (small, large, huge), growth leaves room and a small shrink
+ * keeps it, a failed realloc leaves the old block intact, and
+ * reallocarray overflow is ENOMEM.
  */
 #include "testutil.h"
 
@@ -146,6 +147,64 @@ static void test_realloc_chain(void **state)
   assert_int_equal(pallet_heap_check(), 0);
 }
 
+/* Growth leaves room: a large block (in place or moved) and a huge one
+ * get a quarter more than asked for, so that a buffer grown a little at
+ * a time is not resized at every page; a small block growing past 32 KiB
+ * becomes a large block (counted in the statistics' large bytes); a
+ * large block that still fits keeps its tail unless that is a quarter of
+ * it or more. */
+static void test_realloc_growth_room(void **state)
+{
+  const size_t from[] = { 300 * KIB, 6 * MIB };
+  pallet_stats_t st0, st1;
+  unsigned char *p, *q;
+  size_t i, u, u2;
+  (void)state;
+  for (i = 0; i < sizeof from / sizeof from[0]; i++) {
+    p = pallet_malloc(from[i]);
+    assert_non_null(p);
+    u = pallet_malloc_usable_size(p);
+    tu_fill(p, u, 77);
+    q = pallet_realloc(p, u + 1);
+    assert_non_null(q);
+    u2 = pallet_malloc_usable_size(q);
+    if (u2 < u + u / 4)
+      fail_msg("realloc(%zu-byte block, %zu): usable %zu, expected >= %zu", u, u + 1,
+               u2, u + u / 4);
+    assert_true(tu_check(q, u, 77) == (size_t)-1);
+    /* Calls that still fit keep the block and its room. */
+    p = pallet_realloc(q, u + 2);
+    assert_ptr_equal(p, q);
+    assert_int_equal(pallet_malloc_usable_size(p), u2);
+    pallet_free(p);
+  }
+
+  /* A small block that grows past 32 KiB becomes a large one. */
+  p = pallet_malloc(30 * KIB);
+  assert_non_null(p);
+  tu_fill(p, 30 * KIB, 78);
+  assert_int_equal(pallet_stats_get(&st0), 0);
+  q = pallet_realloc(p, 40 * KIB);
+  assert_non_null(q);
+  assert_int_equal(pallet_stats_get(&st1), 0);
+  u = pallet_malloc_usable_size(q);
+  assert_true(u >= 40 * KIB);
+  assert_true(st1.large >= st0.large + u);
+  assert_true(tu_check(q, 30 * KIB, 78) == (size_t)-1);
+
+  /* A large block: a small shrink keeps the tail, a big one gives it back. */
+  p = pallet_realloc(q, u - u / 8);
+  assert_ptr_equal(p, q);
+  assert_int_equal(pallet_malloc_usable_size(p), u);
+  p = pallet_realloc(q, u / 2);
+  assert_ptr_equal(p, q);
+  assert_true(pallet_malloc_usable_size(p) < u);
+  assert_true(pallet_malloc_usable_size(p) >= u / 2);
+  assert_true(tu_check(p, u / 2 < 30 * KIB ? u / 2 : 30 * KIB, 78) == (size_t)-1);
+  pallet_free(p);
+  assert_int_equal(pallet_heap_check(), 0);
+}
+
 /* A failed realloc returns NULL with ENOMEM and leaves the block as it
  * was: same contents, still ours, still freeable. */
 static void test_realloc_failure_keeps_block(void **state)
@@ -224,6 +283,7 @@ int main(void)
     cmocka_unit_test(test_realloc_in_place),
     cmocka_unit_test(test_realloc_preserves_contents),
     cmocka_unit_test(test_realloc_chain),
+    cmocka_unit_test(test_realloc_growth_room),
     cmocka_unit_test(test_realloc_failure_keeps_block),
     cmocka_unit_test(test_reallocarray),
   };
