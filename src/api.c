@@ -477,19 +477,19 @@ static inline unsigned small_class_checked(const void *p) {
 #define REALLOC_LARGE_MIN ((size_t)32 << 10)
 
 /* realloc's fast path: p a small block (small_class_checked), n in 1 ..
- * PL_SMALL_MAX, no PALLET_CANARY.  A block that still fits stays; one
- * that grows moves (see pallet_realloc) through the malloc and free fast
- * paths.  NULL: take the slow path. */
+ * REALLOC_LARGE_MIN, no PALLET_CANARY.  A block that still fits stays;
+ * one that grows moves (see pallet_realloc) through the malloc and free
+ * fast paths.  NULL: take the slow path (also for every n above 32 KiB,
+ * which a growth there turns into a large span: one test here for both
+ * bounds). */
 static inline void *realloc_small_fast(void *p, size_t n) {
-  if (n - 1 >= PL_SMALL_MAX || PL_UNLIKELY(pl_opt.canary)) return NULL;
+  if (n - 1 >= REALLOC_LARGE_MIN || PL_UNLIKELY(pl_opt.canary)) return NULL;
   unsigned cls = small_class_checked(p);
   if (cls == 0) return NULL;
   size_t usable = pl_class_info[cls].size;
   if (n <= usable) return p;
-  if (n > REALLOC_LARGE_MIN) return NULL; /* moves to a large span */
   size_t want = usable + usable / 2;
   if (want < n) want = n;
-  if (want > PL_SMALL_MAX) want = PL_SMALL_MAX;
   void *q = pallet_malloc(want);
   if (PL_UNLIKELY(q == NULL)) return NULL;
   memcpy(q, p, usable);
