@@ -472,7 +472,7 @@ static inline unsigned small_class_checked(const void *p) {
  * the next size class: the blocks of classes above 32 KiB are kept for
  * reuse by the thread caches and the transfer arrays (8 of them a class
  * there), so a vector moving through class after class left that many of
- * each behind (bench-realloc: 13.7 MiB peak RSS, against 10.5 MiB this
+ * each behind (bench-realloc: 13.6 MiB peak RSS, against 10.3 MiB this
  * way). */
 #define REALLOC_LARGE_MIN ((size_t)32 << 10)
 

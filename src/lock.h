@@ -1,9 +1,10 @@
 /*
  * lock.h — a small mutex for pallet's internal locks: one atomic exchange
  * to take it uncontended, a short adaptive spin, then a futex wait when
- * contended (0 = free, 1 = held, 2 = held with waiters).  It never allocates and never calls into libc
- * except for the futex system call, so it is safe inside malloc, in fork
- * handlers and before libc is fully up.
+ * contended (0 = free, 1 = held, 2 = held with waiters).  It never
+ * allocates and never calls into libc except for the futex system call,
+ * so it is safe inside malloc, in fork handlers and before libc is fully
+ * up.
  *
  * Lock order (every path that holds two locks takes them in this order,
  * and the fork handlers take them all in it):
