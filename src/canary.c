@@ -17,7 +17,7 @@ static uint64_t trailer(const void *p, size_t n) {
 
 void pl_canary_set(void *p, size_t total, size_t n) {
   unsigned char *b = p;
-  size_t end = total - PL_CANARY_EXTRA;
+  size_t end = total - PL_CANARY_TRAILER;
   memset(b + n, PAD_BYTE, end - n);
   uint64_t t = trailer(p, n);
   memcpy(b + end, &t, sizeof t);
@@ -25,11 +25,11 @@ void pl_canary_set(void *p, size_t total, size_t n) {
 
 size_t pl_canary_check(void *p, size_t total, const char *func) {
   unsigned char *b = p;
-  size_t end = total - PL_CANARY_EXTRA;
+  size_t end = total - PL_CANARY_TRAILER;
   uint64_t t;
   memcpy(&t, b + end, sizeof t);
   uint64_t n = t ^ trailer(p, 0);
-  if (n > end) pl_fatal_ptr(func, "heap buffer overflow", p);
+  if (n >= end) pl_fatal_ptr(func, "heap buffer overflow", p);
   for (size_t i = (size_t)n; i < end; i++)
     if (b[i] != PAD_BYTE) pl_fatal_ptr(func, "heap buffer overflow", p);
   return (size_t)n;

@@ -1,13 +1,19 @@
 /*
  * canary.h — optional block checks (PALLET_CANARY, PALLET_JUNK).
  *
- * Canary: a block of n requested bytes is allocated with room for 8 more.
+ * Canary: a block of n requested bytes is allocated with room for 9 more.
  * The bytes from n to the end of the block, but for its last word, are
- * filled with a pad pattern, and the last word holds n encoded with the
- * secret and the block's address.  free, realloc and malloc_usable_size
- * decode n and verify the pad: a write past the requested size (even of a
- * single byte) is reported as "pallet: <func>(): heap buffer overflow 0x..."
- * and aborts.  malloc_usable_size then answers n.
+ * filled with a pad pattern (at least one byte of it), and the last word
+ * holds n encoded with the secret and the block's address.  free, realloc
+ * and malloc_usable_size decode n and verify the pad: a write past the
+ * requested size (even of a single byte) is reported as
+ * "pallet: <func>(): heap buffer overflow 0x..." and aborts.
+ * malloc_usable_size then answers n.  The byte right after the request is
+ * always pad (0xa5), never the trailer: a one-byte overflow is caught
+ * whatever it writes but 0xa5 (a NUL terminator, the commonest, always).
+ * With only 8 more bytes, a request that filled its class up to the
+ * trailer had a trailer byte there, random with the secret, and an
+ * overflow writing that very value (1 in 256) went unnoticed.
  *
  * Junk: small blocks are filled with 0x5a when freed, but for the first
  * word (the free key) and the second (a tag of the key, the class and the
@@ -24,7 +30,10 @@
 
 #include "common.h"
 
-#define PL_CANARY_EXTRA 8
+/* Bytes a block gets beyond its request: the trailer, and at least one
+ * pad byte before it. */
+#define PL_CANARY_TRAILER 8
+#define PL_CANARY_EXTRA (PL_CANARY_TRAILER + 1)
 #define PL_JUNK_BYTE 0x5a
 
 /* Writes pad and trailer for n requested bytes in a block of total usable

@@ -9,6 +9,10 @@
  * name=value lines) on stdout and exits 0 when the mode ran to the end.
  *   work         mixed allocations from two threads, checked
  *   overflow     writes one byte past a 24-byte block, then frees it
+ *   overflow-values
+ *                in a child each: every byte value but 0xa5 (or, for
+ *                most sizes, a few) written one past blocks of 1 B to
+ *                5 MiB, then freed; prints what did not abort
  *   uaf          writes into a freed 64-byte block, then allocates that
  *                size again (up to 1000 times)
  *   tcache       frees many blocks of many classes on one thread, then
@@ -27,11 +31,13 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "statm.h"
@@ -130,6 +136,57 @@ static int mode_work(void)
       return 1;
   free(z);
   return 0;
+}
+
+/* Child of mode_overflow_values: one byte of value v written just past
+ * an n-byte block, which is then freed. */
+static void overflow_child(size_t n, unsigned v)
+{
+  volatile char *p = opaque(malloc(n));
+  size_t i;
+  if (p == NULL)
+    _exit(1);
+  for (i = 0; i < n; i++)
+    p[i] = 'a';
+  p[tu_index(n)] = (char)v;
+  free(opaque((void *)p));
+  _exit(0);
+}
+
+/* Every byte value but the pad's own (0xa5) written one past the end of
+ * blocks of many sizes, each in a child of its own: each child must die
+ * of SIGABRT.  Prints the first few that did not; returns 1 if any. */
+static int mode_overflow_values(void)
+{
+  static const size_t sizes[] = {1,  7,  8,  15, 16,  23,  24,   40,    56,     100,
+                                 120, 1000, 4088, 4096, 40000, 300000, 5 << 20};
+  size_t i;
+  unsigned v, misses = 0;
+  for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    for (v = 0; v < 256; v++) {
+      pid_t pid;
+      int st;
+      /* Every value for a few sizes, a handful for the others. */
+      if (v == 0xa5 || (i % 4 != 0 && v != 0 && v != 'x' && v != 0xff && v != 0x5a))
+        continue;
+      pid = fork();
+      if (pid < 0)
+        return 1;
+      if (pid == 0) {
+        int fd = open("/dev/null", O_WRONLY);
+        if (fd >= 0)
+          dup2(fd, 2);
+        overflow_child(sizes[i], v);
+      }
+      if (waitpid(pid, &st, 0) != pid)
+        return 1;
+      if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGABRT) {
+        if (misses++ < 5)
+          printf("missed: size %zu, byte 0x%02x\n", sizes[i], v);
+      }
+    }
+  }
+  return misses != 0;
 }
 
 static int mode_overflow(void)
@@ -296,13 +353,15 @@ int main(int argc, char **argv)
 {
   int rc;
   if (argc < 2) {
-    fprintf(stderr, "usage: %s work|overflow|uaf|tcache|decay MS|retain|reuse\n", argv[0]);
+    fprintf(stderr, "usage: %s work|overflow|overflow-values|uaf|tcache|decay MS|retain|reuse\n", argv[0]);
     return 2;
   }
   if (strcmp(argv[1], "work") == 0)
     rc = mode_work();
   else if (strcmp(argv[1], "overflow") == 0)
     rc = mode_overflow();
+  else if (strcmp(argv[1], "overflow-values") == 0)
+    rc = mode_overflow_values();
   else if (strcmp(argv[1], "uaf") == 0)
     rc = mode_uaf();
   else if (strcmp(argv[1], "tcache") == 0)

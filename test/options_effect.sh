@@ -5,7 +5,9 @@
 # and the options set, and checks what it prints and how it ends:
 #   PALLET_STATS=1            the report at exit on stderr, every field named
 #   PALLET_CANARY=1           a one-byte overflow aborts ("heap buffer
-#                             overflow 0x"); without it, no abort
+#                             overflow 0x"); without it, no abort; so does
+#                             one of any value but the pad's (0xa5), past
+#                             blocks of 1 B to 5 MiB (a child each)
 #   PALLET_JUNK=1             a write after free aborts on reuse ("write
 #                             after free 0x"); without it, no abort
 #   PALLET_TCACHE_MAX=64k     the thread cache stays near 64 KiB (default:
@@ -158,6 +160,8 @@ run PALLET_CANARY=1 -- overflow
 expect_abort "PALLET_CANARY=1: a one-byte overflow" "heap buffer overflow 0x"
 run -- overflow
 expect_clean "without PALLET_CANARY the same overflow goes unnoticed"
+run PALLET_CANARY=1 -- overflow-values
+expect_clean "PALLET_CANARY=1: one-byte overflows of every value but the pad's, blocks of 1 B to 5 MiB"
 
 # ---- PALLET_JUNK ---------------------------------------------------------
 run PALLET_JUNK=1 -- uaf
