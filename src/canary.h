@@ -18,9 +18,10 @@
  * Junk: small blocks are filled with 0x5a when freed, but for the first
  * word (the free key) and the second (a tag of the key, the class and the
  * carving of its span, so that memory carved again is never mistaken for
- * a junked block).  When a block whose two words still match is handed out again,
- * the fill is verified, so a write after free is reported as
- * "pallet: malloc(): write after free 0x...".
+ * a junked block).  When a block whose two words still match is handed
+ * out again, the fill is verified, so a write after free is reported as
+ * "pallet: malloc(): write after free 0x...".  A write into those two
+ * words makes the block look never junked: it goes unreported.
  *
  * Both options route every allocation and free through the slow paths
  * (no thread cache), so they cost nothing when off.
