@@ -51,9 +51,15 @@ void pl_junk_fill(void *p, size_t size, unsigned cls) {
     memset((char *)p + 2 * sizeof(uintptr_t), PL_JUNK_BYTE, size - 2 * sizeof(uintptr_t));
 }
 
+void pl_junk_fresh(void *p, unsigned cls) {
+  pl_junk_fill(p, pl_class_info[cls].size, cls);
+  *(uintptr_t *)p = pl_free_key(p);
+}
+
 void pl_junk_check(void *p, size_t size, unsigned cls) {
   const uintptr_t *w = p;
-  if (w[0] != pl_free_key(p) || w[1] != junk_tag(p, cls)) return;
+  if (w[0] != pl_free_key(p) || w[1] != junk_tag(p, cls))
+    pl_fatal_ptr("malloc", "write after free", p);
   const unsigned char *b = p;
   for (size_t i = 2 * sizeof(uintptr_t); i < size; i++)
     if (b[i] != PL_JUNK_BYTE) pl_fatal_ptr("malloc", "write after free", p);

@@ -15,13 +15,17 @@
  * trailer had a trailer byte there, random with the secret, and an
  * overflow writing that very value (1 in 256) went unnoticed.
  *
- * Junk: small blocks are filled with 0x5a when freed, but for the first
- * word (the free key) and the second (a tag of the key, the class and the
- * carving of its span, so that memory carved again is never mistaken for
- * a junked block).  When a block whose two words still match is handed
- * out again, the fill is verified, so a write after free is reported as
- * "pallet: malloc(): write after free 0x...".  A write into those two
- * words makes the block look never junked: it goes unreported.
+ * Junk: small blocks are filled with 0x5a when freed, and when their span
+ * is carved, but for the first word (the free key) and the second (a tag
+ * of the key, the class and the carving of its span, so that bytes left
+ * from an earlier carving of the same memory never pass).  Every block
+ * handed out is verified, those two words included, so a write after
+ * free anywhere in the block is reported as
+ * "pallet: malloc(): write after free 0x...".  (Until the carving filled
+ * too, a block whose two words did not match was taken for one never
+ * handed out, and a write into them went unreported.)  The pages of
+ * partly used spans are never given back to the OS in this mode (central.c),
+ * so no fill is lost to a purge.
  *
  * Both options route every allocation and free through the slow paths
  * (no thread cache), so they cost nothing when off.
@@ -45,8 +49,11 @@ size_t pl_canary_check(void *p, size_t total, const char *func) PL_HIDDEN;
 /* Tags a freed block of class cls (size bytes) and fills the rest with
  * the junk byte; the caller writes the free key in the first word. */
 void pl_junk_fill(void *p, size_t size, unsigned cls) PL_HIDDEN;
-/* For a block about to be handed out again: if it carries the tag, checks
- * the fill; reports a write after free and aborts. */
+/* pl_central_carve_hook under PALLET_JUNK: a block of a span just carved
+ * gets what a free would write (fill, tag, key). */
+void pl_junk_fresh(void *p, unsigned cls) PL_HIDDEN;
+/* For a block about to be handed out: checks the key, the tag and the
+ * fill; reports a write after free and aborts. */
 void pl_junk_check(void *p, size_t size, unsigned cls) PL_HIDDEN;
 
 #endif /* PL_CANARY_H */

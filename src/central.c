@@ -48,6 +48,8 @@ typedef struct pl_central {
  * touches 97 lines, not a page per class. */
 static pl_central_t central[PL_NCLASSES + 1];
 
+void (*pl_central_carve_hook)(void *block, unsigned cls);
+
 /* The transfer arrays, interleaved by rows of XFER_ROW entries: entry i
  * of class cls is xfer_rows[i / XFER_ROW][cls][i % XFER_ROW].  An array
  * fills from entry 0, so a process whose classes each hold a few dozen
@@ -118,6 +120,9 @@ static pl_span_t *new_span(unsigned cls) {
   memset(s->free_map, 0, sizeof s->free_map);
   for (size_t i = 0; i < ci->nblocks; i++)
     s->free_map[i / 64] |= (uint64_t)1 << (i % 64);
+  if (PL_UNLIKELY(pl_central_carve_hook != NULL))
+    for (size_t i = 0; i < ci->nblocks; i++)
+      pl_central_carve_hook((void *)(s->start + i * ci->size), cls);
   return s;
 }
 

@@ -24,6 +24,13 @@
 #include "sizeclass.h"
 #include "span.h"
 
+/* PALLET_JUNK: called for every block of each span carved (before any of
+ * them is handed out), so that every free block, fresh or freed, holds
+ * what a free writes into it (canary.h).  NULL when the option is off.
+ * Set once at start-up (a function of a higher floor: this one cannot
+ * name it). */
+extern void (*pl_central_carve_hook)(void *block, unsigned cls) PL_HIDDEN;
+
 /* Fills out[0..n) with up to n free blocks of class cls; returns how many
  * (0 only when the OS refused memory). */
 size_t pl_central_alloc_batch(unsigned cls, void **out, size_t n) PL_HIDDEN;

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "canary.h"
 #include "central.h"
 #include "error.h"
 #include "chunk.h"
@@ -179,6 +180,7 @@ void pl_init_slow(void) {
     pl_tcache_max_bytes = pl_opt.tcache_max;
     pl_span_dirty_min = pl_opt.dirty_max;
     pl_span_others_busy = pl_tcache_others_busy;
+    if (pl_opt.junk) pl_central_carve_hook = pl_junk_fresh;
     pl_sizeclass_init();
     pl_tcache_init_caps();
     uint64_t secret = pl_os_random();

@@ -13,8 +13,8 @@
  *                in a child each: every byte value but 0xa5 (or, for
  *                most sizes, a few) written one past blocks of 1 B to
  *                5 MiB, then freed; prints what did not abort
- *   uaf          writes into a freed 64-byte block, then allocates that
- *                size again (up to 1000 times)
+ *   uaf [AT]     writes into a freed 64-byte block (at byte AT, default
+ *                40), then allocates that size again (up to 1000 times)
  *   tcache       frees many blocks of many classes on one thread, then
  *                prints tcache=<pallet_stats_get().tcache>
  *   decay MS     a burst of 128 MiB of blocks above 32 KiB, freed, then
@@ -205,7 +205,8 @@ static int mode_overflow(void)
   return 0;
 }
 
-static int mode_uaf(void)
+/* at: the offset of the byte written after the free. */
+static int mode_uaf(size_t at)
 {
   void *keep[1000];
   volatile char *p = opaque(malloc(64));
@@ -215,7 +216,7 @@ static int mode_uaf(void)
   for (i = 0; i < 64; i++)
     p[i] = 'a';
   free(opaque((void *)p));
-  p[tu_index(40)] = 'x'; /* after the free */
+  p[tu_index(at)] = 'x'; /* after the free */
   for (i = 0; i < 1000; i++) {
     keep[i] = malloc(64);
     if (keep[i] == NULL)
@@ -353,7 +354,7 @@ int main(int argc, char **argv)
 {
   int rc;
   if (argc < 2) {
-    fprintf(stderr, "usage: %s work|overflow|overflow-values|uaf|tcache|decay MS|retain|reuse\n", argv[0]);
+    fprintf(stderr, "usage: %s work|overflow|overflow-values|uaf [AT]|tcache|decay MS|retain|reuse\n", argv[0]);
     return 2;
   }
   if (strcmp(argv[1], "work") == 0)
@@ -363,7 +364,7 @@ int main(int argc, char **argv)
   else if (strcmp(argv[1], "overflow-values") == 0)
     rc = mode_overflow_values();
   else if (strcmp(argv[1], "uaf") == 0)
-    rc = mode_uaf();
+    rc = mode_uaf(argc > 2 ? (size_t)atoi(argv[2]) : 40);
   else if (strcmp(argv[1], "tcache") == 0)
     rc = mode_tcache();
   else if (strcmp(argv[1], "decay") == 0)

@@ -9,7 +9,8 @@
 #                             one of any value but the pad's (0xa5), past
 #                             blocks of 1 B to 5 MiB (a child each)
 #   PALLET_JUNK=1             a write after free aborts on reuse ("write
-#                             after free 0x"); without it, no abort
+#                             after free 0x"), at bytes 0, 8, 40 and 63 of
+#                             the block; without it, no abort
 #   PALLET_TCACHE_MAX=64k     the thread cache stays near 64 KiB (default:
 #                             far more, for the same program)
 #   PALLET_DECAY_MS=0         freed memory goes back within 0.5 s of light
@@ -168,6 +169,12 @@ run PALLET_JUNK=1 -- uaf
 expect_abort "PALLET_JUNK=1: a write after free" "write after free 0x"
 run -- uaf
 expect_clean "without PALLET_JUNK the same write goes unnoticed"
+for at in 0 8 63; do
+  run PALLET_JUNK=1 -- uaf "$at"
+  expect_abort "PALLET_JUNK=1: a write after free at byte $at" "write after free 0x"
+done
+run PALLET_JUNK=1 -- work
+expect_clean "PALLET_JUNK=1: the program works (no false alarm)"
 
 # ---- PALLET_TCACHE_MAX ---------------------------------------------------
 run PALLET_TCACHE_MAX=64k -- tcache
