@@ -469,19 +469,23 @@ static inline unsigned small_class_checked(const void *p) {
 
 /* A block that realloc grows past this size moves to a large span (a run
  * of whole pages), which later growth can extend in place, instead of to
- * the next size class: the blocks of classes above 32 KiB are kept for
- * reuse by the thread caches and the transfer arrays (8 of them a class
- * there), so a vector moving through class after class left that many of
- * each behind (bench-realloc: 13.6 MiB peak RSS, against 10.3 MiB this
- * way). */
-#define REALLOC_LARGE_MIN ((size_t)32 << 10)
+ * the next size class: the blocks of big classes are kept for reuse by
+ * the thread caches and the transfer arrays (8 of them a class above
+ * 32 KiB), so a vector moving through class after class left that many
+ * of each behind.  But a large span costs the page heap's lock, where a
+ * class's blocks come from the thread cache: with 32 KiB, bench-realloc
+ * had 10.4 MiB peak RSS against 13.8, but 4 threads each growing one
+ * buffer to 16-128 KiB at a time took 1.11x the time and 1.15x the peak
+ * RSS; with 64 KiB, 11.1 MiB, 1.05x and 1.03x; with 128 KiB nothing
+ * gained (7 interleaved runs each). */
+#define REALLOC_LARGE_MIN ((size_t)64 << 10)
 
 /* realloc's fast path: p a small block (small_class_checked), n in 1 ..
  * REALLOC_LARGE_MIN, no PALLET_CANARY.  A block that still fits stays;
  * one that grows moves (see pallet_realloc) through the malloc and free
- * fast paths.  NULL: take the slow path (also for every n above 32 KiB,
- * which a growth there turns into a large span: one test here for both
- * bounds). */
+ * fast paths.  NULL: take the slow path (also for every n above
+ * REALLOC_LARGE_MIN, which a growth there turns into a large span: one
+ * test here for both bounds). */
 static inline void *realloc_small_fast(void *p, size_t n) {
   if (n - 1 >= REALLOC_LARGE_MIN || PL_UNLIKELY(pl_opt.canary)) return NULL;
   unsigned cls = small_class_checked(p);

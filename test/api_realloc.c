@@ -149,7 +149,7 @@ static void test_realloc_chain(void **state)
 
 /* Growth leaves room: a large block (in place or moved) and a huge one
  * get a quarter more than asked for, so that a buffer grown a little at
- * a time is not resized at every page; a small block growing past 32 KiB
+ * a time is not resized at every page; a small block growing past 64 KiB
  * becomes a large block (counted in the statistics' large bytes); a
  * large block that still fits keeps its tail unless that is a quarter of
  * it or more. */
@@ -179,18 +179,18 @@ static void test_realloc_growth_room(void **state)
     pallet_free(p);
   }
 
-  /* A small block that grows past 32 KiB becomes a large one. */
-  p = pallet_malloc(30 * KIB);
+  /* A small block that grows past 64 KiB becomes a large one. */
+  p = pallet_malloc(60 * KIB);
   assert_non_null(p);
-  tu_fill(p, 30 * KIB, 78);
+  tu_fill(p, 60 * KIB, 78);
   assert_int_equal(pallet_stats_get(&st0), 0);
-  q = pallet_realloc(p, 40 * KIB);
+  q = pallet_realloc(p, 80 * KIB);
   assert_non_null(q);
   assert_int_equal(pallet_stats_get(&st1), 0);
   u = pallet_malloc_usable_size(q);
-  assert_true(u >= 40 * KIB);
+  assert_true(u >= 80 * KIB);
   assert_true(st1.large >= st0.large + u);
-  assert_true(tu_check(q, 30 * KIB, 78) == (size_t)-1);
+  assert_true(tu_check(q, 60 * KIB, 78) == (size_t)-1);
 
   /* A large block: a small shrink keeps the tail, a big one gives it back. */
   p = pallet_realloc(q, u - u / 8);
@@ -200,7 +200,7 @@ static void test_realloc_growth_room(void **state)
   assert_ptr_equal(p, q);
   assert_true(pallet_malloc_usable_size(p) < u);
   assert_true(pallet_malloc_usable_size(p) >= u / 2);
-  assert_true(tu_check(p, u / 2 < 30 * KIB ? u / 2 : 30 * KIB, 78) == (size_t)-1);
+  assert_true(tu_check(p, u / 2 < 60 * KIB ? u / 2 : 60 * KIB, 78) == (size_t)-1);
   pallet_free(p);
   assert_int_equal(pallet_heap_check(), 0);
 }
