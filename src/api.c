@@ -159,18 +159,23 @@ static pl_span_t **thread_pending(void) {
   return tc->state == PL_TC_ACTIVE ? &tc->large_pending : NULL;
 }
 
+/* A large or huge block of n bytes aligned to a, through the thread's
+ * parked large block; NULL with ENOMEM when out of memory. */
+static void *alloc_large(size_t n, size_t a, bool zero) {
+  decay_tick();
+  void *p = pl_large_alloc(n, a, zero, thread_pending());
+  return p ? p : enomem();
+}
+
 static void *alloc_any_raw(size_t n, bool zero) {
-  void *p;
   if (n <= PL_SMALL_MAX) {
     unsigned cls = pl_size_class(n);
-    p = alloc_small(cls);
+    void *p = alloc_small(cls);
     if (p == NULL) return enomem();
     if (zero) memset(p, 0, pl_class_info[cls].size);
     return p;
   }
-  decay_tick();
-  p = pl_large_alloc(n, PL_MIN_ALIGN, zero, thread_pending());
-  return p ? p : enomem();
+  return alloc_large(n, PL_MIN_ALIGN, zero);
 }
 
 /* Alignment a (a power of two). */
@@ -204,9 +209,7 @@ static void *alloc_aligned_raw(size_t a, size_t n) {
       return p ? p : enomem();
     }
   }
-  decay_tick();
-  void *p = pl_large_alloc(n ? n : 1, a, false, thread_pending());
-  return p ? p : enomem();
+  return alloc_large(n ? n : 1, a, false);
 }
 
 /* What a pointer handed to free/realloc/malloc_usable_size is. */
@@ -580,20 +583,15 @@ API void *pallet_realloc(void *p, size_t n) {
     if (roomy > n && pl_huge_resize(r.chunk, roomy)) return p;
     if (pl_huge_resize(r.chunk, n)) return p;
   }
-  void *q;
-  if (n > REALLOC_LARGE_MIN && n <= PL_LARGE_MAX) {
-    size_t want = roomy < PL_LARGE_MAX ? roomy : PL_LARGE_MAX;
-    decay_tick();
-    q = pl_large_alloc(want, PL_MIN_ALIGN, false, thread_pending());
-    if (q == NULL && want > n) q = pl_large_alloc(n, PL_MIN_ALIGN, false, thread_pending());
-    if (q == NULL) return enomem(); /* p is untouched */
-  } else {
-    size_t want = roomy;
-    if (n <= PL_SMALL_MAX && want > PL_SMALL_MAX) want = PL_SMALL_MAX;
-    q = alloc_any(want, false);
-    if (q == NULL && want > n) q = alloc_any(n, false);
-    if (q == NULL) return NULL; /* errno is ENOMEM; p is untouched */
-  }
+  /* Past REALLOC_LARGE_MIN (up to a chunk) a large span, even where a
+   * class would fit; otherwise whatever alloc_any makes of the size. */
+  bool to_large = n > REALLOC_LARGE_MIN && n <= PL_LARGE_MAX;
+  size_t bound = to_large ? PL_LARGE_MAX : n <= PL_SMALL_MAX ? PL_SMALL_MAX : roomy;
+  size_t want = roomy < bound ? roomy : bound;
+  void *q = to_large ? alloc_large(want, PL_MIN_ALIGN, false) : alloc_any(want, false);
+  if (q == NULL && want > n)
+    q = to_large ? alloc_large(n, PL_MIN_ALIGN, false) : alloc_any(n, false);
+  if (q == NULL) return NULL; /* errno is ENOMEM; p is untouched */
   memcpy(q, p, r.usable);
   int saved = errno;
   free_ref(p, &r, "realloc");
