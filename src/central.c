@@ -82,9 +82,6 @@ static void xfer_get(unsigned cls, size_t at, void **dst, size_t n) {
     n -= k;
   }
 }
-/* Bytes in all transfer arrays (updated under the class locks, read
- * without them as a hint). */
-static size_t xfer_bytes;
 
 #define SPARE_MAX_BYTES ((size_t)64 << 10)
 
@@ -157,7 +154,6 @@ size_t pl_central_alloc_batch(unsigned cls, void **out, size_t n) {
     size_t k = c->nxfer < n ? c->nxfer : n;
     c->nxfer -= k;
     xfer_get(cls, c->nxfer, out, k);
-    __atomic_fetch_sub(&xfer_bytes, k * size, __ATOMIC_RELAXED);
     got = k;
     c->taken = true;
   }
@@ -265,7 +261,6 @@ void pl_central_free_batch(unsigned cls, void *const *blocks, size_t n) {
     /* Room for the whole batch in the transfer array. */
     xfer_put(cls, c->nxfer, blocks, n);
     c->nxfer += n;
-    __atomic_fetch_add(&xfer_bytes, n * size, __ATOMIC_RELAXED);
     pl_unlock(&c->lock);
     return;
   }
@@ -279,7 +274,6 @@ void pl_central_free_batch(unsigned cls, void *const *blocks, size_t n) {
     nidle = c->nxfer;
     c->nxfer = 0;
     xfer_get(cls, 0, idle, nidle);
-    __atomic_fetch_sub(&xfer_bytes, nidle * size, __ATOMIC_RELAXED);
   }
   c->taken = false;
   pl_unlock(&c->lock);
@@ -296,7 +290,6 @@ void pl_central_drain(unsigned cls) {
     size_t k = c->nxfer < 64 ? c->nxfer : 64;
     c->nxfer -= k;
     xfer_get(cls, c->nxfer, batch, k);
-    __atomic_fetch_sub(&xfer_bytes, k * pl_class_info[cls].size, __ATOMIC_RELAXED);
     pl_unlock(&c->lock);
     if (k == 0) return;
     free_to_spans(cls, batch, k);
@@ -376,7 +369,19 @@ size_t pl_central_purge_idle_pages(unsigned min_passes) {
   return released;
 }
 
-size_t pl_central_xfer_bytes(void) { return __atomic_load_n(&xfer_bytes, __ATOMIC_RELAXED); }
+/* Summed under each class lock rather than kept in one shared counter:
+ * every refill and flush of every thread updated that counter, a locked
+ * add on one cache line, for a figure only thread exit reads. */
+size_t pl_central_xfer_bytes(void) {
+  size_t bytes = 0;
+  for (unsigned cls = 1; cls <= PL_NCLASSES; cls++) {
+    pl_central_t *c = &central[cls];
+    pl_lock(&c->lock);
+    bytes += c->nxfer * pl_class_info[cls].size;
+    pl_unlock(&c->lock);
+  }
+  return bytes;
+}
 
 void pl_central_totals(unsigned cls, pl_central_totals_t *t) {
   pl_central_t *c = &central[cls];

@@ -58,7 +58,7 @@ void pl_central_release_spares(void) PL_HIDDEN;
  * pages read as zero, not as junk).  Returns the bytes given back. */
 size_t pl_central_purge_idle_pages(unsigned min_passes) PL_HIDDEN;
 
-/* Bytes parked in all transfer arrays (a hint: read without locks). */
+/* Bytes parked in all transfer arrays (each class read under its lock). */
 size_t pl_central_xfer_bytes(void) PL_HIDDEN;
 /* Takes / releases every class lock, in ascending class order. */
 void pl_central_lock_all(void) PL_HIDDEN;

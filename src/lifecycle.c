@@ -88,13 +88,13 @@ void pl_background_ensure(void) {
  * passes, and it may reuse what this thread leaves (when every thread
  * that finished purged, bench-servermix with 16 threads took 1.16 times
  * as long).  The last thread to stop purges.  (Short-lived threads
- * that leave little behind pay a few locked comparisons.) */
+ * that leave little behind pay a pass over the class locks.) */
 #define EXIT_XFER_BYTES ((size_t)1 << 20)
 static void tc_destructor(void *arg) {
   pl_tcache_destroy((pl_tcache_t *)arg);
   pl_huge_totals_t h;
   pl_huge_totals(&h);
-  if ((pl_central_xfer_bytes() > EXIT_XFER_BYTES || pl_span_over_half_limit() || h.cached) &&
+  if ((h.cached || pl_span_over_half_limit() || pl_central_xfer_bytes() > EXIT_XFER_BYTES) &&
       !pl_tcache_others_busy(pl_os_now_ms())) {
     pl_central_release_spares();
     pl_span_purge_excess();
