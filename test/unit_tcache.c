@@ -252,27 +252,29 @@ static void test_limit_growth(void **state) {
   free(b);
 }
 
-/* A class used in bursts (four caps' worth of blocks allocated, then all
+/* A class used in bursts (eight caps' worth of blocks allocated, then all
  * freed, round after round) grows past its cap into an array of its own,
- * up to its burst cap (512 KiB of blocks up to 256 bytes, 64 KiB above),
- * and no block is handed out twice across the switch.  A class whose cap
- * is already 64 KiB of blocks or more (16 KiB blocks) stays within it
- * under the same pattern. */
+ * up to its burst cap (512 KiB of blocks up to 256 bytes, 256 KiB above),
+ * and no block is handed out twice across the switch.  A class above
+ * 256 bytes grows past 64 KiB of blocks too (on longer runs, tcache.c).
+ * A class whose cap is already 256 KiB of blocks (32 KiB blocks) stays
+ * within it under the same pattern. */
 static void test_burst_growth(void **state) {
   (void)state;
-  static const size_t sizes[3] = {80, 3000, 16384};
+  static const size_t sizes[3] = {80, 3000, 32768};
   for (int k = 0; k < 3; k++) {
     size_t n = sizes[k];
     unsigned cls = pl_size_class(n);
+    size_t size = pl_class_size(cls);
     uint32_t cap = pl_tcache_cap[cls];
-    size_t burst_bytes = cap >= 64 ? (size_t)512 << 10 : (size_t)64 << 10;
-    bool may_burst = burst_bytes / pl_class_size(cls) > cap;
+    size_t burst_bytes = cap >= 64 ? (size_t)512 << 10 : (size_t)256 << 10;
+    bool may_burst = burst_bytes / size > cap;
     assert_true(may_burst == (k < 2));
     assert_true(pl_tcache_burst_cap[cls] > cap || !may_burst);
-    size_t nb = 4 * (size_t)cap;
+    size_t nb = 8 * (size_t)cap;
     void **b = calloc(nb, sizeof *b);
     assert_non_null(b);
-    for (int round = 0; round < 6; round++) {
+    for (int round = 0; round < 8; round++) {
       for (size_t i = 0; i < nb; i++) {
         b[i] = pallet_malloc(n);
         assert_non_null(b[i]);
@@ -291,6 +293,9 @@ static void test_burst_growth(void **state) {
       if (!in_burst(pl_tc, cls) || limit <= cap || limit > pl_tcache_burst_cap[cls])
         fail_msg("%zu-byte bursts: limit %u (cap %u, burst cap %u), own array %d", n, limit, cap,
                  pl_tcache_burst_cap[cls], in_burst(pl_tc, cls));
+      if (cap < 64 && (size_t)limit * size <= ((size_t)64 << 10))
+        fail_msg("%zu-byte bursts of %zu blocks: limit %u stopped at 64 KiB of blocks", n, nb,
+                 limit);
     } else {
       assert_false(in_burst(pl_tc, cls));
       assert_true(limit <= cap);
