@@ -86,18 +86,36 @@ static void huge_register(pl_chunk_t *rec) {
   pl_unlock(&huge_lock);
 }
 
-/* A cached mapping of at least n bytes and at most twice that, taken out
- * of the cache; NULL if none fits. */
-static pl_chunk_t *cache_take(size_t n) {
-  pl_chunk_t *best = NULL;
-  size_t best_i = 0;
+static void unmap_record(pl_chunk_t *rec) {
+  uintptr_t base = rec->base;
+  size_t size = rec->size;
+  pl_chunk_record_release(rec);
+  pl_os_unmap((void *)base, size);
+}
+
+/* A cached mapping for a block of size bytes (a multiple of the page),
+ * taken out of the cache: the smallest that holds size, or else the
+ * largest that holds at least half of it (fit_cached grows it); NULL if
+ * there is neither. */
+static pl_chunk_t *cache_take(size_t size) {
+  pl_chunk_t *best = NULL, *below = NULL;
+  size_t best_i = 0, below_i = 0;
   pl_lock(&huge_lock);
   for (size_t i = 0; i < huge_cached; i++) {
     pl_chunk_t *c = huge_cache[i].rec;
-    if (c->size >= n && c->size / 2 <= n && (best == NULL || c->size < best->size)) {
-      best = c;
-      best_i = i;
+    if (c->size >= size) {
+      if (best == NULL || c->size < best->size) {
+        best = c;
+        best_i = i;
+      }
+    } else if (c->size >= size / 2 && (below == NULL || c->size > below->size)) {
+      below = c;
+      below_i = i;
     }
+  }
+  if (best == NULL) {
+    best = below;
+    best_i = below_i;
   }
   if (best) {
     huge_cache[best_i] = huge_cache[--huge_cached];
@@ -107,16 +125,53 @@ static pl_chunk_t *cache_take(size_t n) {
   return best;
 }
 
+/* Makes the cached mapping rec (out of the cache) size bytes long, so
+ * that a new huge block reuses its pages rather than faulting in fresh
+ * ones while they stay resident in the cache: one more than twice size
+ * gives back its tail; a shorter one grows in place, or else its pages
+ * move to the front of a new mapping (mremap: page tables, no copy).
+ * *dirty: how many bytes from the start may hold old data (the rest reads
+ * as zero).  false if out of memory (rec is then unmapped). */
+static bool fit_cached(pl_chunk_t *rec, size_t size, size_t *dirty) {
+  size_t old = rec->size;
+  if (old >= size) {
+    if (old / 2 > size && pl_os_resize_inplace((void *)rec->base, old, size)) rec->size = size;
+    *dirty = rec->size;
+    return true;
+  }
+  *dirty = old;
+  if (pl_chunk_map_reserve(rec->base, size) &&
+      pl_os_resize_inplace((void *)rec->base, old, size)) {
+    rec->size = size;
+    return true;
+  }
+  void *mem = pl_os_map(size, PL_CHUNK_SIZE);
+  if (mem == NULL || !pl_chunk_map_reserve((uintptr_t)mem, size)) {
+    if (mem) pl_os_unmap(mem, size);
+    unmap_record(rec);
+    return false;
+  }
+  /* The old range's slots in the chunk map keep the tombstone. */
+  if (!pl_os_move((void *)rec->base, old, mem)) {
+    pl_os_unmap((void *)rec->base, old);
+    *dirty = 0;
+  }
+  rec->base = (uintptr_t)mem;
+  rec->size = size;
+  return true;
+}
+
 void *pl_huge_alloc(size_t n, size_t align, bool zero) {
   size_t page = pl_os_page_size();
   if (n > PL_MAX_REQUEST - PL_CHUNK_SIZE) return NULL;
   size_t size = PL_ALIGN_UP(n, page);
   if (align <= PL_CHUNK_SIZE) {
     pl_chunk_t *rec = cache_take(size);
-    if (rec != NULL) {
+    size_t dirty;
+    if (rec != NULL && fit_cached(rec, size, &dirty)) {
       rec->kind = PL_CHUNK_HUGE;
       rec->usable = rec->size;
-      if (zero) memset((void *)rec->base, 0, n);
+      if (zero) memset((void *)rec->base, 0, dirty < n ? dirty : n);
       huge_register(rec);
       pl_chunk_map_set(rec->base, rec->size, rec);
       return (void *)rec->base;
@@ -140,12 +195,6 @@ void *pl_huge_alloc(size_t n, size_t align, bool zero) {
   return mem;
 }
 
-static void unmap_record(pl_chunk_t *rec) {
-  uintptr_t base = rec->base;
-  size_t size = rec->size;
-  pl_chunk_record_release(rec);
-  pl_os_unmap((void *)base, size);
-}
 
 void pl_huge_free(pl_chunk_t *rec) {
   uintptr_t base = rec->base;

@@ -75,6 +75,13 @@ bool pl_os_resize_inplace(void *addr, size_t old_size, size_t new_size) {
   return ok;
 }
 
+bool pl_os_move(void *from, size_t size, void *to) {
+  int saved = errno;
+  void *p = mremap(from, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+  errno = saved;
+  return p == to;
+}
+
 bool pl_os_purge(void *addr, size_t size, pl_purge_mode_t mode) {
   int saved = errno;
   int r = -1;

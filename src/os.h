@@ -16,6 +16,10 @@ void *pl_os_map(size_t size, size_t align) PL_HIDDEN;
 void pl_os_unmap(void *addr, size_t size) PL_HIDDEN;
 /* Tries to grow or shrink a mapping in place; true on success. */
 bool pl_os_resize_inplace(void *addr, size_t old_size, size_t new_size) PL_HIDDEN;
+/* Moves the pages of [from, from + size) to to, replacing what was mapped
+ * there (page tables only, no copy); from is unmapped.  false on failure
+ * (then nothing moved). */
+bool pl_os_move(void *from, size_t size, void *to) PL_HIDDEN;
 
 typedef enum { PL_PURGE_DONTNEED = 0, PL_PURGE_FREE = 1 } pl_purge_mode_t;
 /* Gives the physical pages of a range back to the OS.  With DONTNEED the

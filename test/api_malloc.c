@@ -3,8 +3,9 @@
  * pallet_malloc_usable_size, pallet_free_sized, pallet_malloc_trim and
  * pallet_mallinfo2 (glibc semantics: 16-byte alignment for every size,
  * malloc(0) unique, sizes past PTRDIFF_MAX fail with ENOMEM, free keeps
- * errno).  Linked against libpallet_core (pallet_ names only), so it also
- * runs under the sanitizers.
+ * errno), and the reuse of freed huge mappings.  Linked against
+ * libpallet_core (pallet_ names only), so it also runs under the
+ * sanitizers.
  */
 #include "testutil.h"
 
@@ -252,6 +253,46 @@ static void test_malloc_trim(void **state)
   assert_int_equal(pallet_heap_check(), 0);
 }
 
+/* A freed huge block's mapping is reused by the next huge block even when
+ * that one is bigger (the mapping grows, in place or by moving its pages)
+ * or much smaller (its tail goes back): the cache does not keep it
+ * resident beside a fresh mapping.  What was reused reads as zero through
+ * calloc. */
+static void test_huge_reuse(void **state)
+{
+  pallet_stats_t st;
+  (void)state;
+  pallet_malloc_trim(0); /* no cached mapping, no dirty span */
+  unsigned char *a = pallet_malloc(6 * MIB);
+  assert_non_null(a);
+  memset(a, 0xab, 6 * MIB);
+  pallet_free(a);
+  pallet_stats_get(&st);
+  if (st.free_spans < 6 * MIB)
+    fail_msg("the freed 6 MiB block was not cached (free_spans %zu)", st.free_spans);
+  /* Bigger: the cached 6 MiB grow to 10. */
+  unsigned char *b = pallet_calloc(1, 10 * MIB);
+  assert_non_null(b);
+  pallet_stats_get(&st);
+  if (st.free_spans >= 6 * MIB)
+    fail_msg("a 10 MiB block left the cached 6 MiB aside (free_spans %zu)", st.free_spans);
+  for (size_t i = 0; i < 10 * MIB; i++)
+    if (b[i] != 0)
+      fail_msg("calloc(10 MiB) over a reused mapping: byte %zu is %#x", i, b[i]);
+  memset(b, 0xcd, 10 * MIB);
+  pallet_free(b);
+  /* Much smaller: the cached 10 MiB shrink to the new block. */
+  unsigned char *c = pallet_malloc(4 * MIB + 100);
+  assert_non_null(c);
+  pallet_stats_get(&st);
+  if (st.free_spans >= 4 * MIB)
+    fail_msg("a 4 MiB block left the cached 10 MiB aside (free_spans %zu)", st.free_spans);
+  assert_true(pallet_malloc_usable_size(c) < 5 * MIB);
+  memset(c, 1, 4 * MIB + 100);
+  pallet_free(c);
+  assert_int_equal(pallet_heap_check(), 0);
+}
+
 /* mallinfo2: bytes in use (uordblks + hblkhd) grow by at least 10 MiB
  * while a 10 MiB block is alive and fall back when it is freed. */
 static void test_mallinfo2(void **state)
@@ -301,6 +342,7 @@ int main(void)
     cmocka_unit_test(test_free_keeps_errno),
     cmocka_unit_test(test_free_sized),
     cmocka_unit_test(test_malloc_trim),
+    cmocka_unit_test(test_huge_reuse),
     cmocka_unit_test(test_mallinfo2),
   };
   tu_watchdog("api_malloc", 60);
