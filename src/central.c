@@ -213,16 +213,29 @@ static void free_to_spans(unsigned cls, void *const *blocks, size_t n) {
   size_t i = 0;
   while (i < n) {
     size_t freed = 0;
+    /* The span of the block before, if it is still this class's: blocks
+     * flushed together often share one, and the page map is then not
+     * read again. */
+    pl_span_t *last = NULL;
+    uintptr_t last_start = 0, last_bytes = 0;
     pl_lock(&c->lock);
     while (i < n) {
       void *p = blocks[i++];
-      pl_span_t *s = pl_span_of(p);
-      if (PL_UNLIKELY(s == NULL || s->state != PL_SPAN_SMALL || s->cls != cls)) {
-        /* Its span went back to the heap (or was never this class's):
-         * the block was given back before. */
-        pl_unlock(&c->lock);
-        bool gone = s != NULL && (s->state == PL_SPAN_FREE || s->state == PL_SPAN_BUSY);
-        pl_fatal_ptr("free", gone ? "double free" : "invalid pointer", p);
+      pl_span_t *s;
+      if ((uintptr_t)p - last_start < last_bytes) {
+        s = last;
+      } else {
+        s = pl_span_of(p);
+        if (PL_UNLIKELY(s == NULL || s->state != PL_SPAN_SMALL || s->cls != cls)) {
+          /* Its span went back to the heap (or was never this class's):
+           * the block was given back before. */
+          pl_unlock(&c->lock);
+          bool gone = s != NULL && (s->state == PL_SPAN_FREE || s->state == PL_SPAN_BUSY);
+          pl_fatal_ptr("free", gone ? "double free" : "invalid pointer", p);
+        }
+        last = s;
+        last_start = s->start;
+        last_bytes = (uintptr_t)s->npages << PL_PAGE_SHIFT;
       }
       size_t off = (uintptr_t)p - s->start;
       size_t idx = pl_class_index(cls, off);
