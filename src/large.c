@@ -195,7 +195,6 @@ void *pl_huge_alloc(size_t n, size_t align, bool zero) {
   return mem;
 }
 
-
 void pl_huge_free(pl_chunk_t *rec) {
   uintptr_t base = rec->base;
   size_t size = rec->size;
