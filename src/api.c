@@ -95,19 +95,19 @@ static PL_NOINLINE void free_tick(void) {
  * top of a non-empty bin, with its free key cleared; push: onto a bin
  * with room, with the free key written, counting one free towards the
  * free tick. */
-PL_INLINE void *bin_pop(pl_bin_t *b, void **t) {
+PL_INLINE void *bin_pop(pl_mybin_t b, void **t) {
   t--;
-  __atomic_store_n(&b->top, t, __ATOMIC_RELAXED);
+  PL_MYBIN_STORE(b, top, t);
   void **p = *t;
   if (pl_config_hardening) p[0] = NULL;
   return p;
 }
 
-PL_INLINE void bin_push(pl_bin_t *b, void **t, void *p, uintptr_t key) {
+PL_INLINE void bin_push(pl_mybin_t b, void **t, void *p, uintptr_t key) {
   *t = p;
-  __atomic_store_n(&b->top, t + 1, __ATOMIC_RELAXED);
+  PL_MYBIN_STORE(b, top, t + 1);
   if (pl_config_hardening) *(uintptr_t *)p = key;
-  if (PL_UNLIKELY(--pl_tls.free_tick == 0)) free_tick();
+  if (PL_UNLIKELY(PL_MYBIN_TICK(b))) free_tick();
 }
 
 /* A block of class cls for the calling thread, from its cache, a refill,
@@ -127,9 +127,9 @@ static void *alloc_small(unsigned cls) {
       return p;
     }
   }
-  pl_bin_t *b = &tc->bins[cls];
-  void **t = b->top;
-  if (t != b->base) return bin_pop(b, t);
+  pl_mybin_t b = pl_my_bin(cls << PL_PW_BIN_SHIFT);
+  void **t = PL_MYBIN_LOAD(b, top);
+  if (!PL_MYBIN_EQ(t, b, base)) return bin_pop(b, t);
   decay_tick();
   return pl_tcache_refill_pop(tc, cls);
 }
@@ -191,9 +191,9 @@ static void *alloc_aligned(size_t a, size_t n) {
   unsigned off;
   if (PL_LIKELY(a <= PL_PAGE_SIZE && n - 1 < PL_SMALL_MAX &&
                 pl_bin_offset((n + a - 1) & ~(a - 1), &off))) {
-    pl_bin_t *b = pl_tc_bin_at(pl_tc, off);
-    void **t = b->top;
-    if (PL_LIKELY(t != b->base)) return bin_pop(b, t);
+    pl_mybin_t b = pl_my_bin(off);
+    void **t = PL_MYBIN_LOAD(b, top);
+    if (PL_LIKELY(!PL_MYBIN_EQ(t, b, base))) return bin_pop(b, t);
   }
   if (PL_UNLIKELY(n > PL_MAX_REQUEST || a > PL_MAX_REQUEST - n)) return enomem();
   pl_ensure_init();
@@ -309,9 +309,9 @@ static void free_small(void *p, unsigned cls, const char *func) {
     }
   }
   if (PL_UNLIKELY(__atomic_load_n(&tc->poked, __ATOMIC_RELAXED))) give_back_idle_cache(tc);
-  pl_bin_t *b = &tc->bins[cls];
-  void **t = b->top;
-  if (t < b->base + tc->real_limit[cls]) {
+  pl_mybin_t b = pl_my_bin(cls << PL_PW_BIN_SHIFT);
+  void **t = PL_MYBIN_LOAD(b, top);
+  if (t < PL_MYBIN_LOAD(b, base) + tc->real_limit[cls]) {
     /* Counts towards the tick like the fast path (which pointers outside
      * the arena, or a PALLET_CANARY run, never take). */
     bin_push(b, t, p, pl_free_key(p));
@@ -377,25 +377,27 @@ static void *alloc_canary(size_t a, size_t n, bool zero) {
 
 /* ---- the malloc family ---------------------------------------------- */
 
-/* malloc() of n bytes (1 .. PL_SMALL_MAX) whose bin b is empty.  In the
- * calling thread's real cache (base != NULL: not a static cache, so no
- * PALLET_CANARY or PALLET_JUNK, and start-up is done), the refill
- * without alloc_any's checks and class lookup; otherwise alloc_any. */
-static PL_NOINLINE void *malloc_empty_bin(pl_bin_t *b, size_t n) {
-  if (b->base == NULL) return alloc_any(n, false);
-  pl_tcache_t *tc = pl_tc;
+/* malloc() of n bytes (1 .. PL_SMALL_MAX) whose bin is empty.  With a
+ * real cache (base != NULL: not a static cache, so no PALLET_CANARY or
+ * PALLET_JUNK, and start-up is done), the refill without alloc_any's
+ * checks; otherwise alloc_any.  The bin's offset is looked up again:
+ * passing it cost the fast path a register copy. */
+static PL_NOINLINE void *malloc_empty_bin(size_t n) {
+  unsigned off;
+  if (!pl_bin_offset(n, &off) || PL_MYBIN_LOAD(pl_my_bin(off), base) == NULL)
+    return alloc_any(n, false);
   decay_tick();
-  void *p = pl_tcache_refill_pop(tc, (unsigned)(b - tc->bins));
+  void *p = pl_tcache_refill_pop(pl_tc, off >> PL_PW_BIN_SHIFT);
   return p ? p : enomem();
 }
 
 API void *pallet_malloc(size_t n) {
   unsigned off;
   if (PL_UNLIKELY(!pl_bin_offset(n, &off))) return alloc_any(n, false);
-  pl_bin_t *b = pl_tc_bin_at(pl_tc, off);
-  void **t = b->top;
-  if (PL_LIKELY(t != b->base)) return bin_pop(b, t);
-  return malloc_empty_bin(b, n);
+  pl_mybin_t b = pl_my_bin(off);
+  void **t = PL_MYBIN_LOAD(b, top);
+  if (PL_LIKELY(!PL_MYBIN_EQ(t, b, base))) return bin_pop(b, t);
+  return malloc_empty_bin(n);
 }
 
 API void pallet_free(void *p) {
@@ -413,24 +415,25 @@ API void pallet_free(void *p) {
   } else {
     bin = __atomic_load_n(&w->bin, __ATOMIC_RELAXED);
   }
-  pl_bin_t *b = pl_tc_bin_at(pl_tc, bin);
-  void **t = b->top;
-  void **end = __atomic_load_n(&b->end, __ATOMIC_RELAXED);
-  if (PL_LIKELY(t < end)) {
+  pl_mybin_t b = pl_my_bin(bin);
+  void **t = PL_MYBIN_LOAD(b, top);
+  if (PL_LIKELY(PL_MYBIN_BELOW(t, b, end))) {
     uintptr_t key = pl_free_key(p);
     if (pl_config_hardening) {
       /* p must start a block (the fraction of its offset in the span over
        * the block size is zero, see sizeclass.h), and must not hold its
        * free key already. */
-      if (PL_UNLIKELY(pl_class_off_misaligned(soff, b->recip) || *(uintptr_t *)p == key))
+      if (PL_UNLIKELY(pl_class_prod_misaligned(PL_MYBIN_MUL_RECIP(soff, b)) ||
+                      *(uintptr_t *)p == key))
         goto slow;
     }
     bin_push(b, t, p, key);
     return;
   }
   /* A full (or poked) bin of a real cache: end is NULL only in bin 0 and
-   * in the static caches (no cache yet, PALLET_CANARY, PALLET_JUNK). */
-  if (end != NULL) {
+   * in threads without a real cache (none yet, PALLET_CANARY,
+   * PALLET_JUNK, torn down). */
+  if (PL_MYBIN_LOAD(b, end) != NULL) {
     free_to_full_bin(p);
     return;
   }
@@ -445,9 +448,9 @@ API void *pallet_calloc(size_t nmemb, size_t size) {
    * does): the bin's offset in the cache is its class times 32. */
   unsigned off;
   if (PL_UNLIKELY(!pl_bin_offset(total, &off))) return alloc_any(total, true);
-  pl_bin_t *b = pl_tc_bin_at(pl_tc, off);
-  void **t = b->top;
-  if (PL_LIKELY(t != b->base))
+  pl_mybin_t b = pl_my_bin(off);
+  void **t = PL_MYBIN_LOAD(b, top);
+  if (PL_LIKELY(!PL_MYBIN_EQ(t, b, base)))
     return memset(bin_pop(b, t), 0, pl_class_info[off >> PL_PW_BIN_SHIFT].size);
   return alloc_any(total, true);
 }
@@ -501,9 +504,9 @@ static inline void *realloc_small_fast(void *p, size_t n) {
   if (PL_UNLIKELY(q == NULL)) return NULL;
   memcpy(q, p, usable);
   /* p is checked already: free's push without the lookup. */
-  pl_bin_t *b = &pl_tc->bins[cls];
-  void **t = b->top;
-  if (PL_LIKELY(t < __atomic_load_n(&b->end, __ATOMIC_RELAXED))) {
+  pl_mybin_t b = pl_my_bin(cls << PL_PW_BIN_SHIFT);
+  void **t = PL_MYBIN_LOAD(b, top);
+  if (PL_LIKELY(PL_MYBIN_BELOW(t, b, end))) {
     bin_push(b, t, p, pl_free_key(p));
   } else {
     pallet_free(p);

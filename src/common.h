@@ -30,6 +30,16 @@
 #define PL_CACHELINE 64
 #define PL_ALIGNED(n) __attribute__((aligned(n)))
 
+/* Built with a sanitizer (which must see every memory access). */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define PL_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+    __has_feature(memory_sanitizer)
+#define PL_SANITIZED 1
+#endif
+#endif
+
 #define PL_PAGE_SHIFT 13
 #define PL_PAGE_SIZE ((size_t)1 << PL_PAGE_SHIFT)
 #define PL_CHUNK_SHIFT 22

@@ -67,8 +67,11 @@ PL_INLINE size_t pl_class_index(unsigned cls, size_t off) {
 PL_INLINE uint64_t pl_class_recip_shifted(unsigned cls) {
   return pl_class_info[cls].recip << 22;
 }
+PL_INLINE bool pl_class_prod_misaligned(uint64_t off_times_recip_shifted) {
+  return off_times_recip_shifted >> 44 != 0;
+}
 PL_INLINE bool pl_class_off_misaligned(size_t off, uint64_t recip_shifted) {
-  return (off * recip_shifted) >> 44 != 0;
+  return pl_class_prod_misaligned(off * recip_shifted);
 }
 
 /* The smallest class of size >= n whose size is a multiple of align (a

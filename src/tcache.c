@@ -14,8 +14,8 @@
 #include "meta.h"
 #include "os.h"
 
-__thread pl_tls_t pl_tls __attribute__((tls_model("initial-exec"))) = {&pl_tcache_boot,
-                                                                        PL_FREE_TICK};
+__thread pl_tls_t pl_tls __attribute__((tls_model(PL_TLS_MODEL))) = {
+    .tc = &pl_tcache_boot, .free_tick = PL_FREE_TICK};
 uint64_t pl_secret;
 
 pl_tcache_t pl_tcache_boot; /* all three: state PL_TC_STATIC, bins empty */
@@ -66,10 +66,10 @@ uint16_t pl_bin_lookup_mid[PL_SMALL_MAX >> PL_MID_LOOKUP_SHIFT];
 void pl_tcache_init_caps(void) {
   size_t total = 0;
   for (size_t n = 0; n <= PL_SMALL_LOOKUP_MAX; n++)
-    pl_bin_lookup[n] = (uint16_t)offsetof(pl_tcache_t, bins[pl_size_class(n)]);
+    pl_bin_lookup[n] = (uint16_t)offsetof(pl_tls_t, bins[pl_size_class(n)]);
   for (size_t i = PL_SMALL_LOOKUP_MAX >> PL_MID_LOOKUP_SHIFT; i < (PL_SMALL_MAX >> PL_MID_LOOKUP_SHIFT); i++)
     pl_bin_lookup_mid[i] =
-        (uint16_t)offsetof(pl_tcache_t, bins[pl_size_class((i + 1) << PL_MID_LOOKUP_SHIFT)]);
+        (uint16_t)offsetof(pl_tls_t, bins[pl_size_class((i + 1) << PL_MID_LOOKUP_SHIFT)]);
   for (unsigned c = 1; c <= PL_NCLASSES; c++) {
     size_t size = pl_class_info[c].size;
     size_t cap = CAP_BYTES / size;
@@ -177,6 +177,7 @@ pl_tcache_t *pl_tcache_create(void) {
     memset(tc->burst_slots, 0, sizeof tc->burst_slots);
   }
   tc->large_pending = NULL; /* (a recycled cache's was given back) */
+  tc->bins = pl_tls.bins; /* this thread's: creation runs in the owner */
   void **slot = tc->slot_storage;
   for (unsigned c = 1; c <= PL_NCLASSES; c++) {
     tc->real_limit[c] = pl_tcache_cap[c] < START_LIMIT ? pl_tcache_cap[c] : START_LIMIT;
@@ -238,6 +239,11 @@ void pl_tcache_destroy(pl_tcache_t *tc) {
   tc->state = PL_TC_DEAD;
   pl_lock(&registry_lock);
   registry_remove(tc);
+  /* Empty and closed again (a poke can no longer reach them): what the
+   * thread frees from now on, say in another library's TLS destructor,
+   * takes the slow path. */
+  memset(tc->bins, 0, sizeof pl_tls.bins);
+  tc->bins = NULL;
   tc->next = pool;
   pool = tc;
   pl_unlock(&registry_lock);

@@ -17,11 +17,11 @@
  * is only a key, secret ^ address, in its first word: a block being freed
  * that already holds its key is a double free.  malloc clears the key.
  *
- * Every thread starts pointing at a static, empty cache (limit 0), so its
- * first malloc or free falls into the slow path, which sets the real one
- * up: the fast paths never test "initialised yet?".  The thread pointer
- * and a countdown of frees (pl_tls below) are pallet's only thread-local
- * data.
+ * Every thread starts pointing at a static cache, with empty bins (limit
+ * 0), so its first malloc or free falls into the slow path, which sets the
+ * real one up: the fast paths never test "initialised yet?".  The bins,
+ * the cache pointer and a countdown of frees (pl_tls below) are pallet's
+ * only thread-local data.
  *
  * Invariant: 0 <= count <= limit <= cap (the burst cap once the bin has
  * its own array) for every bin of an active cache;
@@ -31,6 +31,8 @@
  */
 #ifndef PL_TCACHE_H
 #define PL_TCACHE_H
+
+#include <stddef.h>
 
 #include "chunk.h"
 #include "common.h"
@@ -74,7 +76,7 @@ typedef enum {
 } pl_tc_state_t;
 
 typedef struct pl_tcache {
-  pl_bin_t bins[PL_NCLASSES + 1]; /* hot: first, 32 bytes a bin */
+  pl_bin_t *bins; /* the owner's bins, in its pl_tls; NULL in the static caches */
   uint8_t state;
   uint8_t overflowed[PL_NCLASSES + 1]; /* flushes since the last refill */
   uint8_t refills[PL_NCLASSES + 1];    /* refills since the last flush */
@@ -96,20 +98,119 @@ typedef struct pl_tcache {
 } pl_tcache_t;
 
 /* The thread's pallet state, the only thread-local pallet has (initial-
- * exec TLS, 16 bytes): its cache, and a countdown of frees.  Each free
- * that its fast path completes counts one down; at zero the thread takes
- * pl_free_tick's short detour (api.c), which reads the clock, runs a decay
- * pass if one is due and gives back the thread's cache if the thread has
- * not reached the heap for the decay time.  So decay and the return of
- * idle caches also happen in a program whose calls all stay on the fast
- * paths (a thread after a burst, doing light work). */
+ * exec TLS, 3.1 KiB, unless configured with --disable-initial-exec-tls,
+ * which dlopen() needs without a bigger static TLS surplus: see
+ * doc/design.md): its bins, its cache, and a countdown of frees.
+ * The bins live here rather than in the cache so that the fast paths
+ * reach a bin at a fixed offset from the thread pointer (%fs on x86-64:
+ * one instruction less in malloc and in free than loading the cache
+ * pointer first).  They are all zero (empty, limit 0) while the thread
+ * has no real cache: before its first call, while the cache is built,
+ * under PALLET_CANARY or PALLET_JUNK, and after it is torn down.
+ * Each free that its fast path completes counts the countdown down; at
+ * zero the thread takes pl_free_tick's short detour (api.c), which reads
+ * the clock, runs a decay pass if one is due and gives back the thread's
+ * cache if the thread has not reached the heap for the decay time.  So
+ * decay and the return of idle caches also happen in a program whose
+ * calls all stay on the fast paths (a thread after a burst, doing light
+ * work). */
 #define PL_FREE_TICK 128
 typedef struct pl_tls {
+  pl_bin_t bins[PL_NCLASSES + 1]; /* first: bin offsets are class * 32 */
   pl_tcache_t *tc;
   uint32_t free_tick;
-} pl_tls_t;
-extern __thread pl_tls_t pl_tls __attribute__((tls_model("initial-exec"))) PL_HIDDEN;
+} PL_ALIGNED(PL_CACHELINE) pl_tls_t;
+#if PL_TLS_INITIAL_EXEC
+#define PL_TLS_MODEL "initial-exec"
+#else
+#define PL_TLS_MODEL "global-dynamic" /* --disable-initial-exec-tls */
+#endif
+extern __thread pl_tls_t pl_tls __attribute__((tls_model(PL_TLS_MODEL))) PL_HIDDEN;
 #define pl_tc (pl_tls.tc)
+
+/* The fast paths reach the calling thread's bin at byte offset off
+ * (class * 32) through a handle, pl_my_bin(off), and the macros below.
+ * On x86-64 (and no sanitizer, which must see every access) the bin is
+ * addressed through %fs: the handle is pl_tls's offset from the thread
+ * pointer, read from its GOT entry (a constant once linked into an
+ * executable), and off, both in registers, so each access is one
+ * instruction with no address arithmetic.  (GCC, given a __seg_fs
+ * pointer instead, adds them first: one instruction more in malloc and
+ * in free.)  The accesses are volatile asm with a memory clobber, so the
+ * compiler keeps them in order with each other and with the plain C
+ * accesses of the slow paths.  Elsewhere the handle is a plain pointer. */
+#if defined(__x86_64__) && PL_TLS_INITIAL_EXEC && !defined(PL_SANITIZED)
+#define PL_TLS_FS 1
+typedef struct pl_mybin {
+  uintptr_t tp, off;
+} pl_mybin_t;
+PL_INLINE pl_mybin_t pl_my_bin(unsigned off) {
+  uintptr_t tp;
+  __asm__("movq pl_tls@gottpoff(%%rip), %0" : "=r"(tp));
+  return (pl_mybin_t){tp, off};
+}
+#define PL_MYBIN_LOAD(h, field)                                                    \
+  ({                                                                               \
+    void **v_;                                                                     \
+    __asm__ volatile("movq %%fs:%c3(%1,%2), %0"                                    \
+                     : "=r"(v_)                                                    \
+                     : "r"((h).tp), "r"((h).off), "i"(offsetof(pl_bin_t, field))   \
+                     : "memory");                                                  \
+    v_;                                                                            \
+  })
+#define PL_MYBIN_STORE(h, field, v)                                                       \
+  __asm__ volatile("movq %3, %%fs:%c2(%0,%1)"                                             \
+                   :                                                                      \
+                   : "r"((h).tp), "r"((h).off), "i"(offsetof(pl_bin_t, field)), "r"(v)   \
+                   : "memory")
+/* v == the field / v < the field (unsigned), from one compare. */
+#define PL_MYBIN_EQ(v, h, field)                                                             \
+  ({                                                                                         \
+    bool c_;                                                                                 \
+    __asm__ volatile("cmpq %%fs:%c3(%1,%2), %4"                                              \
+                     : "=@ccz"(c_)                                                           \
+                     : "r"((h).tp), "r"((h).off), "i"(offsetof(pl_bin_t, field)), "r"(v)     \
+                     : "memory");                                                            \
+    c_;                                                                                      \
+  })
+#define PL_MYBIN_BELOW(v, h, field)                                                          \
+  ({                                                                                         \
+    bool c_;                                                                                 \
+    __asm__ volatile("cmpq %%fs:%c3(%1,%2), %4"                                              \
+                     : "=@ccb"(c_)                                                           \
+                     : "r"((h).tp), "r"((h).off), "i"(offsetof(pl_bin_t, field)), "r"(v)     \
+                     : "memory");                                                            \
+    c_;                                                                                      \
+  })
+/* x * the bin's recip (set once, when the cache is made). */
+#define PL_MYBIN_MUL_RECIP(x, h)                                                  \
+  ({                                                                              \
+    uint64_t x_ = (x);                                                            \
+    __asm__("imulq %%fs:%c3(%1,%2), %0"                                           \
+            : "+r"(x_)                                                            \
+            : "r"((h).tp), "r"((h).off), "i"(offsetof(pl_bin_t, recip)));         \
+    x_;                                                                           \
+  })
+/* Counts the free tick down; true when it reaches zero. */
+#define PL_MYBIN_TICK(h)                                                       \
+  ({                                                                           \
+    bool z_;                                                                   \
+    __asm__ volatile("subl $1, %%fs:%c2(%1)"                                   \
+                     : "=@ccz"(z_)                                             \
+                     : "r"((h).tp), "i"(offsetof(pl_tls_t, free_tick))         \
+                     : "memory");                                              \
+    z_;                                                                        \
+  })
+#else
+typedef pl_bin_t *pl_mybin_t;
+PL_INLINE pl_mybin_t pl_my_bin(unsigned off) { return (pl_bin_t *)((char *)pl_tls.bins + off); }
+#define PL_MYBIN_LOAD(h, field) __atomic_load_n(&(h)->field, __ATOMIC_RELAXED)
+#define PL_MYBIN_STORE(h, field, v) __atomic_store_n(&(h)->field, (v), __ATOMIC_RELAXED)
+#define PL_MYBIN_EQ(v, h, field) ((v) == PL_MYBIN_LOAD(h, field))
+#define PL_MYBIN_BELOW(v, h, field) ((v) < PL_MYBIN_LOAD(h, field))
+#define PL_MYBIN_MUL_RECIP(x, h) ((uint64_t)(x) * (h)->recip)
+#define PL_MYBIN_TICK(h) (--pl_tls.free_tick == 0)
+#endif
 extern uint64_t pl_secret PL_HIDDEN;
 
 /* The fast paths' class lookup: for a request of n <= PL_SMALL_MAX bytes,
@@ -123,7 +224,7 @@ extern uint64_t pl_secret PL_HIDDEN;
 extern uint16_t pl_bin_lookup[PL_SMALL_LOOKUP_MAX + 1] PL_HIDDEN;
 extern uint16_t pl_bin_lookup_mid[PL_SMALL_MAX >> PL_MID_LOOKUP_SHIFT] PL_HIDDEN;
 /* false when n > PL_SMALL_MAX.  Tested in this order, n <= 1 KiB costs
- * one compare (malloc's fast path stays 14 instructions). */
+ * one compare (malloc's fast path stays 13 instructions). */
 PL_INLINE bool pl_bin_offset(size_t n, unsigned *off) {
   if (PL_LIKELY(n <= PL_SMALL_LOOKUP_MAX)) {
     *off = pl_bin_lookup[n];
@@ -132,9 +233,6 @@ PL_INLINE bool pl_bin_offset(size_t n, unsigned *off) {
   if (n > PL_SMALL_MAX) return false;
   *off = pl_bin_lookup_mid[(n - 1) >> PL_MID_LOOKUP_SHIFT];
   return true;
-}
-PL_INLINE pl_bin_t *pl_tc_bin_at(pl_tcache_t *tc, unsigned off) {
-  return (pl_bin_t *)((char *)tc + off);
 }
 
 /* Caps and budgets (options.c may change them before any cache exists). */

@@ -76,5 +76,12 @@ test_link_static_LDADD = libpallet.la $(PTHREAD_LIBS)
 test_link_allstatic_SOURCES = test/link_override.c
 test_link_allstatic_LDFLAGS = $(AM_LDFLAGS) -all-static
 test_link_allstatic_LDADD = libpallet.la $(PTHREAD_LIBS)
+
+# libpallet.so loaded with dlopen() (the program's malloc stays glibc's).
+check_PROGRAMS += test/link_dlopen
+TESTS += test/link_dlopen.sh
+EXTRA_DIST += test/link_dlopen.sh
+test_link_dlopen_SOURCES = test/link_dlopen.c
+test_link_dlopen_LDADD = $(PTHREAD_LIBS) -ldl
 endif
 endif

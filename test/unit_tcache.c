@@ -170,12 +170,19 @@ static void test_bin_lookup(void **state) {
   (void)state;
   pl_thread_start();
   pl_tcache_t *tc = pl_tc;
+  assert_ptr_equal(tc->bins, pl_tls.bins);
   for (size_t n = 1; n <= PL_SMALL_MAX; n++) {
     pl_bin_t *want = &tc->bins[pl_size_class(n)];
     unsigned off;
     assert_true(pl_bin_offset(n, &off));
-    pl_bin_t *got = pl_tc_bin_at(tc, off);
+    pl_bin_t *got = (pl_bin_t *)((char *)tc->bins + off);
     if (got != want) fail_msg("request %zu: bin %td, class %u", n, got - tc->bins, pl_size_class(n));
+    /* The fast paths' handle reaches the same bin (through %fs on
+     * x86-64): its fields read back what the bin holds. */
+    pl_mybin_t h = pl_my_bin(off);
+    if (PL_MYBIN_LOAD(h, top) != want->top || PL_MYBIN_LOAD(h, base) != want->base ||
+        !PL_MYBIN_EQ(want->base, h, base) || PL_MYBIN_MUL_RECIP(1, h) != want->recip)
+      fail_msg("request %zu: the fast paths' handle does not reach bin %u", n, pl_size_class(n));
   }
 }
 
@@ -605,6 +612,11 @@ static void test_destroy(void **state) {
   assert_ptr_equal(pl_tc, &pl_tcache_dead);
   assert_int_equal(tc->state, PL_TC_DEAD);
   assert_int_equal(pl_tcache_live(), live0 - 1);
+  /* The thread's bins are closed again: the fast paths send everything
+   * to the slow paths. */
+  for (unsigned c = 0; c <= PL_NCLASSES; c++)
+    if (pl_tls.bins[c].top || pl_tls.bins[c].end || pl_tls.bins[c].base)
+      fail_msg("bin %u still open after tear-down", c);
   for (unsigned c = 1; c <= PL_NCLASSES; c++) {
     assert_int_equal(pl_tcache_count_class(c), 0);
     if (in_use(c) != before[c] - counts[c])
