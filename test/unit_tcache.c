@@ -312,6 +312,39 @@ static void test_burst_growth(void **state) {
   }
 }
 
+/* A small class grown past its cap in bursts keeps growing on rounds
+ * that need a little more than its limit: with one refill and one flush
+ * a round, the runs of two that start the growth never come again.
+ * Rounds of 1433 blocks of 128 B (cap 128) grow the bin by runs to 1024
+ * (a round then needs 1.4 times the limit); bench-bursts stalled there,
+ * sending a third of each batch through the central lists every round. */
+static void test_burst_keeps_growing(void **state) {
+  (void)state;
+  const size_t n = 128, batch = 1433;
+  unsigned cls = pl_size_class(n);
+  assert_true(pl_tcache_burst_cap[cls] >= 2 * batch);
+  void **b = calloc(batch, sizeof *b);
+  assert_non_null(b);
+  for (int round = 0; round < 16; round++) {
+    for (size_t i = 0; i < batch; i++) {
+      assert_non_null(b[i] = pallet_malloc(n));
+      memcpy(b[i], &i, sizeof i);
+    }
+    for (size_t i = 0; i < batch; i++) {
+      size_t seen;
+      memcpy(&seen, b[i], sizeof seen);
+      if (seen != i) fail_msg("round %d: block %zu was handed out twice", round, i);
+      pallet_free(b[i]);
+    }
+    bins_ok();
+  }
+  uint32_t limit = pl_bin_limit(&pl_tc->bins[cls]);
+  if (!in_burst(pl_tc, cls) || limit < batch)
+    fail_msg("rounds of %zu blocks: the limit stayed at %u", batch, limit);
+  assert_int_equal(pl_central_check(), 0);
+  free(b);
+}
+
 /* A bin this thread only frees into (a consumer's): once it has
  * overflowed twice with no refill between, each overflow flushes all of
  * it, and its limit grows to half the cap at most. */
@@ -854,6 +887,7 @@ int main(void) {
       cmocka_unit_test(test_limit_growth),
       cmocka_unit_test(test_overflow_only_bin),
       cmocka_unit_test(test_burst_growth),
+      cmocka_unit_test(test_burst_keeps_growing),
       cmocka_unit_test(test_budget),
       cmocka_unit_test(test_budget_fast_fill),
       cmocka_unit_test(test_holds_and_key),
