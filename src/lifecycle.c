@@ -137,9 +137,8 @@ static void fork_child(void) {
   pl_central_fork_child();
   pl_tcache_fork_child();
   bg_running = 0; /* the thread did not survive; started again on demand */
-  /* The caches of threads that did not survive stay as they are: one of
-   * them may have been half way through a push or pop when the fork
-   * happened, so their contents cannot be trusted to be flushed. */
+  /* The caches of threads that did not survive are dropped, not flushed
+   * (pl_tcache_fork_child says why). */
 }
 
 /* PALLET_STATS=1 (or PALLET_VERBOSE=2): the report at exit, or when the

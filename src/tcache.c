@@ -384,4 +384,27 @@ size_t pl_tcache_live(void) {
 
 void pl_tcache_fork_prepare(void) { pl_lock(&registry_lock); }
 void pl_tcache_fork_parent(void) { pl_unlock(&registry_lock); }
-void pl_tcache_fork_child(void) { pl_lock_init(&registry_lock); }
+/* Only the forking thread lives on in the child.  The other threads'
+ * caches leave the registry: their bins are in those threads' TLS, which
+ * glibc hands to the next threads the child creates, so a registered
+ * cache would read (statistics) and poke (decay) a new thread's bins.
+ * Their blocks are not flushed: one of those threads may have been half
+ * way through a push or pop at the fork.  They stay lost to the child,
+ * with their caches' metadata. */
+void pl_tcache_fork_child(void) {
+  pl_lock_init(&registry_lock);
+  pl_tcache_t *self = pl_tc, *tc = registry;
+  registry = NULL;
+  nactive = 0;
+  while (tc) {
+    pl_tcache_t *next = tc->next;
+    if (tc == self) {
+      registry_add(tc);
+    } else {
+      tc->bins = NULL;
+      tc->state = PL_TC_DEAD;
+      tc->next = tc->prev = NULL;
+    }
+    tc = next;
+  }
+}

@@ -692,6 +692,74 @@ static void start_held(pthread_t *t, void *(*fn)(void *), void *arg, sem_t *read
   sem_wait(ready);
 }
 
+/* fork() while another thread holds a cache: in the child only the
+ * forking thread's cache is registered (the other's bins are in TLS that
+ * glibc gives to the child's next thread), and a thread the child makes
+ * gets a cache of its own, whose bins are its own. */
+struct fork_arg {
+  sem_t ready, go;
+  const pl_bin_t *bins;
+};
+static const pl_bin_t *main_bins; /* the forking thread's, in the child */
+
+static void *cache_holder(void *argp) {
+  struct fork_arg *a = argp;
+  void *b[32];
+  for (int i = 0; i < 32; i++) b[i] = pallet_malloc(48);
+  for (int i = 0; i < 32; i++) pallet_free(b[i]);
+  a->bins = pl_tc->bins;
+  sem_post(&a->ready);
+  sem_wait(&a->go);
+  return NULL;
+}
+
+static void *child_thread(void *argp) {
+  struct fork_arg *a = argp;
+  void *b[32];
+  for (int i = 0; i < 32; i++) b[i] = pallet_malloc(48);
+  for (int i = 0; i < 32; i++) pallet_free(b[i]);
+  a->bins = pl_tc->bins;
+  TU_CHILD_REQUIRE(pl_tcache_live() == 2);
+  TU_CHILD_REQUIRE(pl_tcache_count_class(pl_size_class(48)) ==
+                   pl_bin_count(&pl_tc->bins[pl_size_class(48)]) +
+                       pl_bin_count(&main_bins[pl_size_class(48)]));
+  return NULL;
+}
+
+static void child_after_fork(void *arg) {
+  (void)arg;
+  TU_CHILD_REQUIRE(pl_tc->state == PL_TC_ACTIVE);
+  TU_CHILD_REQUIRE(pl_tcache_live() == 1);
+  TU_CHILD_REQUIRE(pl_tcache_count_class(pl_size_class(48)) ==
+                   pl_bin_count(&pl_tc->bins[pl_size_class(48)]));
+  struct fork_arg c = {.bins = NULL};
+  main_bins = pl_tc->bins;
+  pthread_t t;
+  TU_CHILD_REQUIRE(pthread_create(&t, NULL, child_thread, &c) == 0);
+  pthread_join(t, NULL);
+  TU_CHILD_REQUIRE(c.bins != NULL && c.bins != pl_tc->bins);
+  TU_CHILD_REQUIRE(pl_tcache_live() == 1);
+  TU_CHILD_REQUIRE(pl_central_check() == 0);
+}
+
+static void test_fork_drops_other_caches(void **state) {
+  (void)state;
+  pl_thread_start();
+  struct fork_arg a;
+  pthread_t t;
+  start_held(&t, cache_holder, &a, &a.ready, &a.go);
+  assert_int_equal(pl_tcache_live(), 2);
+  struct tu_child_result res;
+  char how[128];
+  tu_run_child(child_after_fork, NULL, 20, &res);
+  sem_post(&a.go);
+  pthread_join(t, NULL);
+  tu_describe_status(res.status, how, sizeof how);
+  if (!(WIFEXITED(res.status) && WEXITSTATUS(res.status) == 0))
+    fail_msg("child after fork: %s:\n%s", how, res.err);
+}
+
+
 /* An idle thread's cache: a decay pass pokes it (its limits drop to 0),
  * and the next time the thread frees it gives the whole cache back. */
 struct idle_arg {
@@ -893,6 +961,7 @@ int main(void) {
       cmocka_unit_test(test_holds_and_key),
       cmocka_unit_test(test_idle_cache_given_back),
       cmocka_unit_test(test_large_parked),
+      cmocka_unit_test(test_fork_drops_other_caches),
       cmocka_unit_test(test_destroy),
   };
   return cmocka_run_group_tests_name("unit_tcache", tests, setup, NULL);
