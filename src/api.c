@@ -378,16 +378,16 @@ static void *alloc_canary(size_t a, size_t n, bool zero) {
 /* ---- the malloc family ---------------------------------------------- */
 
 /* malloc() of n bytes (1 .. PL_SMALL_MAX) whose bin is empty.  With a
- * real cache (base != NULL: not a static cache, so no PALLET_CANARY or
- * PALLET_JUNK, and start-up is done), the refill without alloc_any's
- * checks; otherwise alloc_any.  The bin's offset is looked up again:
- * passing it cost the fast path a register copy. */
+ * real cache (not a static one, so no PALLET_CANARY or PALLET_JUNK, and
+ * start-up is done), the refill without alloc_any's checks; otherwise
+ * alloc_any.  The bin's offset is looked up again: passing it cost the
+ * fast path a register copy. */
 static PL_NOINLINE void *malloc_empty_bin(size_t n) {
+  pl_tcache_t *tc = pl_tc;
   unsigned off;
-  if (!pl_bin_offset(n, &off) || PL_MYBIN_LOAD(pl_my_bin(off), base) == NULL)
-    return alloc_any(n, false);
+  if (tc->state != PL_TC_ACTIVE || !pl_bin_offset(n, &off)) return alloc_any(n, false);
   decay_tick();
-  void *p = pl_tcache_refill_pop(pl_tc, off >> PL_PW_BIN_SHIFT);
+  void *p = pl_tcache_refill_pop(tc, off >> PL_PW_BIN_SHIFT);
   return p ? p : enomem();
 }
 

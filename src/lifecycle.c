@@ -211,16 +211,26 @@ void pl_thread_start(void) {
     pl_tc = &pl_tcache_dead;
     return;
   }
-  /* Allocations made while the cache is built (pthread_setspecific may
-   * calloc) go straight to the central lists. */
+  /* A cache's bins are in the thread's TLS, and only the key's destructor
+   * takes the cache off the registry when the thread exits: without the
+   * key, the registry would keep bins that the next thread gets.  So no
+   * key, no cache. */
+  if (!have_key) {
+    pl_tc = &pl_tcache_dead;
+    return;
+  }
+  /* While the cache is built, allocations (none are made today) go
+   * straight to the central lists. */
   pl_tc = &pl_tcache_init;
   pl_tcache_t *tc = pl_tcache_create();
   if (tc == NULL) {
     pl_tc = &pl_tcache_boot; /* try again next time */
     return;
   }
-  if (have_key) pthread_setspecific(tc_key, tc);
+  /* The cache is whole from here: pthread_setspecific may calloc, and
+   * opening the thread's bins (in pl_tcache_create) sends that to it. */
   pl_tc = tc;
+  if (pthread_setspecific(tc_key, tc) != 0) pl_tcache_destroy(tc); /* the thread is DEAD */
 }
 
 __attribute__((constructor(101))) static void pl_constructor(void) { pl_ensure_init(); }

@@ -243,10 +243,8 @@ void pl_tcache_flush_all(pl_tcache_t *tc) {
 
 void pl_tcache_destroy(pl_tcache_t *tc) {
   if (tc == NULL || tc->state != PL_TC_ACTIVE) return;
-  if (pl_tc == tc) pl_tc = &pl_tcache_dead;
   __atomic_store_n(&tc->last_slow_ms, 0, __ATOMIC_RELAXED); /* not busy */
   pl_tcache_flush_all(tc);
-  tc->state = PL_TC_DEAD;
   pl_lock(&registry_lock);
   registry_remove(tc);
   /* Empty and closed again (a poke can no longer reach them): what the
@@ -254,9 +252,12 @@ void pl_tcache_destroy(pl_tcache_t *tc) {
    * takes the slow path. */
   memset(tc->bins, 0, sizeof pl_tls.bins);
   tc->bins = NULL;
+  tc->state = PL_TC_DEAD;
   tc->next = pool;
   pool = tc;
   pl_unlock(&registry_lock);
+  /* Only now: while the bins were open, the thread's cache was this one. */
+  if (pl_tc == tc) pl_tc = &pl_tcache_dead;
 }
 
 /* Keeps the cache within its byte budget: a cache holding bytes (over
