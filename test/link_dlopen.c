@@ -97,8 +97,15 @@ static void *work(void *arg) {
 int main(int argc, char **argv) {
   if (argc != 2) die("usage", "link_dlopen path/to/libpallet.so");
 #if PL_TLS_INITIAL_EXEC
-  if (getenv("GLIBC_TUNABLES") == NULL) {
-    setenv("GLIBC_TUNABLES", "glibc.rtld.optional_static_tls=16384", 1);
+  /* Once: the tunable is read when the program starts, so add it to
+   * whatever GLIBC_TUNABLES holds and start again. */
+  if (getenv("LINK_DLOPEN_AGAIN") == NULL) {
+    static char tunables[4096];
+    const char *old = getenv("GLIBC_TUNABLES");
+    snprintf(tunables, sizeof tunables, "%s%sglibc.rtld.optional_static_tls=16384",
+             old ? old : "", old && *old ? ":" : "");
+    setenv("GLIBC_TUNABLES", tunables, 1);
+    setenv("LINK_DLOPEN_AGAIN", "1", 1);
     execv("/proc/self/exe", argv);
     die("execv", "failed");
   }
