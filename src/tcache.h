@@ -140,7 +140,6 @@ extern __thread pl_tls_t pl_tls __attribute__((tls_model(PL_TLS_MODEL))) PL_HIDD
  * compiler keeps them in order with each other and with the plain C
  * accesses of the slow paths.  Elsewhere the handle is a plain pointer. */
 #if defined(__x86_64__) && PL_TLS_INITIAL_EXEC && !defined(PL_SANITIZED)
-#define PL_TLS_FS 1
 typedef struct pl_mybin {
   uintptr_t tp, off;
 } pl_mybin_t;
