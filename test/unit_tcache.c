@@ -702,12 +702,17 @@ struct fork_arg {
 };
 static const pl_bin_t *main_bins; /* the forking thread's, in the child */
 
-static void *cache_holder(void *argp) {
-  struct fork_arg *a = argp;
+/* Makes the calling thread's cache hold blocks of 48 B; its bins. */
+static const pl_bin_t *cache_some_blocks(void) {
   void *b[32];
   for (int i = 0; i < 32; i++) b[i] = pallet_malloc(48);
   for (int i = 0; i < 32; i++) pallet_free(b[i]);
-  a->bins = pl_tc->bins;
+  return pl_tc->bins;
+}
+
+static void *cache_holder(void *argp) {
+  struct fork_arg *a = argp;
+  a->bins = cache_some_blocks();
   sem_post(&a->ready);
   sem_wait(&a->go);
   return NULL;
@@ -715,10 +720,7 @@ static void *cache_holder(void *argp) {
 
 static void *child_thread(void *argp) {
   struct fork_arg *a = argp;
-  void *b[32];
-  for (int i = 0; i < 32; i++) b[i] = pallet_malloc(48);
-  for (int i = 0; i < 32; i++) pallet_free(b[i]);
-  a->bins = pl_tc->bins;
+  a->bins = cache_some_blocks();
   TU_CHILD_REQUIRE(pl_tcache_live() == 2);
   TU_CHILD_REQUIRE(pl_tcache_count_class(pl_size_class(48)) ==
                    pl_bin_count(&pl_tc->bins[pl_size_class(48)]) +
