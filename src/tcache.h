@@ -234,6 +234,17 @@ PL_INLINE bool pl_bin_offset(size_t n, unsigned *off) {
   return true;
 }
 
+/* A bin whose cap is more than PL_TCACHE_STARTER_SLOTS starts in a
+ * starter array of that many slots.  The starter arrays lie side by side
+ * after the full arrays in a cache's slot storage, so a thread that keeps
+ * a few blocks of a dozen small classes touches one page of slots rather
+ * than one or two a class.  The first time its limit goes past the
+ * starter array (it has doubled from 4 three times), the bin moves its
+ * blocks to its full array of cap slots.  Every class has a full array,
+ * in class order; a class whose cap is at most PL_TCACHE_STARTER_SLOTS
+ * starts there. */
+#define PL_TCACHE_STARTER_SLOTS 32
+
 /* Caps and budgets (options.c may change them before any cache exists). */
 extern size_t pl_tcache_max_bytes PL_HIDDEN; /* per thread */
 extern uint32_t pl_tcache_cap[PL_NCLASSES + 1] PL_HIDDEN;

@@ -51,23 +51,41 @@ static uint32_t cap_now(const pl_tcache_t *tc, unsigned c) {
   return in_burst(tc, c) ? pl_tcache_burst_cap[c] : pl_tcache_cap[c];
 }
 
+/* Slots of the full arrays, which come before the starter arrays in a
+ * cache's slot storage (tcache.h). */
+static size_t full_total(void) {
+  size_t t = 0;
+  for (unsigned c = 1; c <= PL_NCLASSES; c++) t += pl_tcache_cap[c];
+  return t;
+}
+
+/* The slots of the array bin c is in now: its burst array, its starter
+ * array or its full array. */
+static uint32_t room_now(const pl_tcache_t *tc, unsigned c) {
+  if (in_burst(tc, c)) return pl_tcache_burst_cap[c];
+  if (tc->bins[c].base >= tc->slot_storage + full_total()) return PL_TCACHE_STARTER_SLOTS;
+  return pl_tcache_cap[c];
+}
+
 /* The first violated bin invariant of tc, or NULL. */
 static const char *bin_violation(const pl_tcache_t *tc, unsigned *where) {
   static char msg[160];
   for (unsigned c = 1; c <= PL_NCLASSES; c++) {
     const pl_bin_t *b = &tc->bins[c];
     *where = c;
-    if (pl_bin_count(b) > pl_bin_limit(b) || pl_bin_limit(b) > cap_now(tc, c)) {
-      snprintf(msg, sizeof msg, "class %u: count %u, limit %u, cap %u", c,
-               pl_bin_count(b), pl_bin_limit(b), cap_now(tc, c));
+    uint32_t room = room_now(tc, c);
+    if (pl_bin_count(b) > pl_bin_limit(b) || pl_bin_limit(b) > room) {
+      snprintf(msg, sizeof msg, "class %u: count %u, limit %u, room %u", c,
+               pl_bin_count(b), pl_bin_limit(b), room);
       return msg;
     }
-    /* Each bin's slots end where the next bin's begin (a bin in a burst
-     * has an array of its own). */
-    if (c < PL_NCLASSES && !in_burst(tc, c) && !in_burst(tc, c + 1) &&
-        b->base + pl_tcache_cap[c] > tc->bins[c + 1].base) {
-      snprintf(msg, sizeof msg, "class %u: slots overlap class %u's", c, c + 1);
-      return msg;
+    /* No two bins' arrays overlap. */
+    for (unsigned d = 1; d < c; d++) {
+      void **lo = tc->bins[d].base, **hi = lo + room_now(tc, d);
+      if (b->base < hi && lo < b->base + room) {
+        snprintf(msg, sizeof msg, "class %u: slots overlap class %u's", c, d);
+        return msg;
+      }
     }
     for (uint32_t i = 0; i < pl_bin_count(b); i++) {
       pl_span_t *s = pl_span_of(b->base[i]);
@@ -613,6 +631,66 @@ static void test_large_parked(void **state) {
   assert_int_equal(pl_span_heap_check(), 0);
 }
 
+/* A new thread's bins start in starter arrays that lie side by side: a
+ * few blocks of each of the 16 classes of 16-256 B keep their slots
+ * within 4 KiB.  A bin whose limit grows past the starter array (here
+ * while full, on a flush) moves its blocks to its full array and loses
+ * none. */
+struct starter_result {
+  size_t spread;      /* bytes from the lowest starter base to the end of the highest */
+  bool moved;         /* the 64-byte bin left the starter region */
+  bool distinct;      /* and holds no block twice */
+  size_t lost;        /* blocks of that class neither live nor free */
+  const char *broken; /* a bin invariant broken, or NULL */
+  char msg[160];
+};
+
+static void *starter_worker(void *arg) {
+  struct starter_result *r = arg;
+  void *b[256];
+  for (size_t n = 16; n <= 256; n += 16) {
+    for (int i = 0; i < 3; i++) b[i] = pallet_malloc(n);
+    for (int i = 0; i < 3; i++) pallet_free(b[i]);
+  }
+  const pl_tcache_t *tc = pl_tc;
+  uintptr_t lo = UINTPTR_MAX, hi = 0;
+  for (size_t n = 16; n <= 256; n += 16) {
+    const pl_bin_t *bin = &tc->bins[pl_size_class(n)];
+    if ((uintptr_t)bin->base < lo) lo = (uintptr_t)bin->base;
+    if ((uintptr_t)(bin->base + room_now(tc, pl_size_class(n))) > hi)
+      hi = (uintptr_t)(bin->base + room_now(tc, pl_size_class(n)));
+  }
+  r->spread = hi - lo;
+  unsigned cls = pl_size_class(64), where;
+  size_t live0 = in_use(cls) - pl_tcache_count_class(cls);
+  for (int i = 0; i < 256; i++) b[i] = pallet_malloc(64);
+  for (int i = 0; i < 256; i++) pallet_free(b[i]);
+  const pl_bin_t *bin = &tc->bins[cls];
+  r->moved = bin->base < tc->slot_storage + full_total() && !in_burst(tc, cls);
+  r->distinct = true;
+  for (uint32_t i = 0; i < pl_bin_count(bin); i++)
+    for (uint32_t k = 0; k < i; k++)
+      if (bin->base[i] == bin->base[k]) r->distinct = false;
+  r->lost = in_use(cls) - pl_tcache_count_class(cls) - live0;
+  r->broken = bin_violation(tc, &where);
+  if (r->broken) snprintf(r->msg, sizeof r->msg, "%s", r->broken);
+  return NULL;
+}
+
+static void test_starter_arrays(void **state) {
+  (void)state;
+  struct starter_result r = {0};
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, starter_worker, &r), 0);
+  pthread_join(t, NULL);
+  if (r.broken) fail_msg("bin invariant broken: %s", r.msg);
+  if (r.spread > 4096)
+    fail_msg("the bins of 16 classes spread over %zu bytes of slots", r.spread);
+  assert_true(r.moved);
+  assert_true(r.distinct);
+  assert_int_equal(r.lost, 0);
+}
+
 /* Must run last: it leaves this thread without a cache. */
 static void test_destroy(void **state) {
   (void)state;
@@ -964,6 +1042,7 @@ int main(void) {
       cmocka_unit_test(test_idle_cache_given_back),
       cmocka_unit_test(test_large_parked),
       cmocka_unit_test(test_fork_drops_other_caches),
+      cmocka_unit_test(test_starter_arrays),
       cmocka_unit_test(test_destroy),
   };
   return cmocka_run_group_tests_name("unit_tcache", tests, setup, NULL);
