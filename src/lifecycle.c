@@ -156,6 +156,8 @@ static void report_settings(void) {
   pl_msg_t m = {.len = 0};
   pl_msg_str(&m, "pallet: " PACKAGE_VERSION " tcache_max=");
   pl_msg_dec(&m, pl_opt.tcache_max);
+  pl_msg_str(&m, " tcache_total=");
+  pl_msg_dec(&m, pl_opt.tcache_total);
   pl_msg_str(&m, " decay_ms=");
   pl_msg_dec(&m, pl_opt.decay_ms);
   pl_msg_str(&m, pl_opt.purge ? " purge=free" : " purge=dontneed");
@@ -177,6 +179,7 @@ void pl_init_slow(void) {
     pl_span_purge_mode = pl_opt.purge ? PL_PURGE_FREE : PL_PURGE_DONTNEED;
     pl_span_retain_chunks = pl_opt.retain_chunks;
     pl_tcache_max_bytes = pl_opt.tcache_max;
+    pl_tcache_total_bytes = pl_opt.tcache_total;
     pl_span_dirty_min = pl_opt.dirty_max;
     pl_span_others_busy = pl_tcache_others_busy;
     if (pl_opt.junk) pl_central_carve_hook = pl_junk_fresh;

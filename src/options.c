@@ -10,6 +10,7 @@ pl_options_t pl_opt = {
     .stats = false,
     .verbose = 0,
     .tcache_max = (size_t)4 << 20,
+    .tcache_total = (size_t)32 << 20,
     .decay_ms = 1000,
     .purge = 0,
     .canary = false,
@@ -81,6 +82,9 @@ static void set_option(const char *name, const char *value) {
   } else if (streq(name, "PALLET_TCACHE_MAX")) {
     if (parse_size(value, (uint64_t)1 << 30, &n)) pl_opt.tcache_max = (size_t)n;
     else warn_bad(name, value, "a byte count up to 1g, suffix k/m/g allowed");
+  } else if (streq(name, "PALLET_TCACHE_TOTAL")) {
+    if (parse_size(value, (uint64_t)64 << 30, &n)) pl_opt.tcache_total = (size_t)n;
+    else warn_bad(name, value, "a byte count up to 64g, suffix k/m/g allowed; 0 for no bound");
   } else if (streq(name, "PALLET_DECAY_MS")) {
     if (parse_size(value, (uint64_t)3600 * 1000, &n)) pl_opt.decay_ms = n;
     else warn_bad(name, value, "milliseconds, 0 to 3600000");

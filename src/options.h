@@ -12,6 +12,7 @@ typedef struct pl_options {
   bool stats;            /* PALLET_STATS: report at exit */
   int verbose;           /* PALLET_VERBOSE: 1 settings at start, 2 also stats at exit */
   size_t tcache_max;     /* PALLET_TCACHE_MAX: bytes per thread cache */
+  size_t tcache_total;   /* PALLET_TCACHE_TOTAL: bytes of all thread caches (0: no bound) */
   uint64_t decay_ms;     /* PALLET_DECAY_MS: free spans older are purged */
   int purge;             /* PALLET_PURGE: 0 dontneed, 1 free */
   bool canary;           /* PALLET_CANARY: check bytes after each block */

@@ -247,6 +247,13 @@ PL_INLINE bool pl_bin_offset(size_t n, unsigned *off) {
 
 /* Caps and budgets (options.c may change them before any cache exists). */
 extern size_t pl_tcache_max_bytes PL_HIDDEN; /* per thread */
+/* All threads' caches together (0: no such bound): with n caches, each
+ * one's budget is pl_tcache_total_bytes / n, but at least
+ * PL_TCACHE_MIN_BUDGET and at most pl_tcache_max_bytes. */
+extern size_t pl_tcache_total_bytes PL_HIDDEN;
+#define PL_TCACHE_MIN_BUDGET ((size_t)512 << 10)
+/* The byte budget of each thread's cache now. */
+size_t pl_tcache_budget(void) PL_HIDDEN;
 extern uint32_t pl_tcache_cap[PL_NCLASSES + 1] PL_HIDDEN;
 /* What a bin may grow to in a class used in bursts (tcache.c). */
 extern uint32_t pl_tcache_burst_cap[PL_NCLASSES + 1] PL_HIDDEN;

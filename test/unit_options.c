@@ -169,6 +169,8 @@ static uint64_t get_verbose(void) { return (uint64_t)pl_opt.verbose; }
 static void set_verbose(uint64_t v) { pl_opt.verbose = (int)v; }
 static uint64_t get_tcache(void) { return pl_opt.tcache_max; }
 static void set_tcache(uint64_t v) { pl_opt.tcache_max = (size_t)v; }
+static uint64_t get_total(void) { return pl_opt.tcache_total; }
+static void set_total(uint64_t v) { pl_opt.tcache_total = (size_t)v; }
 static uint64_t get_decay(void) { return pl_opt.decay_ms; }
 static void set_decay(uint64_t v) { pl_opt.decay_ms = v; }
 static uint64_t get_retain(void) { return pl_opt.retain_chunks; }
@@ -195,6 +197,18 @@ static void test_tcache_max(void **state) {
   static const char *const bad[] = {COMMON_BAD, "2g", "1073741825", "1048577k",
                                     "1025m", "1t", "4m4"};
   check_num("PALLET_TCACHE_MAX", get_tcache, set_tcache, good,
+            sizeof good / sizeof good[0], bad, sizeof bad / sizeof bad[0]);
+}
+
+static void test_tcache_total(void **state) {
+  (void)state;
+  static const struct num_case good[] = {
+      {"0", 0},           {"32m", 32 << 20},          {"1g", 1 << 30},
+      {"64g", (uint64_t)64 << 30}, {"68719476736", (uint64_t)64 << 30},
+      {"65536m", (uint64_t)64 << 30},
+  };
+  static const char *const bad[] = {COMMON_BAD, "65g", "68719476737", "65537m", "1t", "8m8"};
+  check_num("PALLET_TCACHE_TOTAL", get_total, set_total, good,
             sizeof good / sizeof good[0], bad, sizeof bad / sizeof bad[0]);
 }
 
@@ -320,6 +334,7 @@ int main(void) {
       cmocka_unit_test_setup(test_bools, reset),
       cmocka_unit_test_setup(test_verbose, reset),
       cmocka_unit_test_setup(test_tcache_max, reset),
+      cmocka_unit_test_setup(test_tcache_total, reset),
       cmocka_unit_test_setup(test_decay, reset),
       cmocka_unit_test_setup(test_retain, reset),
       cmocka_unit_test_setup(test_dirty_max, reset),

@@ -425,17 +425,17 @@ static size_t run_refills(pl_tcache_t *tc, unsigned trigger, void **keep, size_t
   return nkeep;
 }
 
-static void test_budget(void **state) {
-  (void)state;
+/* Fills the bins of many classes by freeing a cap's worth of blocks of
+ * each; after each class, runs another class's bin dry so that it
+ * refills, and checks the total against the budget (pl_tcache_budget()
+ * at the time).  The most the cache held. */
+static size_t fill_within_budget(void) {
   pl_tcache_t *tc = pl_tc;
-  enum { MAXB = 65536 };
+  enum { MAXB = 1 << 19 }; /* the 32-byte bin grows in bursts as it is run dry */
   void **keep = calloc(MAXB, sizeof *keep);
   assert_non_null(keep);
   size_t nkeep = 0;
   size_t worst = 0;
-  /* Fill the bins of many classes by freeing a cap's worth of blocks of
-   * each; after each class, run another class's bin dry so that it
-   * refills, and look at the total. */
   unsigned trigger = pl_size_class(32);
   for (size_t sz = 1024; sz <= (64 << 10); sz += sz / 4) {
     unsigned cls = pl_size_class(sz);
@@ -453,15 +453,77 @@ static void test_budget(void **state) {
     nkeep = run_refills(tc, trigger, keep, nkeep, MAXB);
     size_t bytes = cached_bytes(tc);
     if (bytes > worst) worst = bytes;
-    if (bytes > pl_tcache_max_bytes)
+    if (bytes > pl_tcache_budget())
       fail_msg("after filling classes up to %zu B and a refill, the cache holds "
                "%zu bytes; the budget is %zu",
-               sz, bytes, pl_tcache_max_bytes);
+               sz, bytes, pl_tcache_budget());
     bins_ok();
   }
   for (size_t i = 0; i < nkeep; i++) pallet_free(keep[i]);
   free(keep);
-  assert_true(worst > 0);
+  return worst;
+}
+
+static void test_budget(void **state) {
+  (void)state;
+  assert_int_equal(pl_tcache_budget(), pl_tcache_max_bytes);
+  assert_true(fill_within_budget() > 0);
+}
+
+/* Threads share PALLET_TCACHE_TOTAL: with four caches and a total of
+ * 2 MiB, each may hold 512 KiB (the floor), half its own budget here;
+ * without the total, the same fill goes past that.  Three helper threads
+ * hold caches meanwhile; the teardown lets them go, even after a failure. */
+static struct holders {
+  sem_t ready, go;
+  pthread_t t[3];
+  int started;
+  size_t total0;
+} holders;
+
+static void *hold_a_cache(void *arg) {
+  (void)arg;
+  pallet_free(pallet_malloc(64));
+  sem_post(&holders.ready);
+  sem_wait(&holders.go);
+  return NULL;
+}
+
+static int release_holders(void **state) {
+  (void)state;
+  for (int i = 0; i < holders.started; i++) sem_post(&holders.go);
+  for (int i = 0; i < holders.started; i++) pthread_join(holders.t[i], NULL);
+  holders.started = 0;
+  pl_tcache_total_bytes = holders.total0;
+  return 0;
+}
+
+static void test_total_budget(void **state) {
+  (void)state;
+  size_t live0 = pl_tcache_live();
+  holders.total0 = pl_tcache_total_bytes;
+  sem_init(&holders.ready, 0, 0);
+  sem_init(&holders.go, 0, 0);
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(pthread_create(&holders.t[i], NULL, hold_a_cache, NULL), 0);
+    holders.started++;
+    sem_wait(&holders.ready);
+  }
+  assert_int_equal(pl_tcache_live(), live0 + 3);
+  assert_true(PL_TCACHE_MIN_BUDGET < pl_tcache_max_bytes);
+  pl_tcache_total_bytes = 3 * PL_TCACHE_MIN_BUDGET * pl_tcache_live() / 2;
+  assert_int_equal(pl_tcache_budget(), 3 * PL_TCACHE_MIN_BUDGET / 2);
+  pl_tcache_total_bytes = PL_TCACHE_MIN_BUDGET * pl_tcache_live() / 2; /* below the floor */
+  assert_int_equal(pl_tcache_budget(), PL_TCACHE_MIN_BUDGET);
+  pl_tcache_flush_all(pl_tc);
+  size_t bounded = fill_within_budget();
+  assert_true(bounded <= PL_TCACHE_MIN_BUDGET);
+  pl_tcache_total_bytes = 0;
+  assert_int_equal(pl_tcache_budget(), pl_tcache_max_bytes);
+  pl_tcache_flush_all(pl_tc);
+  size_t unbounded = fill_within_budget();
+  if (unbounded <= PL_TCACHE_MIN_BUDGET)
+    fail_msg("without the total the fill held %zu bytes at most: it cannot tell", unbounded);
 }
 
 /* The same, when every bin was filled by frees alone (no slow path in
@@ -1038,6 +1100,7 @@ int main(void) {
       cmocka_unit_test(test_burst_keeps_growing),
       cmocka_unit_test(test_budget),
       cmocka_unit_test(test_budget_fast_fill),
+      cmocka_unit_test_teardown(test_total_budget, release_holders),
       cmocka_unit_test(test_holds_and_key),
       cmocka_unit_test(test_idle_cache_given_back),
       cmocka_unit_test(test_large_parked),
