@@ -304,8 +304,8 @@ void pl_tcache_destroy(pl_tcache_t *tc) {
  * in its caches for 38 MB live, and peaked at 106 MB against glibc's
  * 74 MB; with the shared bound, 85 MB, same time.  bench-servermix
  * with 16 and 8 threads: 0.97x the peak RSS, time within noise (9
- * interleaved runs).  A total of 16 MiB took that mix to 73 MB, but servermix with
- * 16 threads to 1.33x the time and with 8 threads to 1.10x. */
+ * interleaved runs).  A total of 16 MiB took that mix to 73 MB, but
+ * servermix with 16 threads to 1.33x the time and with 8 to 1.10x. */
 size_t pl_tcache_budget(void) {
   size_t n = __atomic_load_n(&nactive, __ATOMIC_RELAXED);
   if (pl_tcache_total_bytes == 0 || n == 0) return pl_tcache_max_bytes;

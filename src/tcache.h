@@ -23,8 +23,10 @@
  * the cache pointer and a countdown of frees (pl_tls below) are pallet's
  * only thread-local data.
  *
- * Invariant: 0 <= count <= limit <= cap (the burst cap once the bin has
- * its own array) for every bin of an active cache;
+ * Invariant: 0 <= count <= limit <= the slots of the bin's array (its
+ * starter array's, its cap, or its burst cap once the bin has a burst
+ * array; see PL_TCACHE_STARTER_SLOTS) for every bin of an active cache,
+ * and no two bins' arrays overlap;
  * base[0 .. count) are distinct free blocks of that class.
  * Locking: a cache is touched only by its thread (other threads read the
  * counts for statistics, relaxed); the registry of caches has one lock.
@@ -239,7 +241,7 @@ PL_INLINE bool pl_bin_offset(size_t n, unsigned *off) {
  * after the full arrays in a cache's slot storage, so a thread that keeps
  * a few blocks of a dozen small classes touches one page of slots rather
  * than one or two a class.  The first time its limit goes past the
- * starter array (it has doubled from 4 three times), the bin moves its
+ * starter array (its fourth doubling from 4), the bin moves its
  * blocks to its full array of cap slots.  Every class has a full array,
  * in class order; a class whose cap is at most PL_TCACHE_STARTER_SLOTS
  * starts there. */
