@@ -18,6 +18,9 @@
  *                times)
  *   tcache       frees many blocks of many classes on one thread, then
  *                prints tcache=<pallet_stats_get().tcache>
+ *   tcache-threads
+ *                the same on 16 threads at once; prints the tcache
+ *                total while they all still hold their caches
  *   decay MS     a burst of 128 MiB of blocks above 32 KiB, freed, then
  *                light activity for MS ms; prints rss_start, rss_freed,
  *                rss_end (bytes)
@@ -231,32 +234,76 @@ static int mode_uaf(size_t at)
   return 0;
 }
 
+/* Two passes of mallocs then frees of 300 blocks of each of 48 sizes
+ * (160 B to 7.5 KiB), which leave the calling thread's cache full. */
+enum { FILL_PER = 300, FILL_NS = 48 };
+typedef void *fill_blocks_t[FILL_NS][FILL_PER];
+
+static int fill_cache(fill_blocks_t p)
+{
+  int s, i, pass;
+  /* The second pass: caches that grow do so on refills. */
+  for (pass = 0; pass < 2; pass++) {
+    for (s = 0; s < FILL_NS; s++)
+      for (i = 0; i < FILL_PER; i++) {
+        p[s][i] = malloc((size_t)(s + 1) * 160);
+        if (p[s][i] == NULL)
+          return 1;
+      }
+    for (s = 0; s < FILL_NS; s++)
+      for (i = 0; i < FILL_PER; i++)
+        free(p[s][i]);
+  }
+  return 0;
+}
+
 static int mode_tcache(void)
 {
   stats_get_fn get = stats_get();
   static pallet_stats_t st;
-  enum { PER = 300, NS = 48 };
-  static void *p[NS][PER];
-  int s, i;
-  for (s = 0; s < NS; s++)
-    for (i = 0; i < PER; i++) {
-      p[s][i] = malloc((size_t)(s + 1) * 160);
-      if (p[s][i] == NULL)
-        return 1;
-    }
-  for (s = 0; s < NS; s++)
-    for (i = 0; i < PER; i++)
-      free(p[s][i]);
-  /* A second pass: caches that grow do so on refills. */
-  for (s = 0; s < NS; s++)
-    for (i = 0; i < PER; i++)
-      p[s][i] = malloc((size_t)(s + 1) * 160);
-  for (s = 0; s < NS; s++)
-    for (i = 0; i < PER; i++)
-      free(p[s][i]);
+  static fill_blocks_t p;
+  if (fill_cache(p) != 0)
+    return 1;
   get(&st);
   printf("tcache=%zu\n", st.tcache);
   return 0;
+}
+
+enum { FILL_THREADS = 16 };
+static pthread_barrier_t filled, done;
+
+static void *fill_and_hold(void *arg)
+{
+  void *rc = (void *)(intptr_t)fill_cache(*(fill_blocks_t *)arg);
+  pthread_barrier_wait(&filled);
+  pthread_barrier_wait(&done);
+  return rc;
+}
+
+static int mode_tcache_threads(void)
+{
+  stats_get_fn get = stats_get();
+  static pallet_stats_t st;
+  static fill_blocks_t p[FILL_THREADS];
+  pthread_t t[FILL_THREADS];
+  int i, rc = 0;
+  get(&st); /* the main thread's cache exists before the workers' */
+  pthread_barrier_init(&filled, NULL, FILL_THREADS + 1);
+  pthread_barrier_init(&done, NULL, FILL_THREADS + 1);
+  for (i = 0; i < FILL_THREADS; i++)
+    if (pthread_create(&t[i], NULL, fill_and_hold, &p[i]) != 0)
+      return 1;
+  pthread_barrier_wait(&filled);
+  get(&st);
+  printf("tcache=%zu\n", st.tcache);
+  pthread_barrier_wait(&done);
+  for (i = 0; i < FILL_THREADS; i++) {
+    void *r;
+    pthread_join(t[i], &r);
+    if (r != NULL)
+      rc = 1;
+  }
+  return rc;
 }
 
 struct burst {
@@ -358,7 +405,7 @@ int main(int argc, char **argv)
 {
   int rc;
   if (argc < 2) {
-    fprintf(stderr, "usage: %s work|overflow|overflow-values|uaf [AT]|tcache|decay MS|retain|reuse\n", argv[0]);
+    fprintf(stderr, "usage: %s work|overflow|overflow-values|uaf [AT]|tcache|tcache-threads|decay MS|retain|reuse\n", argv[0]);
     return 2;
   }
   if (strcmp(argv[1], "work") == 0)
@@ -371,6 +418,8 @@ int main(int argc, char **argv)
     rc = mode_uaf(argc > 2 ? (size_t)atoi(argv[2]) : 40);
   else if (strcmp(argv[1], "tcache") == 0)
     rc = mode_tcache();
+  else if (strcmp(argv[1], "tcache-threads") == 0)
+    rc = mode_tcache_threads();
   else if (strcmp(argv[1], "decay") == 0)
     rc = mode_decay(argc > 2 ? (unsigned)atoi(argv[2]) : 500);
   else if (strcmp(argv[1], "retain") == 0)

@@ -13,6 +13,9 @@
 #                             the block; without it, no abort
 #   PALLET_TCACHE_MAX=64k     the thread cache stays near 64 KiB (default:
 #                             far more, for the same program)
+#   PALLET_TCACHE_TOTAL=4m    17 threads' caches share 4 MiB: each keeps
+#                             near its 512 KiB floor (with 0, no shared
+#                             budget: far more)
 #   PALLET_DECAY_MS=0         freed memory goes back within 0.5 s of light
 #                             activity (with a 10 min decay: it does not)
 #   PALLET_DIRTY_MAX=0        the same, through the dirty-memory limit
@@ -189,6 +192,23 @@ elif [ "$big" -le $((256 << 10)) ]; then
   fail "PALLET_TCACHE_MAX: with the default the same program caches only $big bytes; the check proves nothing"
 else
   pass "PALLET_TCACHE_MAX=64k: tcache $small bytes (default: $big)"
+fi
+
+# ---- PALLET_TCACHE_TOTAL -------------------------------------------------
+# 16 workers and the main thread: each budget is max(4 MiB / 17, 512 KiB).
+run PALLET_TCACHE_TOTAL=4m -- tcache-threads
+small=$(value tcache)
+run PALLET_TCACHE_TOTAL=0 -- tcache-threads
+big=$(value tcache)
+bound=$((17 * (576 << 10)))
+if [ -z "$small" ] || [ -z "$big" ]; then
+  fail "PALLET_TCACHE_TOTAL: the program printed no tcache value"
+elif [ "$small" -gt "$bound" ]; then
+  fail "PALLET_TCACHE_TOTAL=4m: 17 caches hold $small bytes (allowed 17 x (512 KiB + 64 KiB slack) = $bound)"
+elif [ "$big" -le "$bound" ]; then
+  fail "PALLET_TCACHE_TOTAL=0: the same program caches only $big bytes; the check proves nothing"
+else
+  pass "PALLET_TCACHE_TOTAL=4m: 17 caches hold $small bytes (0: $big)"
 fi
 
 # ---- PALLET_DECAY_MS and PALLET_DIRTY_MAX --------------------------------
