@@ -127,7 +127,7 @@ static void *alloc_small(unsigned cls) {
       return p;
     }
   }
-  pl_mybin_t b = pl_my_bin(cls << PL_PW_BIN_SHIFT);
+  pl_mybin_t b = pl_my_class_bin(cls);
   void **t = PL_MYBIN_LOAD(b, top);
   if (!PL_MYBIN_EQ(t, b, base)) return bin_pop(b, t);
   decay_tick();
@@ -309,7 +309,7 @@ static void free_small(void *p, unsigned cls, const char *func) {
     }
   }
   if (PL_UNLIKELY(__atomic_load_n(&tc->poked, __ATOMIC_RELAXED))) give_back_idle_cache(tc);
-  pl_mybin_t b = pl_my_bin(cls << PL_PW_BIN_SHIFT);
+  pl_mybin_t b = pl_my_class_bin(cls);
   void **t = PL_MYBIN_LOAD(b, top);
   if (t < PL_MYBIN_LOAD(b, base) + tc->real_limit[cls]) {
     /* Counts towards the tick like the fast path (which pointers outside
@@ -504,7 +504,7 @@ static inline void *realloc_small_fast(void *p, size_t n) {
   if (PL_UNLIKELY(q == NULL)) return NULL;
   memcpy(q, p, usable);
   /* p is checked already: free's push without the lookup. */
-  pl_mybin_t b = pl_my_bin(cls << PL_PW_BIN_SHIFT);
+  pl_mybin_t b = pl_my_class_bin(cls);
   void **t = PL_MYBIN_LOAD(b, top);
   if (PL_LIKELY(PL_MYBIN_BELOW(t, b, end))) {
     bin_push(b, t, p, pl_free_key(p));

@@ -123,12 +123,12 @@ void pl_tcache_init_caps(void) {
   total_slots = total;
 }
 
-/* Bin c, still in its starter array, moves its blocks to its full
- * array, under the registry lock so that a statistics reader sees base
- * and top of the same array; closed (as if poked) until set_limit. */
-static PL_NOINLINE void leave_starter(pl_tcache_t *tc, unsigned c) {
+/* Bin c moves its blocks to the array a (its full array, or its burst
+ * array), switched to under the registry lock so that a statistics
+ * reader sees base and top of the same array; closed (as if poked) until
+ * the caller's set_limit. */
+static PL_NOINLINE void move_bin(pl_tcache_t *tc, unsigned c, void **a) {
   pl_bin_t *b = &tc->bins[c];
-  void **a = tc->slot_storage + full_off[c];
   uint32_t n = pl_bin_count(b);
   memcpy(a, b->base, n * sizeof(void *));
   pl_lock(&registry_lock);
@@ -143,7 +143,8 @@ static PL_NOINLINE void leave_starter(pl_tcache_t *tc, unsigned c) {
  * array moves the bin to its full array first. */
 static void set_limit(pl_tcache_t *tc, unsigned c, uint32_t nl) {
   pl_bin_t *b = &tc->bins[c];
-  if (nl > PL_TCACHE_STARTER_SLOTS && b->base == tc->slot_storage + starter_off[c]) leave_starter(tc, c);
+  if (nl > PL_TCACHE_STARTER_SLOTS && b->base == tc->slot_storage + starter_off[c])
+    move_bin(tc, c, tc->slot_storage + full_off[c]);
   tc->real_limit[c] = nl;
   if (!__atomic_load_n(&tc->poked, __ATOMIC_RELAXED)) __atomic_store_n(&b->end, b->base + nl, __ATOMIC_RELAXED);
 }
@@ -336,8 +337,7 @@ static void check_budget(pl_tcache_t *tc) {
 }
 
 /* Bin cls, empty, at its cap, grows to nl slots past it: its own array
- * (made the first time), switched to under the registry lock so that a
- * statistics reader sees base and top of the same array. */
+ * (made the first time). */
 static void grow_burst(pl_tcache_t *tc, unsigned cls, uint32_t nl) {
   void **a = tc->burst_slots[cls];
   if (a == NULL) {
@@ -345,13 +345,8 @@ static void grow_burst(pl_tcache_t *tc, unsigned cls, uint32_t nl) {
     if (a == NULL) return;
     tc->burst_slots[cls] = a;
   }
-  pl_bin_t *b = &tc->bins[cls];
-  pl_lock(&registry_lock);
-  b->base = a;
-  __atomic_store_n(&b->top, a, __ATOMIC_RELAXED);
-  __atomic_store_n(&b->end, a, __ATOMIC_RELAXED); /* as if poked; set_limit lifts it if not */
+  move_bin(tc, cls, a);
   set_limit(tc, cls, nl);
-  pl_unlock(&registry_lock);
 }
 
 void *pl_tcache_refill_pop(pl_tcache_t *tc, unsigned cls) {

@@ -212,6 +212,8 @@ PL_INLINE pl_mybin_t pl_my_bin(unsigned off) { return (pl_bin_t *)((char *)pl_tl
 #define PL_MYBIN_MUL_RECIP(x, h) ((uint64_t)(x) * (h)->recip)
 #define PL_MYBIN_TICK(h) (--pl_tls.free_tick == 0)
 #endif
+/* The calling thread's bin of class cls. */
+PL_INLINE pl_mybin_t pl_my_class_bin(unsigned cls) { return pl_my_bin(cls << PL_PW_BIN_SHIFT); }
 extern uint64_t pl_secret PL_HIDDEN;
 
 /* The fast paths' class lookup: for a request of n <= PL_SMALL_MAX bytes,
