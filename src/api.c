@@ -32,7 +32,12 @@
 #include "stats.h"
 #include "tcache.h"
 
-#define API PL_EXPORT
+/* Entry points start on a 64-byte boundary, so that their fast paths keep
+ * the same alignment whatever changes elsewhere in the file: with the same
+ * instructions, bench-realloc took 1.13x the time (15 interleaved runs)
+ * when an unrelated change moved realloc from 32 to 48 bytes past a line
+ * start.  Aligned, the two builds timed alike (0.99x, 11 runs). */
+#define API PL_EXPORT __attribute__((aligned(64)))
 
 /* ---- helpers -------------------------------------------------------- */
 
