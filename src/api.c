@@ -80,10 +80,11 @@ static PL_NOINLINE void give_back_idle_cache(pl_tcache_t *tc) {
   decay_tick();
 }
 
-/* Every PL_FREE_TICK fast frees (tcache.h): a decay pass if one is due,
- * and the thread's whole cache back to the central lists if the thread
- * has not reached the heap (refill, flush, large or huge block) for the
- * decay time, or was poked meanwhile: it is not using what it holds. */
+/* Every PL_FREE_TICK fast frees (tcache.h): the thread's whole cache back
+ * to the central lists if the thread has not reached the heap (refill,
+ * flush, large or huge block) for the decay time, or was poked
+ * meanwhile: it is not using what it holds.  Otherwise one step of the
+ * trim (tcache.c), and a decay pass if one is due. */
 static PL_NOINLINE void free_tick(void) {
   pl_tls.free_tick = PL_FREE_TICK;
   pl_tcache_t *tc = pl_tc;
@@ -92,8 +93,10 @@ static PL_NOINLINE void free_tick(void) {
       (__atomic_load_n(&tc->poked, __ATOMIC_RELAXED) ||
        now - __atomic_load_n(&tc->last_slow_ms, __ATOMIC_RELAXED) >= pl_opt.decay_ms))
     give_back_idle_cache(tc);
-  else
+  else {
+    if (tc->state == PL_TC_ACTIVE) pl_tcache_trim_step(tc);
     decay_if_due(now);
+  }
 }
 
 /* The two halves of the fast paths, shared with the slow paths.  pop: the
@@ -134,7 +137,8 @@ static void *alloc_small(unsigned cls) {
   }
   pl_mybin_t b = pl_my_class_bin(cls);
   void **t = PL_MYBIN_LOAD(b, top);
-  if (!PL_MYBIN_EQ(t, b, base)) return bin_pop(b, t);
+  if (!PL_MYBIN_EQ(t, b, floor)) return bin_pop(b, t);
+  if (t != tc->arr[cls]) return pl_tcache_floor_pop(tc, cls);
   decay_tick();
   return pl_tcache_refill_pop(tc, cls);
 }
@@ -198,7 +202,7 @@ static void *alloc_aligned(size_t a, size_t n) {
                 pl_bin_offset((n + a - 1) & ~(a - 1), &off))) {
     pl_mybin_t b = pl_my_bin(off);
     void **t = PL_MYBIN_LOAD(b, top);
-    if (PL_LIKELY(!PL_MYBIN_EQ(t, b, base))) return bin_pop(b, t);
+    if (PL_LIKELY(!PL_MYBIN_EQ(t, b, floor))) return bin_pop(b, t);
   }
   if (PL_UNLIKELY(n > PL_MAX_REQUEST || a > PL_MAX_REQUEST - n)) return enomem();
   pl_ensure_init();
@@ -316,9 +320,13 @@ static void free_small(void *p, unsigned cls, const char *func) {
   if (PL_UNLIKELY(__atomic_load_n(&tc->poked, __ATOMIC_RELAXED))) give_back_idle_cache(tc);
   pl_mybin_t b = pl_my_class_bin(cls);
   void **t = PL_MYBIN_LOAD(b, top);
-  if (t < PL_MYBIN_LOAD(b, base) + tc->real_limit[cls]) {
-    /* Counts towards the tick like the fast path (which pointers outside
-     * the arena, or a PALLET_CANARY run, never take). */
+  if (t < tc->arr[cls] + tc->real_limit[cls]) {
+    /* Room under the limit.  If not under end, the trim's ceiling
+     * (tcache.c) was reached: end goes back to the limit.  The push counts
+     * towards the tick like the fast path (which pointers outside the
+     * arena, or a PALLET_CANARY run, never take). */
+    if (t >= PL_MYBIN_LOAD(b, end) && !__atomic_load_n(&tc->poked, __ATOMIC_RELAXED))
+      PL_MYBIN_STORE(b, end, tc->arr[cls] + tc->real_limit[cls]);
     bin_push(b, t, p, pl_free_key(p));
     return;
   }
@@ -391,8 +399,10 @@ static PL_NOINLINE void *malloc_empty_bin(size_t n) {
   pl_tcache_t *tc = pl_tc;
   unsigned off;
   if (tc->state != PL_TC_ACTIVE || !pl_bin_offset(n, &off)) return alloc_any(n, false);
+  unsigned cls = off >> PL_PW_BIN_SHIFT;
+  if (tc->bins[cls].top != tc->arr[cls]) return pl_tcache_floor_pop(tc, cls);
   decay_tick();
-  void *p = pl_tcache_refill_pop(tc, off >> PL_PW_BIN_SHIFT);
+  void *p = pl_tcache_refill_pop(tc, cls);
   return p ? p : enomem();
 }
 
@@ -401,7 +411,7 @@ API void *pallet_malloc(size_t n) {
   if (PL_UNLIKELY(!pl_bin_offset(n, &off))) return alloc_any(n, false);
   pl_mybin_t b = pl_my_bin(off);
   void **t = PL_MYBIN_LOAD(b, top);
-  if (PL_LIKELY(!PL_MYBIN_EQ(t, b, base))) return bin_pop(b, t);
+  if (PL_LIKELY(!PL_MYBIN_EQ(t, b, floor))) return bin_pop(b, t);
   return malloc_empty_bin(n);
 }
 
@@ -455,7 +465,7 @@ API void *pallet_calloc(size_t nmemb, size_t size) {
   if (PL_UNLIKELY(!pl_bin_offset(total, &off))) return alloc_any(total, true);
   pl_mybin_t b = pl_my_bin(off);
   void **t = PL_MYBIN_LOAD(b, top);
-  if (PL_LIKELY(!PL_MYBIN_EQ(t, b, base)))
+  if (PL_LIKELY(!PL_MYBIN_EQ(t, b, floor)))
     return memset(bin_pop(b, t), 0, pl_class_info[off >> PL_PW_BIN_SHIFT].size);
   return alloc_any(total, true);
 }

@@ -27,7 +27,7 @@
  * starter array's, its cap, or its burst cap once the bin has a burst
  * array; see PL_TCACHE_STARTER_SLOTS) for every bin of an active cache,
  * and no two bins' arrays overlap;
- * base[0 .. count) are distinct free blocks of that class.
+ * arr[0 .. count) are distinct free blocks of that class.
  * Locking: a cache is touched only by its thread (other threads read the
  * counts for statistics, relaxed); the registry of caches has one lock.
  */
@@ -40,27 +40,24 @@
 #include "common.h"
 #include "sizeclass.h"
 
-/* One bin, 32 bytes: a stack of pointers [base, top) and the gate end =
- * base + limit, with what free's fast path needs about the class (the
- * reciprocal for the block-start check) on the same line.  malloc pops
- * while top != base, free pushes while top < end.  A static empty cache
- * has all pointers NULL, so both fast paths leave before they read the
- * rest; so does bin 0 (not a small block) of every cache. */
+/* One bin, 32 bytes: a stack of pointers [arr, top) in the bin's array
+ * arr (kept in the cache, pl_tcache_t), the gate end = arr + limit, and
+ * what free's fast path needs about the class (the reciprocal for the
+ * block-start check) on the same line.  malloc pops while top != floor,
+ * free pushes while top < end.  floor is arr and end is arr + limit,
+ * except while the trim watches a bin grown past its cap (tcache.c):
+ * then floor may be higher and end lower, and a malloc or free that
+ * reaches one takes the slow path once, which moves it back (so the
+ * trim learns that the bin went that low or that high) and goes on.  A
+ * static empty cache has all pointers NULL, so both fast paths leave
+ * before they read the rest; so does bin 0 (not a small block) of every
+ * cache.  arr <= floor <= top <= end, or end = arr while poked. */
 typedef struct pl_bin {
   void **top;     /* one past the newest free block */
-  void **end;     /* base + limit; base while the cache is poked */
+  void **end;     /* arr + limit (or the trim's ceiling); arr while poked */
   uint64_t recip; /* pl_class_recip_shifted(cls) */
-  void **base;    /* the bin's slots */
+  void **floor;   /* malloc's gate: arr (or the trim's floor) */
 } pl_bin_t;
-
-/* Blocks in a bin, and its fast-path limit (other threads may read them
- * for statistics). */
-PL_INLINE uint32_t pl_bin_count(const pl_bin_t *b) {
-  return (uint32_t)(__atomic_load_n(&b->top, __ATOMIC_RELAXED) - b->base);
-}
-PL_INLINE uint32_t pl_bin_limit(const pl_bin_t *b) {
-  return (uint32_t)(__atomic_load_n(&b->end, __ATOMIC_RELAXED) - b->base);
-}
 
 /* Page words (chunk.h) hold a class's bin offset as class * 32. */
 _Static_assert(sizeof(pl_bin_t) == (1u << PL_PW_BIN_SHIFT), "bins are 32 bytes");
@@ -83,7 +80,8 @@ typedef struct pl_tcache {
   uint8_t overflowed[PL_NCLASSES + 1]; /* flushes since the last refill */
   uint8_t refills[PL_NCLASSES + 1];    /* refills since the last flush */
   uint8_t refill_run[PL_NCLASSES + 1]; /* refills in the last run of them */
-  uint32_t real_limit[PL_NCLASSES + 1]; /* the limits (end is base while poked) */
+  uint32_t trim_cursor;                /* the bin the trim looked at last */
+  uint32_t real_limit[PL_NCLASSES + 1]; /* the limits (end may be lower) */
   uint64_t events;       /* slow-path events, for the budget's recount */
   uint32_t poked;        /* asked to give its cache back (idle thread) */
   uint64_t last_slow_ms; /* when this thread last reached the heap */
@@ -91,6 +89,9 @@ typedef struct pl_tcache {
   /* A bin's own array of pl_tcache_burst_cap slots, from the first time
    * it grew past its cap (kept while the cache is recycled). */
   void **burst_slots[PL_NCLASSES + 1];
+  /* Each bin's array (its starter, full or burst array), where its
+   * blocks start: count = top - arr. */
+  void **arr[PL_NCLASSES + 1];
   /* The large block this thread freed last, parked until its next large
    * malloc or free (large.h); given back with the cache, or by a decay
    * pass once the thread has been idle for the decay time.  Swapped
@@ -98,6 +99,15 @@ typedef struct pl_tcache {
   struct pl_span *large_pending;
   void *slot_storage[];
 } pl_tcache_t;
+
+/* Blocks in bin c of tc, and its fast-path limit (other threads read them
+ * for statistics, under the registry lock). */
+PL_INLINE uint32_t pl_bin_count(const pl_tcache_t *tc, unsigned c) {
+  return (uint32_t)(__atomic_load_n(&tc->bins[c].top, __ATOMIC_RELAXED) - tc->arr[c]);
+}
+PL_INLINE uint32_t pl_bin_limit(const pl_tcache_t *tc, unsigned c) {
+  return (uint32_t)(__atomic_load_n(&tc->bins[c].end, __ATOMIC_RELAXED) - tc->arr[c]);
+}
 
 /* The thread's pallet state, the only thread-local pallet has (initial-
  * exec TLS, 3.1 KiB, unless configured with --disable-initial-exec-tls,
@@ -279,6 +289,13 @@ void pl_tcache_flush_all(pl_tcache_t *tc) PL_HIDDEN;
 /* Slow paths: bin of cls is empty / full. */
 void *pl_tcache_refill_pop(pl_tcache_t *tc, unsigned cls) PL_HIDDEN;
 void pl_tcache_flush_push(pl_tcache_t *tc, unsigned cls, void *p) PL_HIDDEN;
+/* The trim of bins grown past their caps, one step every free tick
+ * (api.c): it looks at the next PL_TRIM_BINS bins (tcache.c). */
+#define PL_TRIM_BINS 1
+void pl_tcache_trim_step(pl_tcache_t *tc) PL_HIDDEN;
+/* malloc reached bin cls's floor above its array's start: lowers the
+ * floor and pops. */
+void *pl_tcache_floor_pop(pl_tcache_t *tc, unsigned cls) PL_HIDDEN;
 
 /* Idle caches: a decay pass pokes every cache whose thread has not
  * reached the heap for age_ms and holds blocks: its bin limits drop to 0,

@@ -42,7 +42,7 @@ static int setup(void **state) {
 
 /* Whether bin c of tc has grown into an array of its own (a burst). */
 static bool in_burst(const pl_tcache_t *tc, unsigned c) {
-  return tc->bins[c].base != NULL && tc->bins[c].base == tc->burst_slots[c];
+  return tc->arr[c] != NULL && tc->arr[c] == tc->burst_slots[c];
 }
 
 /* The cap of bin c as it is now: its burst cap once it has grown past
@@ -63,7 +63,7 @@ static size_t full_total(void) {
  * array or its full array. */
 static uint32_t room_now(const pl_tcache_t *tc, unsigned c) {
   if (in_burst(tc, c)) return pl_tcache_burst_cap[c];
-  if (tc->bins[c].base >= tc->slot_storage + full_total()) return PL_TCACHE_STARTER_SLOTS;
+  if (tc->arr[c] >= tc->slot_storage + full_total()) return PL_TCACHE_STARTER_SLOTS;
   return pl_tcache_cap[c];
 }
 
@@ -71,27 +71,26 @@ static uint32_t room_now(const pl_tcache_t *tc, unsigned c) {
 static const char *bin_violation(const pl_tcache_t *tc, unsigned *where) {
   static char msg[160];
   for (unsigned c = 1; c <= PL_NCLASSES; c++) {
-    const pl_bin_t *b = &tc->bins[c];
     *where = c;
     uint32_t room = room_now(tc, c);
-    if (pl_bin_count(b) > pl_bin_limit(b) || pl_bin_limit(b) > room) {
+    if (pl_bin_count(tc, c) > pl_bin_limit(tc, c) || pl_bin_limit(tc, c) > room) {
       snprintf(msg, sizeof msg, "class %u: count %u, limit %u, room %u", c,
-               pl_bin_count(b), pl_bin_limit(b), room);
+               pl_bin_count(tc, c), pl_bin_limit(tc, c), room);
       return msg;
     }
     /* No two bins' arrays overlap. */
     for (unsigned d = 1; d < c; d++) {
-      void **lo = tc->bins[d].base, **hi = lo + room_now(tc, d);
-      if (b->base < hi && lo < b->base + room) {
+      void **lo = tc->arr[d], **hi = lo + room_now(tc, d);
+      if (tc->arr[c] < hi && lo < tc->arr[c] + room) {
         snprintf(msg, sizeof msg, "class %u: slots overlap class %u's", c, d);
         return msg;
       }
     }
-    for (uint32_t i = 0; i < pl_bin_count(b); i++) {
-      pl_span_t *s = pl_span_of(b->base[i]);
+    for (uint32_t i = 0; i < pl_bin_count(tc, c); i++) {
+      pl_span_t *s = pl_span_of(tc->arr[c][i]);
       if (s == NULL || s->state != PL_SPAN_SMALL || s->cls != c) {
         snprintf(msg, sizeof msg, "class %u: slot %u holds %p, not a block of the class",
-                 c, i, b->base[i]);
+                 c, i, tc->arr[c][i]);
         return msg;
       }
     }
@@ -108,7 +107,7 @@ static void bins_ok(void) {
 static size_t cached_bytes(const pl_tcache_t *tc) {
   size_t sum = 0;
   for (unsigned c = 1; c <= PL_NCLASSES; c++)
-    sum += (size_t)pl_bin_count(&tc->bins[c]) * pl_class_size(c);
+    sum += (size_t)pl_bin_count(tc, c) * pl_class_size(c);
   return sum;
 }
 
@@ -175,7 +174,7 @@ static void test_active(void **state) {
   pl_thread_start(); /* idempotent */
   assert_ptr_equal(pl_tc, tc);
   for (unsigned c = 1; c <= PL_NCLASSES; c++) {
-    assert_int_equal(pl_bin_count(&tc->bins[c]), 0);
+    assert_int_equal(pl_bin_count(tc, c), 0);
     assert_true(pl_tcache_cap[c] >= 1);
     assert_true((size_t)pl_tcache_cap[c] * pl_class_size(c) <= BUDGET / 2);
   }
@@ -198,8 +197,8 @@ static void test_bin_lookup(void **state) {
     /* The fast paths' handle reaches the same bin (through %fs on
      * x86-64): its fields read back what the bin holds. */
     pl_mybin_t h = pl_my_bin(off);
-    if (PL_MYBIN_LOAD(h, top) != want->top || PL_MYBIN_LOAD(h, base) != want->base ||
-        !PL_MYBIN_EQ(want->base, h, base) || PL_MYBIN_MUL_RECIP(1, h) != want->recip)
+    if (PL_MYBIN_LOAD(h, top) != want->top || PL_MYBIN_LOAD(h, floor) != want->floor ||
+        !PL_MYBIN_EQ(want->floor, h, floor) || PL_MYBIN_MUL_RECIP(1, h) != want->recip)
       fail_msg("request %zu: the fast paths' handle does not reach bin %u", n, pl_size_class(n));
   }
 }
@@ -212,25 +211,24 @@ static void test_limit_flush(void **state) {
   size_t total = 4 * (size_t)pl_tcache_cap[cls] + 7;
   void **b = calloc(total, sizeof *b);
   assert_non_null(b);
-  pl_bin_t *bin = &pl_tc->bins[cls];
   for (size_t i = 0; i < total; i++) {
     b[i] = pallet_malloc(n);
     assert_non_null(b[i]);
-    assert_true(pl_bin_count(bin) <= pl_bin_limit(bin) && pl_bin_limit(bin) <= cap_now(pl_tc, cls));
+    assert_true(pl_bin_count(pl_tc, cls) <= pl_bin_limit(pl_tc, cls) && pl_bin_limit(pl_tc, cls) <= cap_now(pl_tc, cls));
   }
   bins_ok();
   size_t flushes = 0;
   for (size_t i = 0; i < total; i++) {
-    uint32_t before = pl_bin_count(bin);
+    uint32_t before = pl_bin_count(pl_tc, cls);
     pallet_free(b[i]);
-    if (pl_bin_count(bin) <= before) flushes++;
-    if (!(pl_bin_count(bin) <= pl_bin_limit(bin) && pl_bin_limit(bin) <= cap_now(pl_tc, cls)))
-      fail_msg("after %zu frees: count %u, limit %u, cap %u", i + 1, pl_bin_count(bin),
-               pl_bin_limit(bin), cap_now(pl_tc, cls));
+    if (pl_bin_count(pl_tc, cls) <= before) flushes++;
+    if (!(pl_bin_count(pl_tc, cls) <= pl_bin_limit(pl_tc, cls) && pl_bin_limit(pl_tc, cls) <= cap_now(pl_tc, cls)))
+      fail_msg("after %zu frees: count %u, limit %u, cap %u", i + 1, pl_bin_count(pl_tc, cls),
+               pl_bin_limit(pl_tc, cls), cap_now(pl_tc, cls));
     assert_true(pl_tcache_holds(pl_tc, cls, b[i]));
   }
   assert_true(flushes > 0);
-  assert_true(pl_bin_count(bin) >= 1);
+  assert_true(pl_bin_count(pl_tc, cls) >= 1);
   bins_ok();
   assert_int_equal(pl_central_check(), 0);
   free(b);
@@ -241,36 +239,35 @@ static void test_limit_growth(void **state) {
   (void)state;
   const size_t n = 160;
   unsigned cls = pl_size_class(n);
-  pl_bin_t *bin = &pl_tc->bins[cls];
   uint32_t cap = pl_tcache_cap[cls];
-  assert_int_equal(pl_bin_count(bin), 0); /* untouched so far */
-  assert_true(pl_bin_limit(bin) < cap);
+  assert_int_equal(pl_bin_count(pl_tc, cls), 0); /* untouched so far */
+  assert_true(pl_bin_limit(pl_tc, cls) < cap);
   size_t max = 8 * (size_t)cap + 64, nb = 0, refills = 0;
   void **b = calloc(max, sizeof *b);
   assert_non_null(b);
-  while (pl_bin_limit(bin) < cap) {
-    uint32_t before = pl_bin_limit(bin);
-    bool empty = pl_bin_count(bin) == 0;
+  while (pl_bin_limit(pl_tc, cls) < cap) {
+    uint32_t before = pl_bin_limit(pl_tc, cls);
+    bool empty = pl_bin_count(pl_tc, cls) == 0;
     assert_true(nb < max);
     b[nb] = pallet_malloc(n);
     assert_non_null(b[nb]);
     nb++;
     if (empty) {
       refills++;
-      if (pl_bin_limit(bin) <= before)
-        fail_msg("refill %zu: limit %u did not grow (cap %u)", refills, pl_bin_limit(bin), cap);
+      if (pl_bin_limit(pl_tc, cls) <= before)
+        fail_msg("refill %zu: limit %u did not grow (cap %u)", refills, pl_bin_limit(pl_tc, cls), cap);
     } else {
-      assert_int_equal(pl_bin_limit(bin), before);
+      assert_int_equal(pl_bin_limit(pl_tc, cls), before);
     }
-    assert_true(pl_bin_count(bin) <= pl_bin_limit(bin) && pl_bin_limit(bin) <= cap);
+    assert_true(pl_bin_count(pl_tc, cls) <= pl_bin_limit(pl_tc, cls) && pl_bin_limit(pl_tc, cls) <= cap);
   }
-  assert_int_equal(pl_bin_limit(bin), cap);
+  assert_int_equal(pl_bin_limit(pl_tc, cls), cap);
   assert_true(refills <= 16);
   /* And it stays there. */
   for (size_t i = 0; i < 3 * (size_t)cap && nb < max; i++) {
     b[nb] = pallet_malloc(n);
     assert_non_null(b[nb++]);
-    assert_int_equal(pl_bin_limit(bin), cap);
+    assert_int_equal(pl_bin_limit(pl_tc, cls), cap);
   }
   for (size_t i = 0; i < nb; i++) pallet_free(b[i]);
   bins_ok();
@@ -313,7 +310,7 @@ static void test_burst_growth(void **state) {
       for (size_t i = 0; i < nb; i++) pallet_free(b[i]);
       bins_ok();
     }
-    uint32_t limit = pl_bin_limit(&pl_tc->bins[cls]);
+    uint32_t limit = pl_tc->real_limit[cls]; /* (end may be the trim's ceiling) */
     if (may_burst) {
       if (!in_burst(pl_tc, cls) || limit <= cap || limit > pl_tcache_burst_cap[cls])
         fail_msg("%zu-byte bursts: limit %u (cap %u, burst cap %u), own array %d", n, limit, cap,
@@ -356,11 +353,74 @@ static void test_burst_keeps_growing(void **state) {
     }
     bins_ok();
   }
-  uint32_t limit = pl_bin_limit(&pl_tc->bins[cls]);
+  uint32_t limit = pl_tc->real_limit[cls];
   if (!in_burst(pl_tc, cls) || limit < batch)
     fail_msg("rounds of %zu blocks: the limit stayed at %u", batch, limit);
   assert_int_equal(pl_central_check(), 0);
   free(b);
+}
+
+/* The trim (tcache.c), in a thread of its own (a fresh cache): a bin
+ * grown past its cap by rounds of 2048 blocks of 48 B keeps a limit that
+ * holds a round while the rounds go on (each round fills it past half
+ * its limit and runs it nearly empty), and, once the thread only
+ * mallocs and frees one block at a time, comes back to its cap and
+ * gives back what it held: the count never went below the trim's floor,
+ * nor up to its ceiling. */
+struct trim_result {
+  uint32_t cap, grown, after_rounds, after_quiet, held_quiet;
+  uint64_t slow_events; /* refills and flushes in rounds 8 to 47 */
+  size_t central_ok;
+  const char *broken;
+  char msg[160];
+};
+
+static void *trim_worker(void *arg) {
+  struct trim_result *r = arg;
+  enum { ROUND = 2048 };
+  const size_t n = 48;
+  unsigned cls = pl_size_class(n), where;
+  void **b = calloc(ROUND, sizeof *b);
+  if (b == NULL) return NULL;
+  pl_thread_start();
+  pl_tcache_t *tc = pl_tc;
+  r->cap = pl_tcache_cap[cls];
+  for (int round = 0; round < 48; round++) {
+    for (size_t i = 0; i < ROUND; i++) b[i] = pallet_malloc(n);
+    for (size_t i = 0; i < ROUND; i++) pallet_free(b[i]);
+    /* 8 rounds grow it; 40 more make 80k frees: 6 or 7 looks at it. */
+    if (round == 7) {
+      r->grown = tc->real_limit[cls];
+      r->slow_events = tc->events;
+    }
+  }
+  r->after_rounds = tc->real_limit[cls];
+  r->slow_events = tc->events - r->slow_events;
+  for (size_t i = 0; i < 200000; i++) pallet_free(pallet_malloc(n));
+  r->after_quiet = tc->real_limit[cls];
+  r->held_quiet = pl_bin_count(tc, cls);
+  r->broken = bin_violation(tc, &where);
+  if (r->broken) snprintf(r->msg, sizeof r->msg, "%s", r->broken);
+  r->central_ok = pl_central_check() == 0;
+  free(b);
+  return NULL;
+}
+
+static void test_trim(void **state) {
+  (void)state;
+  struct trim_result r = {0};
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, trim_worker, &r), 0);
+  assert_int_equal(pthread_join(t, NULL), 0);
+  if (r.broken) fail_msg("bin invariant broken: %s", r.msg);
+  assert_true(r.central_ok);
+  if (r.grown <= r.cap) fail_msg("rounds of 2048: limit %u, not past the cap %u", r.grown, r.cap);
+  if (r.after_rounds < 2048 || r.slow_events > 2)
+    fail_msg("rounds of 2048 went on: limit %u, %llu refills and flushes in 40 rounds",
+             r.after_rounds, (unsigned long long)r.slow_events);
+  if (r.after_quiet != r.cap || r.held_quiet > r.cap / 2)
+    fail_msg("one block at a time: limit %u (cap %u), %u blocks held", r.after_quiet, r.cap,
+             r.held_quiet);
 }
 
 /* A bin this thread only frees into (a consumer's): once it has
@@ -370,10 +430,9 @@ static void test_overflow_only_bin(void **state) {
   (void)state;
   const size_t n = 400;
   unsigned cls = pl_size_class(n);
-  pl_bin_t *bin = &pl_tc->bins[cls];
   uint32_t cap = pl_tcache_cap[cls], half = (cap + 1) / 2;
-  assert_int_equal(pl_bin_count(bin), 0); /* untouched so far */
-  assert_true(pl_bin_limit(bin) < half);
+  assert_int_equal(pl_bin_count(pl_tc, cls), 0); /* untouched so far */
+  assert_true(pl_bin_limit(pl_tc, cls) < half);
   size_t total = 8 * (size_t)cap;
   void **b = calloc(total, sizeof *b);
   assert_non_null(b);
@@ -389,9 +448,9 @@ static void test_overflow_only_bin(void **state) {
   size_t flushes = 0, full_flushes = 0;
   uint32_t max_limit = 0;
   for (size_t i = 0; i < total; i++) {
-    uint32_t before = pl_bin_count(bin);
+    uint32_t before = pl_bin_count(pl_tc, cls);
     pallet_free(b[i]);
-    uint32_t after = pl_bin_count(bin);
+    uint32_t after = pl_bin_count(pl_tc, cls);
     if (after <= before) {
       flushes++;
       if (flushes >= 3) {
@@ -399,8 +458,8 @@ static void test_overflow_only_bin(void **state) {
         full_flushes++;
       }
     }
-    if (pl_bin_limit(bin) > max_limit) max_limit = pl_bin_limit(bin);
-    assert_true(after <= pl_bin_limit(bin));
+    if (pl_bin_limit(pl_tc, cls) > max_limit) max_limit = pl_bin_limit(pl_tc, cls);
+    assert_true(after <= pl_bin_limit(pl_tc, cls));
   }
   assert_true(full_flushes > 0);
   assert_int_equal(max_limit, half);
@@ -415,7 +474,7 @@ static void test_overflow_only_bin(void **state) {
 static size_t run_refills(pl_tcache_t *tc, unsigned trigger, void **keep, size_t nkeep,
                           size_t maxb) {
   for (int r = 0; r < 16; r++) {
-    while (pl_bin_count(&tc->bins[trigger]) > 0) {
+    while (pl_bin_count(tc, trigger) > 0) {
       assert_true(nkeep < maxb);
       keep[nkeep++] = pallet_malloc(32);
     }
@@ -539,11 +598,10 @@ static void test_budget_fast_fill(void **state) {
   size_t nkeep = 0, filled = 0;
   for (size_t sz = 1024; sz <= (64 << 10); sz += sz / 4) {
     unsigned cls = pl_size_class(sz);
-    pl_bin_t *bin = &tc->bins[cls];
     size_t cap = pl_tcache_cap[cls], first = nkeep;
     /* Grow the limit to the cap, hold a cap's worth of blocks, and run
      * the bin dry (the last mallocs are fast pops). */
-    while (pl_bin_limit(bin) < cap || nkeep - first < cap || pl_bin_count(bin) > 0) {
+    while (pl_bin_limit(tc, cls) < cap || nkeep - first < cap || pl_bin_count(tc, cls) > 0) {
       assert_true(nkeep < MAXB);
       keep[nkeep] = pallet_malloc(sz);
       assert_non_null(keep[nkeep++]);
@@ -553,11 +611,11 @@ static void test_budget_fast_fill(void **state) {
     for (size_t i = 0; i < cap; i++) {
       pallet_free(keep[--nkeep]);
     }
-    assert_int_equal(pl_bin_count(bin), cap);
+    assert_int_equal(pl_bin_count(tc, cls), cap);
     filled += cap * pl_class_size(cls);
   }
   unsigned trigger = pl_size_class(32);
-  while (pl_bin_count(&tc->bins[trigger]) > 0) {
+  while (pl_bin_count(tc, trigger) > 0) {
     assert_true(nkeep < MAXB);
     keep[nkeep++] = pallet_malloc(32);
   }
@@ -717,22 +775,21 @@ static void *starter_worker(void *arg) {
   const pl_tcache_t *tc = pl_tc;
   uintptr_t lo = UINTPTR_MAX, hi = 0;
   for (size_t n = 16; n <= 256; n += 16) {
-    const pl_bin_t *bin = &tc->bins[pl_size_class(n)];
-    if ((uintptr_t)bin->base < lo) lo = (uintptr_t)bin->base;
-    if ((uintptr_t)(bin->base + room_now(tc, pl_size_class(n))) > hi)
-      hi = (uintptr_t)(bin->base + room_now(tc, pl_size_class(n)));
+    void **a = tc->arr[pl_size_class(n)];
+    if ((uintptr_t)a < lo) lo = (uintptr_t)a;
+    if ((uintptr_t)(a + room_now(tc, pl_size_class(n))) > hi)
+      hi = (uintptr_t)(a + room_now(tc, pl_size_class(n)));
   }
   r->spread = hi - lo;
   unsigned cls = pl_size_class(64), where;
   size_t live0 = in_use(cls) - pl_tcache_count_class(cls);
   for (int i = 0; i < 256; i++) b[i] = pallet_malloc(64);
   for (int i = 0; i < 256; i++) pallet_free(b[i]);
-  const pl_bin_t *bin = &tc->bins[cls];
-  r->moved = bin->base < tc->slot_storage + full_total() && !in_burst(tc, cls);
+  r->moved = tc->arr[cls] < tc->slot_storage + full_total() && !in_burst(tc, cls);
   r->distinct = true;
-  for (uint32_t i = 0; i < pl_bin_count(bin); i++)
+  for (uint32_t i = 0; i < pl_bin_count(tc, cls); i++)
     for (uint32_t k = 0; k < i; k++)
-      if (bin->base[i] == bin->base[k]) r->distinct = false;
+      if (tc->arr[cls][i] == tc->arr[cls][k]) r->distinct = false;
   r->lost = in_use(cls) - pl_tcache_count_class(cls) - live0;
   r->broken = bin_violation(tc, &where);
   if (r->broken) snprintf(r->msg, sizeof r->msg, "%s", r->broken);
@@ -770,15 +827,15 @@ static void test_destroy(void **state) {
   assert_non_null(copy);
   for (unsigned c = 1; c <= PL_NCLASSES; c++) {
     before[c] = in_use(c);
-    assert_int_equal(pl_tcache_count_class(c), pl_bin_count(&tc->bins[c]));
-    for (uint32_t i = 0; i < pl_bin_count(&tc->bins[c]); i++) {
+    assert_int_equal(pl_tcache_count_class(c), pl_bin_count(tc, c));
+    for (uint32_t i = 0; i < pl_bin_count(tc, c); i++) {
       assert_true(held < 4096);
-      copy[held++] = tc->bins[c].base[i];
+      copy[held++] = tc->arr[c][i];
     }
   }
   assert_true(held >= 5);
   size_t counts[PL_NCLASSES + 1];
-  for (unsigned c = 1; c <= PL_NCLASSES; c++) counts[c] = pl_bin_count(&tc->bins[c]);
+  for (unsigned c = 1; c <= PL_NCLASSES; c++) counts[c] = pl_bin_count(tc, c);
   size_t live0 = pl_tcache_live();
 
   pl_tcache_destroy(tc);
@@ -788,7 +845,7 @@ static void test_destroy(void **state) {
   /* The thread's bins are closed again: the fast paths send everything
    * to the slow paths. */
   for (unsigned c = 0; c <= PL_NCLASSES; c++)
-    if (pl_tls.bins[c].top || pl_tls.bins[c].end || pl_tls.bins[c].base)
+    if (pl_tls.bins[c].top || pl_tls.bins[c].end || pl_tls.bins[c].floor)
       fail_msg("bin %u still open after tear-down", c);
   for (unsigned c = 1; c <= PL_NCLASSES; c++) {
     assert_int_equal(pl_tcache_count_class(c), 0);
@@ -840,7 +897,7 @@ struct fork_arg {
   sem_t ready, go;
   const pl_bin_t *bins;
 };
-static const pl_bin_t *main_bins; /* the forking thread's, in the child */
+static const pl_tcache_t *main_tc; /* the forking thread's, in the child */
 
 /* Makes the calling thread's cache hold blocks of 48 B; its bins. */
 static const pl_bin_t *cache_some_blocks(void) {
@@ -863,8 +920,8 @@ static void *child_thread(void *argp) {
   a->bins = cache_some_blocks();
   TU_CHILD_REQUIRE(pl_tcache_live() == 2);
   TU_CHILD_REQUIRE(pl_tcache_count_class(pl_size_class(48)) ==
-                   pl_bin_count(&pl_tc->bins[pl_size_class(48)]) +
-                       pl_bin_count(&main_bins[pl_size_class(48)]));
+                   pl_bin_count(pl_tc, pl_size_class(48)) +
+                       pl_bin_count(main_tc, pl_size_class(48)));
   return NULL;
 }
 
@@ -873,9 +930,9 @@ static void child_after_fork(void *arg) {
   TU_CHILD_REQUIRE(pl_tc->state == PL_TC_ACTIVE);
   TU_CHILD_REQUIRE(pl_tcache_live() == 1);
   TU_CHILD_REQUIRE(pl_tcache_count_class(pl_size_class(48)) ==
-                   pl_bin_count(&pl_tc->bins[pl_size_class(48)]));
+                   pl_bin_count(pl_tc, pl_size_class(48)));
   struct fork_arg c = {.bins = NULL};
-  main_bins = pl_tc->bins;
+  main_tc = pl_tc;
   pthread_t t;
   TU_CHILD_REQUIRE(pthread_create(&t, NULL, child_thread, &c) == 0);
   pthread_join(t, NULL);
@@ -918,13 +975,13 @@ static void *idle_worker(void *argp) {
   for (int i = 0; i < 48; i++) b[i] = pallet_malloc(64);
   for (int i = 0; i < 48; i++) pallet_free(b[i]);
   a->tc = pl_tc;
-  a->before = pl_bin_count(&pl_tc->bins[cls]);
+  a->before = pl_bin_count(pl_tc, cls);
   sem_post(&a->ready);
   sem_wait(&a->go);
-  a->limit_seen = pl_bin_limit(&pl_tc->bins[cls]);
+  a->limit_seen = pl_bin_limit(pl_tc, cls);
   void *p = pallet_malloc(64); /* a pop: the fast path, unaffected */
   pallet_free(p);              /* the poked gate: the cache goes back */
-  a->after = pl_bin_count(&pl_tc->bins[cls]);
+  a->after = pl_bin_count(pl_tc, cls);
   a->poked_after = (int)__atomic_load_n(&pl_tc->poked, __ATOMIC_RELAXED);
   return NULL;
 }
@@ -967,17 +1024,17 @@ static void *quiet_worker(void *argp) {
   for (int i = 0; i < 48; i++) b[i] = pallet_malloc(64);
   for (int i = 0; i < 48; i++) pallet_free(b[i]);
   pallet_free(pallet_malloc(300)); /* another class holds a block too */
-  a->held = pl_bin_count(&pl_tc->bins[cls]);
+  a->held = pl_bin_count(pl_tc, cls);
   /* The heap was reached just now: a tick keeps the cache. */
   pl_tls.free_tick = 1;
   pallet_free(pallet_malloc(64));
-  a->after_recent = pl_bin_count(&pl_tc->bins[cls]);
+  a->after_recent = pl_bin_count(pl_tc, cls);
   /* As if the last refill or flush were two decay times ago. */
   __atomic_store_n(&pl_tc->last_slow_ms, pl_os_now_ms() - 2 * pl_opt.decay_ms - 1, __ATOMIC_RELAXED);
   pl_tls.free_tick = 1;
   pallet_free(pallet_malloc(64)); /* pop, push: both fast; then the tick */
-  a->after_quiet = pl_bin_count(&pl_tc->bins[cls]);
-  for (unsigned c = 1; c <= PL_NCLASSES; c++) a->others_after += pl_bin_count(&pl_tc->bins[c]);
+  a->after_quiet = pl_bin_count(pl_tc, cls);
+  for (unsigned c = 1; c <= PL_NCLASSES; c++) a->others_after += pl_bin_count(pl_tc, c);
   return NULL;
 }
 
@@ -1098,6 +1155,7 @@ int main(void) {
       cmocka_unit_test(test_overflow_only_bin),
       cmocka_unit_test(test_burst_growth),
       cmocka_unit_test(test_burst_keeps_growing),
+      cmocka_unit_test(test_trim),
       cmocka_unit_test(test_budget),
       cmocka_unit_test(test_budget_fast_fill),
       cmocka_unit_test_teardown(test_total_budget, release_holders),
