@@ -18,7 +18,7 @@ noinst_PROGRAMS += bench/bench-bands bench/bench-workingset \
 	bench/bench-prodcons bench/bench-larson bench/bench-scaling \
 	bench/bench-realloc bench/bench-frag bench/bench-bigblocks \
 	bench/bench-footprint bench/bench-servermix bench/bench-bursts \
-	bench/bench-buffers
+	bench/bench-buffers bench/bench-pipeline
 
 bench_bench_bands_SOURCES = bench/bands.c bench/bench.h
 bench_bench_bands_CFLAGS = $(BENCH_CFLAGS)
@@ -29,6 +29,9 @@ bench_bench_workingset_LDADD = $(BENCH_LIBS)
 bench_bench_prodcons_SOURCES = bench/prodcons.c bench/bench.h
 bench_bench_prodcons_CFLAGS = $(BENCH_CFLAGS)
 bench_bench_prodcons_LDADD = $(BENCH_LIBS)
+bench_bench_pipeline_SOURCES = bench/pipeline.c bench/bench.h
+bench_bench_pipeline_CFLAGS = $(BENCH_CFLAGS)
+bench_bench_pipeline_LDADD = $(BENCH_LIBS)
 bench_bench_larson_SOURCES = bench/larson.c bench/bench.h
 bench_bench_larson_CFLAGS = $(BENCH_CFLAGS)
 bench_bench_larson_LDADD = $(BENCH_LIBS)

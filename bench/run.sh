@@ -56,7 +56,8 @@ fi
 jobs=$(nproc 2>/dev/null || echo 2)
 bench_targets="bench/bench-bands bench/bench-workingset bench/bench-prodcons
   bench/bench-larson bench/bench-scaling bench/bench-realloc bench/bench-frag
-  bench/bench-bigblocks bench/bumpalloc.la"
+  bench/bench-bigblocks bench/bench-servermix bench/bench-bursts
+  bench/bench-buffers bench/bench-pipeline bench/bumpalloc.la"
 pallet_lib=${LIBPALLET_SO:-$top/build-bench/.libs/libpallet.so}
 if ! make -j"$jobs"; then
   echo "run.sh: building pallet failed; building only the benchmarks," \
