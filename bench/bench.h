@@ -69,6 +69,14 @@ static inline void bench_parse(int argc, char **argv, struct bench_args *a,
   }
 }
 
+/* bench_parse for a program that takes no positional argument. */
+static inline void bench_parse_options(int argc, char **argv,
+                                       struct bench_args *a) {
+  bench_parse(argc, argv, a, "");
+  if (a->pos != NULL)
+    bench_usage_exit(argv[0], "");
+}
+
 /* A positional argument "N" or "N:M" (decimal): the number of parts
  * read (1 or 2, *m left alone for 1), or 0 if s is neither form. */
 static inline int bench_parse_pair(const char *s, long long *n, long long *m) {

@@ -18,9 +18,7 @@ int main(int argc, char **argv) {
   struct bench_args a;
   struct rusage r0, r1;
   unsigned char *live[2];
-  bench_parse(argc, argv, &a, "");
-  if (a.pos != NULL)
-    bench_usage_exit(argv[0], "");
+  bench_parse_options(argc, argv, &a);
   long long ops = bench_ops(&a, 4000);
   uint64_t rng = a.seed;
   size_t touched = 0;

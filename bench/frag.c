@@ -16,9 +16,7 @@
 
 int main(int argc, char **argv) {
   struct bench_args a;
-  bench_parse(argc, argv, &a, "");
-  if (a.pos != NULL)
-    bench_usage_exit(argv[0], "");
+  bench_parse_options(argc, argv, &a);
   long long n = bench_ops(&a, 4000000);
   uint64_t rng = a.seed;
   long rss_start = bench_status_kib("VmRSS");

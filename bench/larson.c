@@ -62,9 +62,7 @@ static void *work(void *arg) {
 
 int main(int argc, char **argv) {
   struct bench_args a;
-  bench_parse(argc, argv, &a, "");
-  if (a.pos != NULL)
-    bench_usage_exit(argv[0], "");
+  bench_parse_options(argc, argv, &a);
   int t = a.threads > 0 ? a.threads : 4;
   int lives = 10 * t;
   long long ops = bench_ops(&a, 8000000);

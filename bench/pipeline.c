@@ -87,9 +87,7 @@ static void *run(void *arg) {
 
 int main(int argc, char **argv) {
   struct bench_args a;
-  bench_parse(argc, argv, &a, "");
-  if (a.pos != NULL)
-    bench_usage_exit(argv[0], "");
+  bench_parse_options(argc, argv, &a);
   int n = a.threads > 0 ? a.threads : 4;
   if (n < 2 || n * PER_STAGE > QUEUE)
     bench_die("pipeline", "--threads must be 2 to 16");

@@ -65,9 +65,7 @@ static void *consumer(void *arg) {
 
 int main(int argc, char **argv) {
   struct bench_args a;
-  bench_parse(argc, argv, &a, "");
-  if (a.pos != NULL)
-    bench_usage_exit(argv[0], "");
+  bench_parse_options(argc, argv, &a);
   int pairs = a.threads > 0 ? a.threads : 2;
   long long ops = bench_ops(&a, 6000000);
   struct pair *q = aligned_alloc(64, sizeof *q * (size_t)pairs);

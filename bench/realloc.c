@@ -32,9 +32,7 @@ int main(int argc, char **argv) {
   struct bench_args a;
   static struct str s[NSTR];
   static struct vec v[NVEC];
-  bench_parse(argc, argv, &a, "");
-  if (a.pos != NULL)
-    bench_usage_exit(argv[0], "");
+  bench_parse_options(argc, argv, &a);
   long long ops = bench_ops(&a, 30000000), done = 0;
   long long rounds = 0;
   uint64_t rng = a.seed;

@@ -49,9 +49,7 @@ static void *run(void *arg) {
 int main(int argc, char **argv) {
   struct bench_args a;
   char name[32];
-  bench_parse(argc, argv, &a, "");
-  if (a.pos != NULL)
-    bench_usage_exit(argv[0], "");
+  bench_parse_options(argc, argv, &a);
   int t = a.threads > 0 ? a.threads : 1;
   long long ops = bench_ops(&a, 40000000);
   uint64_t sum;

@@ -110,9 +110,7 @@ static void *run(void *arg) {
 
 int main(int argc, char **argv) {
   struct bench_args a;
-  bench_parse(argc, argv, &a, "");
-  if (a.pos != NULL)
-    bench_usage_exit(argv[0], "");
+  bench_parse_options(argc, argv, &a);
   nworkers = a.threads > 0 ? a.threads : 4;
   if (nworkers > MAX_THREADS)
     bench_die("servermix", "at most 64 threads");

@@ -360,6 +360,13 @@ static void test_burst_keeps_growing(void **state) {
   free(b);
 }
 
+/* Runs fn(arg) in a new thread (a fresh cache) and waits for it. */
+static void run_in_thread(void *(*fn)(void *), void *arg) {
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, fn, arg), 0);
+  assert_int_equal(pthread_join(t, NULL), 0);
+}
+
 /* The trim (tcache.c), in a thread of its own (a fresh cache): a bin
  * grown past its cap by rounds of 2048 blocks of 48 B keeps a limit that
  * holds a round while the rounds go on (each round fills it past half
@@ -409,9 +416,7 @@ static void *trim_worker(void *arg) {
 static void test_trim(void **state) {
   (void)state;
   struct trim_result r = {0};
-  pthread_t t;
-  assert_int_equal(pthread_create(&t, NULL, trim_worker, &r), 0);
-  assert_int_equal(pthread_join(t, NULL), 0);
+  run_in_thread(trim_worker, &r);
   if (r.broken) fail_msg("bin invariant broken: %s", r.msg);
   assert_true(r.central_ok);
   if (r.grown <= r.cap) fail_msg("rounds of 2048: limit %u, not past the cap %u", r.grown, r.cap);
@@ -728,9 +733,7 @@ static void test_large_parked(void **state) {
   pallet_free(c);
   assert_int_equal(pl_span_heap_check(), 0);
   pl_span_t *parked = NULL;
-  pthread_t t;
-  assert_int_equal(pthread_create(&t, NULL, park_and_exit, &parked), 0);
-  pthread_join(t, NULL);
+  run_in_thread(park_and_exit, &parked);
   assert_non_null(parked);
   assert_int_not_equal(parked->state, PL_SPAN_LARGE);
   assert_int_equal(pl_span_heap_check(), 0);
@@ -799,9 +802,7 @@ static void *starter_worker(void *arg) {
 static void test_starter_arrays(void **state) {
   (void)state;
   struct starter_result r = {0};
-  pthread_t t;
-  assert_int_equal(pthread_create(&t, NULL, starter_worker, &r), 0);
-  pthread_join(t, NULL);
+  run_in_thread(starter_worker, &r);
   if (r.broken) fail_msg("bin invariant broken: %s", r.msg);
   if (r.spread > 4096)
     fail_msg("the bins of 16 classes spread over %zu bytes of slots", r.spread);
@@ -1129,10 +1130,8 @@ static void test_exit_purge_waits_for_busy(void **state) {
 static void test_quiet_thread_gives_back(void **state) {
   (void)state;
   struct quiet_arg a;
-  pthread_t t;
   memset(&a, 0, sizeof a);
-  assert_int_equal(pthread_create(&t, NULL, quiet_worker, &a), 0);
-  pthread_join(t, NULL);
+  run_in_thread(quiet_worker, &a);
   assert_true(a.held >= 16);
   assert_int_equal(a.after_recent, a.held);
   if (a.after_quiet != 0 || a.others_after != 0)
