@@ -448,7 +448,7 @@ void pl_tcache_trim_step(pl_tcache_t *tc) {
     pl_bin_t *b = &tc->bins[c];
     void **a = tc->arr[c];
     uint32_t n = pl_bin_count(tc, c), idle = (uint32_t)(b->floor - a);
-    if (b->end != a + lim) { /* not reached (or poked: then end is a) */
+    if (__atomic_load_n(&b->end, __ATOMIC_RELAXED) != a + lim) { /* not reached, or poked */
       uint32_t nl = lim / 2 > cap ? lim / 2 : cap;
       if (n > nl) {
         uint32_t gone = flush_bin(tc, c, n - nl); /* the oldest: idle first */
