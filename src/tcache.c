@@ -147,7 +147,8 @@ static void set_limit(pl_tcache_t *tc, unsigned c, uint32_t nl) {
   if (nl > PL_TCACHE_STARTER_SLOTS && tc->arr[c] == tc->slot_storage + starter_off[c])
     move_bin(tc, c, tc->slot_storage + full_off[c]);
   tc->real_limit[c] = nl;
-  if (!__atomic_load_n(&tc->poked, __ATOMIC_RELAXED)) __atomic_store_n(&b->end, tc->arr[c] + nl, __ATOMIC_RELAXED);
+  if (!__atomic_load_n(&tc->poked, __ATOMIC_RELAXED))
+    __atomic_store_n(&b->end, tc->arr[c] + nl, __ATOMIC_RELAXED);
 }
 
 void pl_tcache_poke_idle(uint64_t now, uint64_t age_ms) {
