@@ -63,7 +63,11 @@ static void decay_if_due(uint64_t now) {
   pl_decay_run(pl_opt.decay_ms);
 }
 
+/* At every 4th slow event of the thread: the clock read, the stamp and
+ * the check cost bench-bands large 5 % of its instructions when made at
+ * each (doc/design.md, memory return). */
 static PL_NOINLINE void decay_tick(void) {
+  if (++pl_tls.slow_tick & 3) return;
   uint64_t now = pl_os_now_ms();
   pl_tcache_t *tc = pl_tc;
   if (tc->state == PL_TC_ACTIVE) __atomic_store_n(&tc->last_slow_ms, now, __ATOMIC_RELAXED);

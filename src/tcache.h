@@ -131,6 +131,7 @@ typedef struct pl_tls {
   pl_bin_t bins[PL_NCLASSES + 1]; /* first: bin offsets are class * 32 */
   pl_tcache_t *tc;
   uint32_t free_tick;
+  uint32_t slow_tick; /* slow events, for decay_tick (api.c) */
 } PL_ALIGNED(PL_CACHELINE) pl_tls_t;
 #if PL_TLS_INITIAL_EXEC
 #define PL_TLS_MODEL "initial-exec"
