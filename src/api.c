@@ -122,6 +122,15 @@ PL_INLINE void bin_push(pl_mybin_t b, void **t, void *p, uintptr_t key) {
   if (PL_UNLIKELY(PL_MYBIN_TICK(b))) free_tick();
 }
 
+/* A block from bin cls of the thread's real cache, whose top reached its
+ * floor: under the trim's floor (tcache.c), a pop; at the array's start
+ * (empty), a refill.  NULL when out of memory. */
+static void *pop_at_floor(pl_tcache_t *tc, unsigned cls) {
+  if (tc->bins[cls].top != tc->arr[cls]) return pl_tcache_floor_pop(tc, cls);
+  decay_tick();
+  return pl_tcache_refill_pop(tc, cls);
+}
+
 /* A block of class cls for the calling thread, from its cache, a refill,
  * or (while it has no cache) the central lists.  NULL when out of memory. */
 static void *alloc_small(unsigned cls) {
@@ -142,9 +151,7 @@ static void *alloc_small(unsigned cls) {
   pl_mybin_t b = pl_my_class_bin(cls);
   void **t = PL_MYBIN_LOAD(b, top);
   if (!PL_MYBIN_EQ(t, b, floor)) return bin_pop(b, t);
-  if (t != tc->arr[cls]) return pl_tcache_floor_pop(tc, cls);
-  decay_tick();
-  return pl_tcache_refill_pop(tc, cls);
+  return pop_at_floor(tc, cls);
 }
 
 static void *alloc_canary(size_t a, size_t n, bool zero);
@@ -329,8 +336,7 @@ static void free_small(void *p, unsigned cls, const char *func) {
      * (tcache.c) was reached: end goes back to the limit.  The push counts
      * towards the tick like the fast path (which pointers outside the
      * arena, or a PALLET_CANARY run, never take). */
-    if (t >= PL_MYBIN_LOAD(b, end) && !__atomic_load_n(&tc->poked, __ATOMIC_RELAXED))
-      PL_MYBIN_STORE(b, end, tc->arr[cls] + tc->real_limit[cls]);
+    if (t >= PL_MYBIN_LOAD(b, end)) pl_bin_open(tc, cls);
     bin_push(b, t, p, pl_free_key(p));
     return;
   }
@@ -403,10 +409,7 @@ static PL_NOINLINE void *malloc_empty_bin(size_t n) {
   pl_tcache_t *tc = pl_tc;
   unsigned off;
   if (tc->state != PL_TC_ACTIVE || !pl_bin_offset(n, &off)) return alloc_any(n, false);
-  unsigned cls = off >> PL_PW_BIN_SHIFT;
-  if (tc->bins[cls].top != tc->arr[cls]) return pl_tcache_floor_pop(tc, cls);
-  decay_tick();
-  void *p = pl_tcache_refill_pop(tc, cls);
+  void *p = pop_at_floor(tc, off >> PL_PW_BIN_SHIFT);
   return p ? p : enomem();
 }
 

@@ -143,12 +143,10 @@ static PL_NOINLINE void move_bin(pl_tcache_t *tc, unsigned c, void **a) {
  * gate stays at 0 until the owner lifts it.  A limit past the starter
  * array moves the bin to its full array first. */
 static void set_limit(pl_tcache_t *tc, unsigned c, uint32_t nl) {
-  pl_bin_t *b = &tc->bins[c];
   if (nl > PL_TCACHE_STARTER_SLOTS && tc->arr[c] == tc->slot_storage + starter_off[c])
     move_bin(tc, c, tc->slot_storage + full_off[c]);
   tc->real_limit[c] = nl;
-  if (!__atomic_load_n(&tc->poked, __ATOMIC_RELAXED))
-    __atomic_store_n(&b->end, tc->arr[c] + nl, __ATOMIC_RELAXED);
+  pl_bin_open(tc, c);
 }
 
 void pl_tcache_poke_idle(uint64_t now, uint64_t age_ms) {
@@ -195,8 +193,7 @@ bool pl_tcache_others_busy(uint64_t now) {
 
 void pl_tcache_unpoke(pl_tcache_t *tc) {
   __atomic_store_n(&tc->poked, 0, __ATOMIC_RELAXED);
-  for (unsigned c = 1; c <= PL_NCLASSES; c++)
-    __atomic_store_n(&tc->bins[c].end, tc->arr[c] + tc->real_limit[c], __ATOMIC_RELAXED);
+  for (unsigned c = 1; c <= PL_NCLASSES; c++) pl_bin_open(tc, c);
 }
 
 static void registry_add(pl_tcache_t *tc) {

@@ -109,6 +109,14 @@ PL_INLINE uint32_t pl_bin_limit(const pl_tcache_t *tc, unsigned c) {
   return (uint32_t)(__atomic_load_n(&tc->bins[c].end, __ATOMIC_RELAXED) - tc->arr[c]);
 }
 
+/* Opens bin c's free gate at its limit (end = arr + limit), unless the
+ * cache is poked: after a limit change, an unpoke, or a free that
+ * reached the trim's ceiling. */
+PL_INLINE void pl_bin_open(pl_tcache_t *tc, unsigned c) {
+  if (!__atomic_load_n(&tc->poked, __ATOMIC_RELAXED))
+    __atomic_store_n(&tc->bins[c].end, tc->arr[c] + tc->real_limit[c], __ATOMIC_RELAXED);
+}
+
 /* The thread's pallet state, the only thread-local pallet has (initial-
  * exec TLS, 3.1 KiB, unless configured with --disable-initial-exec-tls,
  * which dlopen() needs without a bigger static TLS surplus: see
