@@ -56,6 +56,14 @@
 static const bool pl_config_debug = PL_DEBUG;
 static const bool pl_config_hardening = PL_HARDENING;
 
+/* The per-process secret (lifecycle.c sets it at start-up), and the free
+ * key: what a free small block holds in its first word, wherever it is
+ * (a thread cache, a transfer array, its span), unless its page is cold
+ * (span.h).  A block whose first word holds it is free: a free of it is a
+ * double free. */
+extern uint64_t pl_secret PL_HIDDEN;
+PL_INLINE uintptr_t pl_free_key(const void *p) { return pl_secret ^ (uintptr_t)p; }
+
 #define PL_ALIGN_UP(x, a) (((x) + ((a)-1)) & ~((uintptr_t)(a)-1))
 #define PL_ALIGN_DOWN(x, a) ((x) & ~((uintptr_t)(a)-1))
 

@@ -124,8 +124,10 @@ static size_t first_page(const pl_span_t *s) {
   return (s->start - s->chunk->base) >> PL_PAGE_SHIFT;
 }
 
-/* Points the page map at s.  A SMALL span: every page's entry and page
- * word, since free() of any of its blocks reads them.  Any other span:
+/* Points the page map at s.  A SMALL span: every page's entry, and its
+ * page words, which free() of any of its blocks reads: {0, 0} on all its
+ * pages, which start cold (cold_pages, warmed by the central lists as
+ * they hand out blocks).  Any other span:
  * only the entries of its first and last pages, which is all that a large
  * block's free, coalescing (through the neighbours' end pages) and the
  * walks over a chunk's spans read.  Its inner pages' entries may name
@@ -149,12 +151,13 @@ static void map_span(pl_span_t *s) {
    * function when the page_info store was an __atomic_store_n in this loop
    * (test/unit_span catches that).  A page's entries change only while no
    * block on it is live, so free() never reads one being written. */
-  pl_pageword_t info = pl_pw_make(s->cls, s->start);
+  pl_pageword_t cold = pl_pw_make(0, 0), warm = pl_pw_make(s->cls, s->start);
   pl_pageword_t *words = s->chunk->page_info;
   for (size_t p = first; p < end; p++) {
     span[p] = s;
-    words[p] = info;
+    words[p] = p - first < 32 ? cold : warm; /* (no class's span is longer) */
   }
+  s->cold_pages = s->npages >= 32 ? ~0u : (1u << s->npages) - 1;
 }
 
 /* Pages [first, first + n) of a chunk, free and flagged PL_SPAN_GHOST,
@@ -166,14 +169,19 @@ static void clear_ghosts(pl_chunk_t *c, size_t first, size_t n) {
   for (size_t p = first; p < first + n; p++) c->page_info[p] = none;
 }
 
-void pl_span_mark_purged(pl_span_t *s, uint32_t mask, bool purged) {
-  pl_pageword_t w = purged ? pl_pw_make(0, 0) : pl_pw_make(s->cls, s->start);
+void pl_span_set_cold(pl_span_t *s, uint32_t mask, bool cold) {
+  if (cold)
+    s->cold_pages |= mask;
+  else
+    s->cold_pages &= ~mask;
+  pl_pageword_t w = cold ? pl_pw_make(0, 0) : pl_pw_make(s->cls, s->start);
   pl_pageword_t *info = &s->chunk->page_info[first_page(s)];
-  for (unsigned p = 0; p < 32 && p < s->npages; p++)
-    if ((mask >> p) & 1) {
-      __atomic_store_n(&info[p].span_neg, w.span_neg, __ATOMIC_RELAXED);
-      __atomic_store_n(&info[p].bin, w.bin, __ATOMIC_RELAXED);
-    }
+  if (s->npages < 32) mask &= (1u << s->npages) - 1;
+  for (; mask != 0; mask &= mask - 1) {
+    unsigned p = (unsigned)__builtin_ctz(mask);
+    __atomic_store_n(&info[p].span_neg, w.span_neg, __ATOMIC_RELAXED);
+    __atomic_store_n(&info[p].bin, w.bin, __ATOMIC_RELAXED);
+  }
 }
 
 /* ---- chunks --------------------------------------------------------- */
@@ -740,15 +748,15 @@ int pl_span_heap_check(void) {
         break;
       }
       pl_pageword_t info = pl_pw_make(s->state == PL_SPAN_SMALL ? s->cls : 0, s->state == PL_SPAN_SMALL ? s->start : 0);
-      uint32_t purged = s->state == PL_SPAN_SMALL ? __atomic_load_n(&s->purged_pages, __ATOMIC_RELAXED) : 0;
+      uint32_t cold = s->state == PL_SPAN_SMALL ? __atomic_load_n(&s->cold_pages, __ATOMIC_RELAXED) : 0;
       bool free_span = s->state == PL_SPAN_FREE || s->state == PL_SPAN_BUSY;
       bool ghosts = free_span && (s->flags & PL_SPAN_GHOST);
       for (size_t q = p; q < p + s->npages; q++) {
         pl_pageword_t w = c->page_info[q];
         unsigned g = pl_pw_ghost_class(w);
-        bool ok = pl_pw_equal(w, info) ||
-                  (ghosts && w.bin == 0 && g <= PL_NCLASSES && pl_pw_ghost_first_page(w) <= q) ||
-                  (q - p < 32 && ((purged >> (q - p)) & 1) && pl_pw_equal(c->page_info[q], pl_pw_make(0, 0)));
+        bool is_cold = q - p < 32 && ((cold >> (q - p)) & 1);
+        bool ok = pl_pw_equal(w, is_cold ? pl_pw_make(0, 0) : info) ||
+                  (ghosts && w.bin == 0 && g <= PL_NCLASSES && pl_pw_ghost_first_page(w) <= q);
         bool inner = s->state != PL_SPAN_SMALL && q != p && q != p + s->npages - 1;
         if ((!inner && c->page_span[q] != s) || !ok) {
           rc = check_fail("page map disagrees with span", c->base + q * PL_PAGE_SIZE);

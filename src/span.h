@@ -20,9 +20,9 @@
  *     entries of the other pages may name any descriptor, live or not:
  *     pl_span_find finds the span covering any page);
  *   - page_info[p] (the chunk's page words, chunk.h) is
- *     pl_pw_make(class, span start) on the pages of a SMALL span: the
- *     class's bin offset and the span's start negated modulo 2^32 (or
- *     {0, 0} on the pages in its purged_pages); {0, 0} on the pages of a
+ *     pl_pw_make(class, span start) on the warm pages of a SMALL span: the
+ *     class's bin offset and the span's start negated modulo 2^32, and
+ *     {0, 0} on its cold pages (cold_pages); {0, 0} on the pages of a
  *     LARGE span; {0, 0} or a ghost word on those of a FREE one, ghosts
  *     only if it is flagged PL_SPAN_GHOST;
  *   - no two adjacent spans are both FREE;
@@ -81,10 +81,18 @@ typedef struct pl_span {
    * nblocks; bit i of free_map set <=> block i is free in this span. */
   uint32_t nblocks;
   uint32_t nfree;
-  /* SMALL: pages of the span given back to the OS while all the blocks
-   * on them were free in free_map (bit p: page p; a class's spans are at
-   * most 32 pages), and the central purge pass that last took a block
-   * from it (central.c). */
+  /* SMALL: pages whose page words are {0, 0}, so that free() of a block
+   * starting there takes the slow path (bit p: page p; a class's spans
+   * are at most 32 pages).  A new span has every page cold, and no block
+   * starting on a cold page is live or cached: the central lists warm a
+   * page when they hand out a block starting on it, after writing the
+   * free key into every free block starting there, and cool the pages
+   * they purge (central.c).  So every block free in its span holds its
+   * key or starts on a cold page, and a free of one is caught. */
+  uint32_t cold_pages;
+  /* SMALL: of those, the pages given back to the OS while all the blocks
+   * on them were free in free_map, and the central purge pass that last
+   * took a block from it (central.c). */
   uint32_t purged_pages;
   uint32_t alloc_pass;
   size_t large_size;           /* LARGE: bytes the program may use */
@@ -101,11 +109,11 @@ typedef struct pl_span {
  * same lock (whatever the outcome). */
 pl_span_t *pl_span_alloc(size_t npages, size_t align_pages, int state,
                          unsigned cls, bool *zeroed, pl_span_t *also_free) PL_HIDDEN;
-/* Rewrites the page words of the pages of SMALL span s in mask (bit p:
- * page p): {0, 0} when purged (so that free() of a block on them takes
- * the slow path, which reports it: every block there is free), the
- * span's word again when not.  Called with s's class lock held. */
-void pl_span_mark_purged(pl_span_t *s, uint32_t mask, bool purged) PL_HIDDEN;
+/* Makes the pages of SMALL span s in mask (bit p: page p) cold (their
+ * page words {0, 0}, so that free() of a block on them takes the slow
+ * path, which reports it: every block there is free) or warm (the
+ * span's word).  Called with s's class lock held. */
+void pl_span_set_cold(pl_span_t *s, uint32_t mask, bool cold) PL_HIDDEN;
 /* A copy of the span covering the page of p, taken under the heap lock
  * (its fields may change once the lock is dropped); false if p is in no
  * chunk of the heap.  For telling what a pointer that starts no block

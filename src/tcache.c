@@ -16,7 +16,6 @@
 
 __thread pl_tls_t pl_tls __attribute__((tls_model(PL_TLS_MODEL))) = {
     .tc = &pl_tcache_boot, .free_tick = PL_FREE_TICK};
-uint64_t pl_secret;
 
 pl_tcache_t pl_tcache_boot; /* all three: state PL_TC_STATIC, bins empty */
 pl_tcache_t pl_tcache_init;

@@ -233,7 +233,6 @@ PL_INLINE pl_mybin_t pl_my_bin(unsigned off) { return (pl_bin_t *)((char *)pl_tl
 #endif
 /* The calling thread's bin of class cls. */
 PL_INLINE pl_mybin_t pl_my_class_bin(unsigned cls) { return pl_my_bin(cls << PL_PW_BIN_SHIFT); }
-extern uint64_t pl_secret PL_HIDDEN;
 
 /* The fast paths' class lookup: for a request of n <= PL_SMALL_MAX bytes,
  * the byte offset in a cache of the bin of its class (class * 32).  Up to
@@ -280,8 +279,6 @@ size_t pl_tcache_budget(void) PL_HIDDEN;
 extern uint32_t pl_tcache_cap[PL_NCLASSES + 1] PL_HIDDEN;
 /* What a bin may grow to in a class used in bursts (tcache.c). */
 extern uint32_t pl_tcache_burst_cap[PL_NCLASSES + 1] PL_HIDDEN;
-
-PL_INLINE uintptr_t pl_free_key(const void *p) { return pl_secret ^ (uintptr_t)p; }
 
 /* Computes caps from the class sizes; called once at start-up. */
 void pl_tcache_init_caps(void) PL_HIDDEN;

@@ -421,6 +421,69 @@ static void test_usable_size_foreign(void **state)
                NULL, any_invalid, 1);
 }
 
+/* A block start pallet never handed out: `blocks` blocks of the class
+ * after (or, if negative, before) the one malloc returned, the block
+ * size being what malloc_usable_size says.  Freed, reallocated or
+ * measured (m->offset: 0, 1, 2), it must stop the program, as a free of
+ * a block that is free: it may be in the thread's cache, in its span on
+ * a page whose blocks have their free key, or on a page not used yet.
+ * (Before pages were cold, such a free was taken for a real one and the
+ * block could be handed out twice.) */
+struct never {
+  size_t size;
+  long blocks;
+  int op;
+};
+
+static void child_never_handed_out(void *arg)
+{
+  const struct never *m = arg;
+  char *p = pallet_malloc(m->size), *q;
+  TU_CHILD_REQUIRE(p != NULL);
+  memset(p, 9, m->size);
+  q = p + m->blocks * (long)pallet_malloc_usable_size(p);
+  announce(q);
+  if (m->op == 0) {
+    pallet_free(q);
+  } else if (m->op == 1) {
+    q = pallet_realloc(q, 2 * m->size);
+    fprintf(stderr, "realloc returned %p\n", (void *)q);
+  } else {
+    fprintf(stderr, "malloc_usable_size returned %zu\n", pallet_malloc_usable_size(q));
+  }
+  /* Had it been taken for a free, the block could come back from malloc
+   * while its span still counts it free. */
+  for (int i = 0; i < 4096; i++) {
+    void *r = pallet_malloc(m->size);
+    TU_CHILD_REQUIRE(r != NULL);
+    memset(r, 1, m->size);
+  }
+}
+
+static void test_never_handed_out(void **state)
+{
+  static const char *const ops[] = { "free", "realloc", "malloc_usable_size" };
+  const size_t sizes[] = { 16, 24, 100, 2000, 5000 };
+  const long blocks[] = { 1, 2, -1, 40, 300 };
+  size_t i, j;
+  int op;
+  (void)state;
+  for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+    for (j = 0; j < sizeof blocks / sizeof blocks[0]; j++)
+      for (op = 0; op < 3; op++) {
+        struct never m;
+        char what[128];
+        m.size = sizes[i];
+        m.blocks = blocks[j];
+        m.op = op;
+        if (!PL_HARDENING)
+          continue; /* (the key check is off) */
+        snprintf(what, sizeof what, "%s(p %+ld blocks), never handed out, %zu-byte blocks",
+                 ops[op], m.blocks, m.size);
+        expect_death(what, child_never_handed_out, &m, bad_or_double, 1);
+      }
+}
+
 /* ---- no false alarms ------------------------------------------------ */
 
 /* Reads a freed block's bytes into a live block without the sanitizer
@@ -543,6 +606,7 @@ int main(void)
     cmocka_unit_test(test_realloc_freed),
     cmocka_unit_test(test_realloc_misuse),
     cmocka_unit_test(test_usable_size_foreign),
+    cmocka_unit_test(test_never_handed_out),
     cmocka_unit_test(test_no_false_alarms),
   };
   tu_watchdog("api_misuse", 120);

@@ -109,6 +109,19 @@ static bool block_is_free(void *p) {
   return (s->free_map[idx / 64] >> (idx % 64)) & 1;
 }
 
+/* n blocks of class cls, in as many batches as it takes: a batch warms
+ * at most a few cold pages (central.c), so one from new spans may hold
+ * fewer blocks than asked for, but never none. */
+static size_t take_blocks(unsigned cls, void **out, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    size_t k = pl_central_alloc_batch(cls, out + got, n - got);
+    assert_true(k > 0 && k <= n - got);
+    got += k;
+  }
+  return got;
+}
+
 static void batch_case(size_t request) {
   unsigned cls = pl_size_class(request);
   size_t size = pl_class_size(cls), nb = pl_class_info[cls].nblocks;
@@ -123,7 +136,7 @@ static void batch_case(size_t request) {
   check_totals(cls, &t0);
   checks_ok();
 
-  size_t got = pl_central_alloc_batch(cls, b, n);
+  size_t got = take_blocks(cls, b, n);
   assert_int_equal(got, n);
   checks_ok();
   check_totals(cls, &t1);
@@ -217,7 +230,7 @@ static void test_transfer_order(void **state) {
   static const size_t take[] = {70, 1, 129, 100};
   void *b[N], *got[N];
   pl_central_drain(cls);
-  assert_int_equal(pl_central_alloc_batch(cls, b, N), N);
+  assert_int_equal(take_blocks(cls, b, N), N);
   size_t at = 0;
   for (size_t k = 0; k < sizeof put / sizeof put[0]; k++) {
     pl_central_free_batch(cls, b + at, put[k]);
@@ -248,7 +261,7 @@ static void test_every_class(void **state) {
     size_t nb = pl_class_info[cls].nblocks;
     pl_central_totals_t t0, t1;
     check_totals(cls, &t0);
-    assert_int_equal(pl_central_alloc_batch(cls, b, nb), nb);
+    assert_int_equal(take_blocks(cls, b, nb), nb);
     for (size_t i = 0; i < nb; i++) check_block(cls, b[i]);
     check_totals(cls, &t1);
     assert_int_equal(in_use(&t1), in_use(&t0) + nb);
@@ -284,7 +297,9 @@ static void child_double_free(void *arg) {
     pl_central_drain(a->cls);
     return;
   }
-  TU_CHILD_REQUIRE(pl_central_alloc_batch(a->cls, b, 2) == 2);
+  size_t got = pl_central_alloc_batch(a->cls, b, 2);
+  if (got == 1) got += pl_central_alloc_batch(a->cls, b + 1, 1);
+  TU_CHILD_REQUIRE(got == 2);
   fprintf(stderr, "block %p\n", b[0]);
   if (a->how == 0) {
     pl_central_free_batch(a->cls, b, 1);
@@ -357,7 +372,7 @@ static void test_purge_idle_pages(void **state) {
   }
   void **b = malloc(nb * sizeof *b);
   assert_non_null(b);
-  assert_int_equal(pl_central_alloc_batch(cls, b, nb), nb);
+  assert_int_equal(take_blocks(cls, b, nb), nb);
   pl_span_t *s = pl_span_of(b[0]);
   for (size_t i = 0; i < nb; i++) {
     assert_ptr_equal(pl_span_of(b[i]), s);
@@ -411,7 +426,7 @@ static void test_purge_idle_pages(void **state) {
   /* The purged page's blocks come back, usable. */
   void *again[8];
   pl_central_drain(cls);
-  size_t got = pl_central_alloc_batch(cls, again, per_page);
+  size_t got = take_blocks(cls, again, per_page);
   assert_int_equal(got, per_page);
   for (size_t i = 0; i < got; i++) memset(again[i], 0xee, size);
   assert_int_equal(s->chunk->page_info[pg + 1].bin, cls * 32); /* back */
@@ -426,6 +441,109 @@ static void test_purge_idle_pages(void **state) {
   pl_central_drain(cls);
   free(b);
   checks_ok();
+}
+
+/* Takes every free block of class cls into hold (so that the next block
+ * comes from a new span); returns how many. */
+static size_t take_every_free_block(unsigned cls, void **hold, size_t max) {
+  size_t nhold = 0;
+  pl_central_drain(cls);
+  for (;;) {
+    pl_central_totals_t t;
+    pl_central_totals(cls, &t);
+    if (t.free_blocks == 0) return nhold;
+    size_t got = pl_central_alloc_batch(cls, hold + nhold, max - nhold < 64 ? max - nhold : 64);
+    assert_true(got > 0 && nhold + got < max);
+    nhold += got;
+  }
+}
+
+/* A new span's pages start cold (page words {0, 0}, span.h).  A batch
+ * warms at most two of them, each only once every free block starting
+ * on it holds its free key; the blocks taken hold it too, until malloc
+ * clears it.  So a free of a block nobody was handed, a cold or a warm
+ * page's, is reported like a double free. */
+static void cold_case(size_t request) {
+  unsigned cls = pl_size_class(request);
+  size_t size = pl_class_info[cls].size, nb = pl_class_info[cls].nblocks;
+  size_t npages = pl_class_info[cls].pages;
+  static void *hold[1 << 16];
+  size_t nhold = take_every_free_block(cls, hold, 1 << 16);
+  void **b = malloc(nb * sizeof *b);
+  assert_non_null(b);
+  size_t got = pl_central_alloc_batch(cls, b, nb);
+  assert_true(got >= 1);
+  pl_span_t *s = pl_span_of(b[0]);
+  assert_int_equal(s->nfree, nb - got); /* a new span */
+  uint32_t all = npages >= 32 ? ~0u : (1u << npages) - 1, touched = 0;
+  for (size_t i = 0; i < got; i++) {
+    assert_ptr_equal(pl_span_of(b[i]), s);
+    touched |= 1u << (((uintptr_t)b[i] - s->start) >> PL_PAGE_SHIFT);
+  }
+  uint32_t starts = 0; /* the pages blocks start on */
+  for (size_t i = 0; i < nb; i++) starts |= 1u << ((i * size) >> PL_PAGE_SHIFT);
+  if (pl_config_hardening) {
+    /* Blocks in index order from page 0, starting on two pages at most
+     * (a build without the checks writes no keys, and takes them all). */
+    assert_true(touched == 1 || touched == 3);
+    if (__builtin_popcount(starts) > 2) assert_true(got < nb);
+  } else {
+    assert_int_equal(got, nb);
+  }
+  assert_int_equal(s->cold_pages, all & ~touched);
+  size_t pg0 = (s->start - s->chunk->base) >> PL_PAGE_SHIFT;
+  for (size_t p = 0; p < npages; p++) {
+    pl_pageword_t w = s->chunk->page_info[pg0 + p];
+    if ((touched >> p) & 1) {
+      assert_int_equal(pl_pw_class(w), cls);
+    } else {
+      assert_int_equal(w.bin, 0);
+      assert_int_equal(w.span_neg, 0);
+    }
+  }
+  /* Keys: in every block taken, and in every free block starting on a
+   * warm page (in a build with the checks). */
+  void *warm_free = NULL, *cold_free = NULL;
+  for (size_t i = 0; i < nb; i++) {
+    void *q = (void *)(s->start + i * size);
+    bool is_free = (s->free_map[i / 64] >> (i % 64)) & 1;
+    bool warm = (touched >> ((i * size) >> PL_PAGE_SHIFT)) & 1;
+    if (is_free && warm && warm_free == NULL) warm_free = q;
+    if (is_free && !warm && cold_free == NULL) cold_free = q;
+  }
+  if (cold_free != NULL)
+    tu_expect_abort("free of a block of a cold page", free_again, cold_free, "double free");
+  if (pl_config_hardening) {
+    if (warm_free != NULL)
+      tu_expect_abort("free of a free block of a warm page", free_again, warm_free, "double free");
+    for (size_t i = 0; i < got; i++) assert_true(*(uintptr_t *)b[i] == pl_free_key(b[i]));
+    for (size_t i = 0; i < nb; i++) {
+      void *q = (void *)(s->start + i * size);
+      bool is_free = (s->free_map[i / 64] >> (i % 64)) & 1;
+      bool warm = (touched >> ((i * size) >> PL_PAGE_SHIFT)) & 1;
+      if (is_free && warm && *(uintptr_t *)q != pl_free_key(q))
+        fail_msg("class %zu: free block %zu on a warm page has no key", size, i);
+    }
+  }
+  checks_ok();
+  /* The rest of the span, in more batches: every page a block starts on
+   * ends up warm (the others, inside a block, may stay cold). */
+  got += take_blocks(cls, b + got, nb - got);
+  assert_int_equal(s->cold_pages, all & ~starts);
+  checks_ok();
+  pl_central_free_batch(cls, b, nb);
+  pl_central_free_batch(cls, hold, nhold);
+  pl_central_drain(cls);
+  free(b);
+  checks_ok();
+}
+
+static void test_cold_pages(void **state) {
+  (void)state;
+  /* 1 page of 512 blocks; 3 pages of 512 blocks straddling pages; 4 pages
+   * of 2 blocks each; 7 pages of 4 blocks, several pages each. */
+  static const size_t sizes[] = {16, 48, 4096, 14336};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) cold_case(sizes[i]);
 }
 
 /* A pointer into the arena where no chunk is (its page words are
@@ -453,6 +571,7 @@ int main(void) {
       cmocka_unit_test(test_transfer_order),
       cmocka_unit_test(test_double_free),
       cmocka_unit_test(test_purge_idle_pages),
+      cmocka_unit_test(test_cold_pages),
       cmocka_unit_test(test_unused_arena_pointer),
   };
   return cmocka_run_group_tests_name("unit_central", tests, setup, NULL);
