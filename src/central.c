@@ -105,12 +105,31 @@ static void list_remove(pl_central_t *c, pl_span_t *s) {
   s->listed = 0;
 }
 
+/* The pages of a span of class cls on which no block starts (bit p: page
+ * p), computed on first use: they can be warm from the start, since a
+ * pointer there is inside a block, which free's block-start test tells. */
+static uint32_t no_start_pages(unsigned cls) {
+  static uint32_t mask[PL_NCLASSES + 1];
+  static bool done[PL_NCLASSES + 1];
+  if (__atomic_load_n(&done[cls], __ATOMIC_ACQUIRE)) return mask[cls];
+  const pl_class_info_t *ci = &pl_class_info[cls];
+  uint32_t starts = 0;
+  for (size_t i = 0; i < ci->nblocks; i++) starts |= (uint32_t)1 << ((i * ci->size) >> PL_PAGE_SHIFT);
+  uint32_t m = (ci->pages >= 32 ? ~0u : (1u << ci->pages) - 1) & ~starts;
+  mask[cls] = m;
+  __atomic_store_n(&done[cls], true, __ATOMIC_RELEASE);
+  return m;
+}
+
 /* A new span of class cls with every block free. */
 static pl_span_t *new_span(unsigned cls) {
   const pl_class_info_t *ci = &pl_class_info[cls];
   bool zeroed;
   pl_span_t *s = pl_span_alloc(ci->pages, 1, PL_SPAN_SMALL, cls, &zeroed, NULL);
   if (s == NULL) return NULL;
+  /* Its pages are cold (span.h), but those no block starts on need not. */
+  uint32_t inner = no_start_pages(cls);
+  if (inner) pl_span_set_cold(s, inner, false);
   static uint64_t carvings;
   s->generation = __atomic_add_fetch(&carvings, 1, __ATOMIC_RELAXED);
   s->nblocks = ci->nblocks;
@@ -183,13 +202,13 @@ static void key_free_blocks(pl_span_t *s, size_t pg, size_t size) {
  * or hold old bytes: a free of one of them, a block nobody holds, is
  * then caught like any other double free), then the page word is set.
  * Stops before a block that would warm a page past *budget, which goes
- * down by the pages warmed; the caller calls it with *budget > 0, so
- * that it takes at least one block.  Pages the blocks taken cover are
- * no longer purged. */
+ * down by the pages warmed (a batch that has taken nothing yet comes
+ * here with *budget > 0, so it takes at least one block).  No block
+ * below index from is free. */
 static PL_NOINLINE void **take_warming(pl_span_t *s, void **o, void **end, size_t size,
-                                       size_t *budget) {
-  uint32_t cold = s->cold_pages, purged = 0;
-  for (size_t w = 0; w < PL_SPAN_BITMAP_WORDS && o < end; w++) {
+                                       size_t from, size_t *budget) {
+  uint32_t cold = s->cold_pages;
+  for (size_t w = from / 64; w < PL_SPAN_BITMAP_WORDS && o < end; w++) {
     uint64_t bits = s->free_map[w];
     for (; bits != 0 && o < end; bits &= bits - 1) {
       size_t i = w * 64 + (size_t)__builtin_ctzll(bits);
@@ -206,13 +225,11 @@ static PL_NOINLINE void **take_warming(pl_span_t *s, void **o, void **end, size_
         if (pl_config_hardening) key_free_blocks(s, pg, size);
         cold &= ~((uint32_t)1 << pg);
       }
-      if (s->purged_pages) purged |= pages_of(s, b, size);
       *o++ = b;
     }
     s->free_map[w] = bits;
   }
 done:
-  s->purged_pages &= ~purged;
   pl_span_set_cold(s, s->cold_pages & ~cold, false);
   return o;
 }
@@ -243,22 +260,31 @@ size_t pl_central_alloc_batch(unsigned cls, void **out, size_t n) {
     size_t before = got;
     s->alloc_pass = __atomic_load_n(&purge_pass, __ATOMIC_RELAXED);
     void **o = out + got, **end = out + n;
-    if (PL_UNLIKELY(s->cold_pages)) {
-      o = take_warming(s, o, end, size, &cold_budget);
-    } else {
-      /* Word by word, each block from its bit; the span's count is
-       * updated once. */
-      for (size_t w = 0; w < PL_SPAN_BITMAP_WORDS && o < end; w++) {
-        uint64_t bits = s->free_map[w];
-        uintptr_t base = s->start + w * 64 * size;
-        for (; bits != 0 && o < end; o++) {
-          *o = (void *)(base + (size_t)__builtin_ctzll(bits) * size);
-          bits &= bits - 1;
-        }
-        s->free_map[w] = bits;
+    /* Blocks below index warm_end start on warm pages: all of them, or
+     * those before the first block of the lowest cold page. */
+    size_t warm_end = PL_SPAN_MAX_BLOCKS;
+    if (PL_UNLIKELY(s->cold_pages))
+      warm_end = (((size_t)__builtin_ctz(s->cold_pages) << PL_PAGE_SHIFT) + size - 1) / size;
+    /* Word by word, each block from its bit; the span's count is
+     * updated once. */
+    for (size_t w = 0; w < PL_SPAN_BITMAP_WORDS && w * 64 < warm_end && o < end; w++) {
+      uint64_t word = s->free_map[w], mask = ~(uint64_t)0;
+      if (warm_end - w * 64 < 64) mask = ((uint64_t)1 << (warm_end - w * 64)) - 1;
+      uint64_t bits = word & mask;
+      uintptr_t base = s->start + w * 64 * size;
+      for (; bits != 0 && o < end; o++) {
+        *o = (void *)(base + (size_t)__builtin_ctzll(bits) * size);
+        bits &= bits - 1;
       }
+      s->free_map[w] = (word & ~mask) | bits;
     }
+    /* The rest, warming pages as it goes. */
+    if (PL_UNLIKELY(s->cold_pages) && o < end)
+      o = take_warming(s, o, end, size, warm_end, &cold_budget);
     got = (size_t)(o - out);
+    /* Pages the blocks taken cover are in use again: no longer purged. */
+    if (PL_UNLIKELY(s->purged_pages))
+      for (size_t i = before; i < got; i++) s->purged_pages &= ~pages_of(s, out[i], size);
     s->nfree -= (uint32_t)(got - before);
     /* Keep the count right before the lock can be dropped again (another
      * thread, a statistics reader or a fork may look in between). */
