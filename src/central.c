@@ -187,12 +187,14 @@ static void key_free_blocks(pl_span_t *s, size_t pg, size_t size) {
 /* At most this many cold pages warmed by one batch (in a build with the
  * checks on): warming a page writes the key into every free block on it,
  * so the blocks of a batch that a cache never hands out are made
- * resident too, where before only their addresses moved.  Warming all
- * the pages of a batch (a bin grown for bursts refills hundreds of
- * blocks, of which the end of a burst uses a few) cost bench-bursts
- * 1.17x the peak RSS; with 2 pages a batch, 0.94x what it had before
- * pages were cold (3 runs each). */
-#define COLD_TAKE_PAGES 2
+ * resident too, where before only their addresses moved.  Peak RSS of
+ * bench-bursts --threads 1 (5 runs): 3.15-3.30 MiB before pages were
+ * cold; warming every page a batch reached (a bin grown for bursts
+ * refills hundreds of blocks, of which the end of a burst uses a few)
+ * 3.56-3.67; 2 pages a batch 2.76-3.04; 1 page 2.88-2.98, and 1-4 %
+ * less than 2 pages on bench-workingset, -larson and -servermix (9
+ * interleaved runs), for under 1 % more instructions. */
+#define COLD_TAKE_PAGES 1
 
 /* Takes free blocks of s, which has cold pages (span.h), into o .. end
  * in index order, and returns where it stopped.  A cold page is warmed
