@@ -86,9 +86,10 @@ typedef struct pl_span {
    * are at most 32 pages).  A new span has every page cold, and no block
    * starting on a cold page is live or cached: the central lists warm a
    * page when they hand out a block starting on it, after writing the
-   * free key into every free block starting there (and pages no block
-   * starts on at once), and cool the pages they purge (central.c).  So every block free in its span holds its
-   * key or starts on a cold page, and a free of one is caught. */
+   * free key into every free block starting there (and the pages no
+   * block starts on at once), and cool the pages they purge (central.c).
+   * So every block free in its span holds its key or starts on a cold
+   * page, and a free of one is caught. */
   uint32_t cold_pages;
   /* SMALL: of those, the pages given back to the OS while all the blocks
    * on them were free in free_map, and the central purge pass that last

@@ -6,7 +6,9 @@
  * another allocator (glibc's malloc: this test links libpallet_core, which
  * does not override it), of interior pointers of small, large and huge
  * blocks; double frees (at once and A,B,A) in every size range; realloc of
- * a freed block; malloc_usable_size of a foreign pointer.  Also the
+ * a freed block; malloc_usable_size of a foreign pointer; free, realloc
+ * and malloc_usable_size of block starts pallet never handed out (the
+ * neighbours of a live block).  Also the
  * no-false-alarm cases: a live block that holds a copy of a freed block's
  * bytes, or arbitrary first words, frees fine.  Each case runs in a child.
  */
