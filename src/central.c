@@ -468,7 +468,7 @@ size_t pl_central_purge_idle_pages(unsigned min_passes) {
          * blocks there, so a second free of one of them must reach the
          * slow path, which knows every block on the page is free. */
         s->purged_pages |= run;
-        pl_span_set_cold(s, run, true);
+        pl_span_set_cold(s, run & ~no_start_pages(cls), true); /* (those stay warm) */
         if (pl_os_purge((void *)(s->start + ((size_t)p << PL_PAGE_SHIFT)), bytes, pl_span_purge_mode))
           released += bytes;
         todo &= ~run;
