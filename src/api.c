@@ -268,7 +268,7 @@ static void resolve(void *p, const char *func, block_ref_t *r) {
   }
   if (c->kind != PL_CHUNK_HEAP) pl_fatal_ptr(func, "invalid pointer", p);
   size_t pi = pl_chunk_page_index(p);
-  pl_pageword_t info = pl_pw_load(&c->page_info[pi]);
+  pl_pageword_t info = pl_pw_load(&c->page_info[pl_chunk_word_index(p)]);
   unsigned cls = pl_pw_class(info);
   if (cls == 0) {
     /* A large block's first page always names its span. */
@@ -375,7 +375,7 @@ static PL_NOINLINE void free_slow(void *p) {
  * with the checks on).  It reads the page word again: passing it from
  * the fast path cost that path an instruction. */
 static PL_NOINLINE void free_to_full_bin(void *p) {
-  pl_pageword_t info = pl_pw_load(&pl_arena_info[((uintptr_t)p - pl_arena_base) >> PL_PAGE_SHIFT]);
+  pl_pageword_t info = pl_pw_load(&pl_arena_info[((uintptr_t)p - pl_arena_base) >> PL_PW_SHIFT]);
   unsigned cls = pl_pw_class(info);
   if (cls == 0 || pl_class_off_misaligned(pl_pw_span_offset(info, p), pl_class_recip_shifted(cls))) {
     free_slow(p);
@@ -425,7 +425,7 @@ API void *pallet_malloc(size_t n) {
 API void pallet_free(void *p) {
   uintptr_t off = (uintptr_t)p - pl_arena_base;
   if (PL_UNLIKELY(off >= pl_arena_size)) goto slow; /* not in the arena */
-  const pl_pageword_t *w = &pl_arena_info[off >> PL_PAGE_SHIFT];
+  const pl_pageword_t *w = &pl_arena_info[off >> PL_PW_SHIFT];
   /* The bin of the page's class; class 0 (not a small block) has a bin
    * with limit 0 (all NULL).  With the checks on, the whole word is read
    * at once: its low half is span_neg. */
@@ -485,7 +485,7 @@ API void *pallet_calloc(size_t nmemb, size_t size) {
 static inline unsigned small_class_checked(const void *p) {
   uintptr_t off = (uintptr_t)p - pl_arena_base;
   if (off >= pl_arena_size) return 0;
-  pl_pageword_t w = pl_pw_load(&pl_arena_info[off >> PL_PAGE_SHIFT]);
+  pl_pageword_t w = pl_pw_load(&pl_arena_info[off >> PL_PW_SHIFT]);
   unsigned cls = pl_pw_class(w);
   if (cls == 0) return 0;
   if (pl_config_hardening &&
@@ -546,7 +546,7 @@ static inline bool realloc_large_fits(const void *p, size_t n) {
   uintptr_t off = (uintptr_t)p - pl_arena_base;
   if (off >= pl_arena_size || PL_UNLIKELY(pl_opt.canary)) return false;
   size_t pi = off >> PL_PAGE_SHIFT;
-  if (pl_pw_class(pl_pw_load(&pl_arena_info[pi])) != 0) return false;
+  if (pl_pw_class(pl_pw_load(&pl_arena_info[off >> PL_PW_SHIFT])) != 0) return false;
   const pl_span_t *s = pl_arena_spans[pi];
   if (s == NULL || s->state != PL_SPAN_LARGE || s->start != (uintptr_t)p ||
       (__atomic_load_n(&s->flags, __ATOMIC_RELAXED) & PL_SPAN_PENDING))

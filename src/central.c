@@ -105,20 +105,12 @@ static void list_remove(pl_central_t *c, pl_span_t *s) {
   s->listed = 0;
 }
 
-/* The pages of a span of class cls on which no block starts (bit p: page
- * p), computed on first use: they can be warm from the start, since a
- * pointer there is inside a block, which free's block-start test tells. */
-static uint32_t no_start_pages(unsigned cls) {
-  static uint32_t mask[PL_NCLASSES + 1];
-  static bool done[PL_NCLASSES + 1];
-  if (__atomic_load_n(&done[cls], __ATOMIC_ACQUIRE)) return mask[cls];
-  const pl_class_info_t *ci = &pl_class_info[cls];
-  uint32_t starts = 0;
-  for (size_t i = 0; i < ci->nblocks; i++) starts |= (uint32_t)1 << ((i * ci->size) >> PL_PAGE_SHIFT);
-  uint32_t m = (ci->pages >= 32 ? ~0u : (1u << ci->pages) - 1) & ~starts;
-  mask[cls] = m;
-  __atomic_store_n(&done[cls], true, __ATOMIC_RELEASE);
-  return m;
+/* The page words of the pages in mask (bit p: page p). */
+static uint64_t words_of_pages(uint32_t mask) {
+  uint64_t w = 0;
+  for (; mask != 0; mask &= mask - 1)
+    w |= (((uint64_t)1 << PL_PW_PER_PAGE) - 1) << (__builtin_ctz(mask) * PL_PW_PER_PAGE);
+  return w;
 }
 
 /* A new span of class cls with every block free. */
@@ -127,9 +119,6 @@ static pl_span_t *new_span(unsigned cls) {
   bool zeroed;
   pl_span_t *s = pl_span_alloc(ci->pages, 1, PL_SPAN_SMALL, cls, &zeroed, NULL);
   if (s == NULL) return NULL;
-  /* Its pages are cold (span.h), but those no block starts on need not. */
-  uint32_t inner = no_start_pages(cls);
-  if (inner) pl_span_set_cold(s, inner, false);
   static uint64_t carvings;
   s->generation = __atomic_add_fetch(&carvings, 1, __ATOMIC_RELAXED);
   s->nblocks = ci->nblocks;
@@ -166,11 +155,11 @@ static uint32_t pages_of(const pl_span_t *s, const void *p, size_t size) {
   return page_mask(off >> PL_PAGE_SHIFT, (off + size - 1) >> PL_PAGE_SHIFT);
 }
 
-/* Writes the free key into every block of s that starts on page pg and
- * is free in its bitmap. */
-static void key_free_blocks(pl_span_t *s, size_t pg, size_t size) {
-  size_t off = pg << PL_PAGE_SHIFT;
-  size_t i = (off + size - 1) / size, end = (off + PL_PAGE_SIZE + size - 1) / size;
+/* Writes the free key into every block of s that starts under its k-th
+ * page word (in its k-th 4 KiB) and is free in its bitmap. */
+static void key_free_blocks(pl_span_t *s, size_t k, size_t size) {
+  size_t off = k << PL_PW_SHIFT;
+  size_t i = (off + size - 1) / size, end = (off + ((size_t)1 << PL_PW_SHIFT) + size - 1) / size;
   if (end > s->nblocks) end = s->nblocks;
   while (i < end) {
     size_t w = i / 64, stop = (w + 1) * 64 < end ? (w + 1) * 64 : end;
@@ -184,62 +173,61 @@ static void key_free_blocks(pl_span_t *s, size_t pg, size_t size) {
   }
 }
 
-/* At most this many cold pages warmed by one batch (in a build with the
- * checks on): warming a page writes the key into every free block on it,
- * so the blocks of a batch that a cache never hands out are made
- * resident too, where before only their addresses moved.  Peak RSS of
- * bench-bursts --threads 1 (5 runs): 3.15-3.30 MiB before pages were
- * cold; warming every page a batch reached (a bin grown for bursts
- * refills hundreds of blocks, of which the end of a burst uses a few)
- * 3.56-3.67; 2 pages a batch 2.76-3.04; 1 page 2.88-2.98, and 1-4 %
- * less than 2 pages on bench-workingset, -larson and -servermix (9
- * interleaved runs), for under 1 % more instructions. */
-#define COLD_TAKE_PAGES 1
+/* At most this many cold page words warmed by one batch (in a build with
+ * the checks on): warming a word writes the key into every free block
+ * starting in its 4 KiB, so the blocks of a batch that a cache never
+ * hands out are made resident too, where before only their addresses
+ * moved.  Peak RSS of bench-bursts --threads 1 (5 runs): 3.15-3.30 MiB
+ * before words were cold; warming every page a batch reached (a bin
+ * grown for bursts refills hundreds of blocks, of which the end of a
+ * burst uses a few) 3.56-3.67; one 8 KiB page a batch 2.88-2.98, which
+ * two words are. */
+#define COLD_TAKE_WORDS 2
 
-/* Takes free blocks of s, which has cold pages (span.h), into o .. end
- * in index order, and returns where it stopped.  A cold page is warmed
- * before the first block starting on it is taken: the free key first
- * goes into every free block starting there (so that the blocks taken,
- * bound for a cache, hold it, and so do those left, which read as zero
- * or hold old bytes: a free of one of them, a block nobody holds, is
- * then caught like any other double free), then the page word is set.
- * Stops before a block that would warm a page past *budget, which goes
- * down by the pages warmed (a batch that has taken nothing yet comes
+/* Takes free blocks of s, which has cold page words (span.h), into o ..
+ * end in index order, and returns where it stopped.  A cold word is
+ * warmed before the first block starting under it is taken: the free key
+ * first goes into every free block starting there (so that the blocks
+ * taken, bound for a cache, hold it, and so do those left, which read as
+ * zero or hold old bytes: a free of one of them, a block nobody holds,
+ * is then caught like any other double free), then the word is set.
+ * Stops before a block that would warm a word past *budget, which goes
+ * down by the words warmed (a batch that has taken nothing yet comes
  * here with *budget > 0, so it takes at least one block).  No block
  * below index from is free. */
 static PL_NOINLINE void **take_warming(pl_span_t *s, void **o, void **end, size_t size,
                                        size_t from, size_t *budget) {
-  uint32_t cold = s->cold_pages;
+  uint64_t cold = s->cold_words;
   for (size_t w = from / 64; w < PL_SPAN_BITMAP_WORDS && o < end; w++) {
     uint64_t bits = s->free_map[w];
     for (; bits != 0 && o < end; bits &= bits - 1) {
       size_t i = w * 64 + (size_t)__builtin_ctzll(bits);
       void *b = (void *)(s->start + i * size);
-      size_t pg = (i * size) >> PL_PAGE_SHIFT;
-      if (PL_UNLIKELY((cold >> pg) & 1)) {
+      size_t k = (i * size) >> PL_PW_SHIFT;
+      if (PL_UNLIKELY((cold >> k) & 1)) {
         if (*budget == 0) {
           s->free_map[w] = bits;
           goto done;
         }
         (*budget)--;
-        /* (Blocks taken so far start on other pages: their bits, not
+        /* (Blocks taken so far start under other words: their bits, not
          * cleared yet, are not looked at.) */
-        if (pl_config_hardening) key_free_blocks(s, pg, size);
-        cold &= ~((uint32_t)1 << pg);
+        if (pl_config_hardening) key_free_blocks(s, k, size);
+        cold &= ~((uint64_t)1 << k);
       }
       *o++ = b;
     }
     s->free_map[w] = bits;
   }
 done:
-  pl_span_set_cold(s, s->cold_pages & ~cold, false);
+  pl_span_set_cold(s, s->cold_words & ~cold, false);
   return o;
 }
 
 size_t pl_central_alloc_batch(unsigned cls, void **out, size_t n) {
   pl_central_t *c = &central[cls];
   size_t size = pl_class_info[cls].size;
-  size_t got = 0, cold_budget = pl_config_hardening ? COLD_TAKE_PAGES : SIZE_MAX;
+  size_t got = 0, cold_budget = pl_config_hardening ? COLD_TAKE_WORDS : SIZE_MAX;
   pl_lock(&c->lock);
   if (c->nxfer) {
     size_t k = c->nxfer < n ? c->nxfer : n;
@@ -262,11 +250,11 @@ size_t pl_central_alloc_batch(unsigned cls, void **out, size_t n) {
     size_t before = got;
     s->alloc_pass = __atomic_load_n(&purge_pass, __ATOMIC_RELAXED);
     void **o = out + got, **end = out + n;
-    /* Blocks below index warm_end start on warm pages: all of them, or
-     * those before the first block of the lowest cold page. */
+    /* Blocks below index warm_end start under warm words: all of them,
+     * or those before the first block under the lowest cold word. */
     size_t warm_end = PL_SPAN_MAX_BLOCKS;
-    if (PL_UNLIKELY(s->cold_pages))
-      warm_end = (((size_t)__builtin_ctz(s->cold_pages) << PL_PAGE_SHIFT) + size - 1) / size;
+    if (PL_UNLIKELY(s->cold_words))
+      warm_end = (((size_t)__builtin_ctzll(s->cold_words) << PL_PW_SHIFT) + size - 1) / size;
     /* Word by word, each block from its bit; the span's count is
      * updated once. */
     for (size_t w = 0; w < PL_SPAN_BITMAP_WORDS && w * 64 < warm_end && o < end; w++) {
@@ -280,8 +268,8 @@ size_t pl_central_alloc_batch(unsigned cls, void **out, size_t n) {
       }
       s->free_map[w] = (word & ~mask) | bits;
     }
-    /* The rest, warming pages as it goes. */
-    if (PL_UNLIKELY(s->cold_pages) && o < end)
+    /* The rest, warming words as it goes. */
+    if (PL_UNLIKELY(s->cold_words) && o < end)
       o = take_warming(s, o, end, size, warm_end, &cold_budget);
     got = (size_t)(o - out);
     /* Pages the blocks taken cover are in use again: no longer purged. */
@@ -468,7 +456,7 @@ size_t pl_central_purge_idle_pages(unsigned min_passes) {
          * blocks there, so a second free of one of them must reach the
          * slow path, which knows every block on the page is free. */
         s->purged_pages |= run;
-        pl_span_set_cold(s, run & ~no_start_pages(cls), true); /* (those stay warm) */
+        pl_span_set_cold(s, words_of_pages(run) & ~pl_class_inner_words[cls], true); /* (those stay warm) */
         if (pl_os_purge((void *)(s->start + ((size_t)p << PL_PAGE_SHIFT)), bytes, pl_span_purge_mode))
           released += bytes;
         todo &= ~run;

@@ -33,7 +33,7 @@ extern void (*pl_central_carve_hook)(void *block, unsigned cls) PL_HIDDEN;
 
 /* Fills out[0..n) with up to n free blocks of class cls; returns how many:
  * fewer than n when the OS refuses memory (0 when it has none at all),
- * or when more would warm more than a few cold pages (central.c). */
+ * or when more would warm more than a few cold page words (central.c). */
 size_t pl_central_alloc_batch(unsigned cls, void **out, size_t n) PL_HIDDEN;
 /* Takes back n blocks of class cls.  A block already free in its span is
  * reported as a double free (fatal). */

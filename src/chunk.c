@@ -104,20 +104,23 @@ static void arena_reserve(void) {
     size_t head = base - (uintptr_t)r;
     if (head) munmap(r, head);
     munmap((void *)(base + size), PL_CHUNK_SIZE - head);
-    /* The page words, then the span pointers: 8 bytes a page each. */
+    /* The page words (8 bytes each 4 KiB), then the span pointers (8
+     * bytes a page). */
     _Static_assert(sizeof(pl_pageword_t) == sizeof(void *), "page words are 8 bytes");
-    size_t bytes = PL_ALIGN_UP((size >> PL_PAGE_SHIFT) * sizeof(void *), pl_os_page_size());
+    size_t info_bytes = PL_ALIGN_UP((size >> PL_PW_SHIFT) * sizeof(void *), pl_os_page_size());
+    size_t span_bytes = PL_ALIGN_UP((size >> PL_PAGE_SHIFT) * sizeof(void *), pl_os_page_size());
     /* Read-only until a slot is used (pl_chunk_heap_map makes its pages
      * writable): free() may read the word of any page of the arena, and
      * reads of untouched pages cost nothing, while writable private
      * memory would be charged in full under strict overcommit. */
-    map_ro = (PL_CHUNK_PAGES * sizeof(void *)) % pl_os_page_size() == 0;
-    void *mm = mmap(NULL, 2 * bytes, map_ro ? PROT_READ : PROT_READ | PROT_WRITE,
+    map_ro = (PL_CHUNK_PAGES * sizeof(void *)) % pl_os_page_size() == 0 &&
+             (PL_CHUNK_WORDS * sizeof(void *)) % pl_os_page_size() == 0;
+    void *mm = mmap(NULL, info_bytes + span_bytes, map_ro ? PROT_READ : PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     char *arrays = mm == MAP_FAILED ? NULL : mm;
     uint32_t *stack = pl_meta_alloc(nslots * sizeof(uint32_t), PL_CACHELINE);
     if (arrays == NULL || stack == NULL) {
-      if (arrays) pl_os_unmap(arrays, 2 * bytes);
+      if (arrays) pl_os_unmap(arrays, info_bytes + span_bytes);
       munmap((void *)base, size);
       continue; /* (stack is metadata: kept) */
     }
@@ -125,7 +128,7 @@ static void arena_reserve(void) {
     slot_count = nslots;
     pl_arena_base = base;
     pl_arena_info = (pl_pageword_t *)arrays;
-    pl_arena_spans = (struct pl_span **)(arrays + bytes);
+    pl_arena_spans = (struct pl_span **)(arrays + info_bytes);
     /* Last: a free() that sees the size sees the rest (it reads the size
      * first, in program order; every pointer into the arena is handed out
      * after this store). */
@@ -152,12 +155,14 @@ void *pl_chunk_heap_map(pl_chunk_t *rec) {
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
     errno = saved;
     size_t first = slot << (PL_CHUNK_SHIFT - PL_PAGE_SHIFT);
-    size_t map_bytes = PL_CHUNK_PAGES * sizeof(void *);
-    if (m == want && (!map_ro ||
-                      (mprotect(&pl_arena_info[first], map_bytes, PROT_READ | PROT_WRITE) == 0 &&
-                       mprotect(&pl_arena_spans[first], map_bytes, PROT_READ | PROT_WRITE) == 0))) {
+    size_t first_word = slot << (PL_CHUNK_SHIFT - PL_PW_SHIFT);
+    if (m == want &&
+        (!map_ro || (mprotect(&pl_arena_info[first_word], PL_CHUNK_WORDS * sizeof(void *),
+                              PROT_READ | PROT_WRITE) == 0 &&
+                     mprotect(&pl_arena_spans[first], PL_CHUNK_PAGES * sizeof(void *),
+                              PROT_READ | PROT_WRITE) == 0))) {
       errno = saved;
-      rec->page_info = &pl_arena_info[first];
+      rec->page_info = &pl_arena_info[first_word];
       rec->page_span = &pl_arena_spans[first];
       return m;
     }
@@ -169,13 +174,13 @@ void *pl_chunk_heap_map(pl_chunk_t *rec) {
     pl_unlock(&record_lock);
   }
   if (rec->own_info == NULL) {
-    rec->own_info = pl_meta_alloc(PL_CHUNK_PAGES * sizeof(pl_pageword_t), PL_CACHELINE);
+    rec->own_info = pl_meta_alloc(PL_CHUNK_WORDS * sizeof(pl_pageword_t), PL_CACHELINE);
     rec->own_span = pl_meta_alloc(PL_CHUNK_PAGES * sizeof(struct pl_span *), PL_CACHELINE);
     if (rec->own_info == NULL || rec->own_span == NULL) return NULL; /* (kept: metadata) */
   }
   void *m = pl_os_map(PL_CHUNK_SIZE, PL_CHUNK_SIZE);
   if (m == NULL) return NULL;
-  memset(rec->own_info, 0, PL_CHUNK_PAGES * sizeof(pl_pageword_t));
+  memset(rec->own_info, 0, PL_CHUNK_WORDS * sizeof(pl_pageword_t));
   memset(rec->own_span, 0, PL_CHUNK_PAGES * sizeof(struct pl_span *));
   rec->page_info = rec->own_info;
   rec->page_span = rec->own_span;
@@ -184,19 +189,19 @@ void *pl_chunk_heap_map(pl_chunk_t *rec) {
 
 /* Clears (and gives back the pages of) an arena slot's page map. */
 static void clear_slot_map(pl_chunk_t *rec) {
-  size_t bytes = PL_CHUNK_PAGES * sizeof(void *);
-  if (bytes % pl_os_page_size() == 0 &&
-      pl_os_purge(rec->page_info, bytes, PL_PURGE_DONTNEED) &&
-      pl_os_purge(rec->page_span, bytes, PL_PURGE_DONTNEED))
+  size_t info_bytes = PL_CHUNK_WORDS * sizeof(void *), span_bytes = PL_CHUNK_PAGES * sizeof(void *);
+  if (span_bytes % pl_os_page_size() == 0 &&
+      pl_os_purge(rec->page_info, info_bytes, PL_PURGE_DONTNEED) &&
+      pl_os_purge(rec->page_span, span_bytes, PL_PURGE_DONTNEED))
     return;
-  memset(rec->page_info, 0, bytes);
-  memset(rec->page_span, 0, bytes);
+  memset(rec->page_info, 0, info_bytes);
+  memset(rec->page_span, 0, span_bytes);
 }
 
 void pl_chunk_heap_unmap(pl_chunk_t *rec) {
   uintptr_t off = rec->base - pl_arena_base;
   if (off >= pl_arena_size) {
-    memset(rec->page_info, 0, PL_CHUNK_PAGES * sizeof(pl_pageword_t));
+    memset(rec->page_info, 0, PL_CHUNK_WORDS * sizeof(pl_pageword_t));
     pl_os_unmap((void *)rec->base, PL_CHUNK_SIZE);
     return;
   }

@@ -5,8 +5,9 @@
  * through a two-level radix map, at the record of what occupies it:
  *   - a heap chunk (one slot, aligned to 4 MiB), carved into spans by the
  *     span heap; its record holds the page map: for each of its 512 pages,
- *     the span that covers it (page_span) and a word for the free fast
- *     path (page_info: the size class and where its span starts);
+ *     the span that covers it (page_span), and for each 4 KiB a word for
+ *     the free fast path (page_info: the size class and where its span
+ *     starts);
  *   - a huge block (one or more slots, starting at a slot boundary);
  *   - the tombstone of a huge block already freed, or of a heap chunk of
  *     the arena given back to the OS (its slot stays pallet's reserved
@@ -20,8 +21,8 @@
  *
  * The heap arena: heap chunks are carved, where possible, from one range
  * of address space reserved at start-up (PROT_NONE until a chunk is
- * mapped there), and the page map of that range (a page word and a span
- * pointer for every page) sits in two flat arrays.  So free() finds a
+ * mapped there), and the page map of that range (a page word for every
+ * 4 KiB and a span pointer for every page) sits in two flat arrays.  So free() finds a
  * block's page word with a subtraction, a compare and one load, without
  * the radix map; a pointer outside the arena (huge blocks, chunks mapped
  * after the arena filled up or when it could not be reserved, foreign
@@ -49,14 +50,14 @@ typedef enum {
   PL_CHUNK_FREED = 3, /* tombstone: a freed huge block, a given-back arena chunk */
 } pl_chunk_kind_t;
 
-/* A page word, free()'s view of a page: for a page of a small-block span
+/* A page word, free()'s view of 4 KiB of a page: for a small-block span
  * of class cls that starts at address start,
  *   span_neg = -start mod 2^32, so that p + span_neg (mod 2^32) is p's
  *              offset in its span (spans are < 4 MiB): one lea;
  *   bin      = cls * 32, the byte offset of the class's bin in a thread
  *              cache (tcache.h checks that a bin is 32 bytes);
- * a ghost word on the pages of a small-block span freed to the heap (see
- * pl_pw_ghost), and {0, 0} on every other page.  With the checks on,
+ * (on its warm words, span.h), a ghost word on the pages of a small-block
+ * span freed to the heap (see pl_pw_ghost), and {0, 0} everywhere else.  With the checks on,
  * free() reads the word in one 8-byte load (the offset is one lea of it,
  * the bin one shift); with them compiled out it loads only bin. */
 typedef struct __attribute__((aligned(8))) pl_pageword {
@@ -96,12 +97,12 @@ PL_INLINE uint32_t pl_pw_span_offset(pl_pageword_t w, const void *p) {
   return (uint32_t)(uintptr_t)p + w.span_neg;
 }
 
-/* A chunk record.  A heap chunk's page map (page words and span
- * pointers, one each per page) lives in the arena's flat arrays, or, for a
+/* A chunk record.  A heap chunk's page map (page words, one each 4 KiB,
+ * and span pointers, one each page) lives in the arena's flat arrays, or, for a
  * chunk outside the arena, in arrays of its own that the record keeps
  * across reuse; either way the record itself is small. */
 typedef struct pl_chunk {
-  pl_pageword_t *page_info;       /* heap chunk: its 512 page words */
+  pl_pageword_t *page_info;       /* heap chunk: its 1024 page words */
   struct pl_span **page_span;     /* heap chunk: its 512 span pointers */
   uintptr_t base;                 /* first byte of the chunk / block */
   size_t size;                    /* bytes mapped */
@@ -114,8 +115,9 @@ typedef struct pl_chunk {
 
 /* The arena: [pl_arena_base, pl_arena_base + pl_arena_size), 4 MiB
  * aligned (size 0 until reserved, or if it could not be); pl_arena_info
- * and pl_arena_spans have the page word and the span of every page of it
- * (a slot's 512 entries of each are one 4 KiB page). */
+ * has the page word of every 4 KiB of it (a slot's 1024 words are two
+ * 4 KiB pages), pl_arena_spans the span of every page (a slot's 512
+ * entries, one 4 KiB page). */
 extern uintptr_t pl_arena_base PL_HIDDEN;
 extern size_t pl_arena_size PL_HIDDEN;
 extern struct pl_span **pl_arena_spans PL_HIDDEN;
@@ -164,6 +166,10 @@ PL_INLINE pl_chunk_t *pl_chunk_lookup(const void *p) {
 
 PL_INLINE size_t pl_chunk_page_index(const void *p) {
   return ((uintptr_t)p & (PL_CHUNK_SIZE - 1)) >> PL_PAGE_SHIFT;
+}
+/* The index of p's page word in its chunk's page_info. */
+PL_INLINE size_t pl_chunk_word_index(const void *p) {
+  return ((uintptr_t)p & (PL_CHUNK_SIZE - 1)) >> PL_PW_SHIFT;
 }
 
 /* Makes sure the map has leaves for [base, base+size).  May map memory:

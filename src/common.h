@@ -45,6 +45,13 @@
 #define PL_CHUNK_SHIFT 22
 #define PL_CHUNK_SIZE ((size_t)1 << PL_CHUNK_SHIFT)
 #define PL_CHUNK_PAGES (PL_CHUNK_SIZE >> PL_PAGE_SHIFT)
+/* Page words (chunk.h) cover 4 KiB, half a page, the OS page size: a
+ * span's page words then tell free() where blocks have been made ready
+ * (cold and warm words, span.h) without making whole 8 KiB pages
+ * resident.  Everything else (spans, page_span) counts whole pages. */
+#define PL_PW_SHIFT 12
+#define PL_PW_PER_PAGE (PL_PAGE_SIZE >> PL_PW_SHIFT)
+#define PL_CHUNK_WORDS (PL_CHUNK_SIZE >> PL_PW_SHIFT)
 
 #define PL_MIN_ALIGN 16
 #define PL_SMALL_MAX ((size_t)256 << 10)  /* largest size class */

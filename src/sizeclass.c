@@ -4,6 +4,7 @@
 #include "sizeclass.h"
 
 pl_class_info_t pl_class_info[PL_NCLASSES + 1];
+uint64_t pl_class_inner_words[PL_NCLASSES + 1];
 uint8_t pl_class_lookup[(PL_SMALL_LOOKUP_MAX >> 4) + 1];
 
 static size_t class_size_formula(unsigned cls) {
@@ -46,6 +47,10 @@ void pl_sizeclass_init(void) {
     pl_class_info[c].pages = (uint16_t)pages;
     pl_class_info[c].nblocks = (uint16_t)(pages * PL_PAGE_SIZE / size);
     pl_class_info[c].recip = (((uint64_t)1 << PL_RECIP_SHIFT) + size - 1) / size;
+    uint64_t starts = 0;
+    for (size_t i = 0; i < pl_class_info[c].nblocks; i++) starts |= (uint64_t)1 << ((i * size) >> PL_PW_SHIFT);
+    size_t nw = (size_t)pages * PL_PW_PER_PAGE;
+    pl_class_inner_words[c] = (nw >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << nw) - 1) & ~starts;
     __atomic_store_n(&pl_class_info[c].size, (uint32_t)size, __ATOMIC_RELEASE);
   }
   unsigned c = 1;

@@ -33,6 +33,10 @@ typedef struct pl_class_info {
 #define PL_RECIP_SHIFT 42
 
 extern pl_class_info_t pl_class_info[PL_NCLASSES + 1] PL_HIDDEN;
+/* The page words (4 KiB each, common.h) of a class's span under which no
+ * block starts (bit k: its k-th word; a span is at most 32 pages, 64
+ * words): a pointer there is inside a block. */
+extern uint64_t pl_class_inner_words[PL_NCLASSES + 1] PL_HIDDEN;
 extern uint8_t pl_class_lookup[(PL_SMALL_LOOKUP_MAX >> 4) + 1] PL_HIDDEN;
 
 /* Fills the tables; idempotent. */

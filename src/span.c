@@ -125,9 +125,10 @@ static size_t first_page(const pl_span_t *s) {
 }
 
 /* Points the page map at s.  A SMALL span: every page's entry, and its
- * page words, which free() of any of its blocks reads: {0, 0} on all its
- * pages, which start cold (cold_pages, warmed by the central lists as
- * they hand out blocks).  Any other span:
+ * page words, which free() of any of its blocks reads: {0, 0} where a
+ * block starts, since those words start cold (cold_words, warmed by the
+ * central lists as they hand out blocks), the span's word elsewhere.
+ * Any other span:
  * only the entries of its first and last pages, which is all that a large
  * block's free, coalescing (through the neighbours' end pages) and the
  * walks over a chunk's spans read.  Its inner pages' entries may name
@@ -152,12 +153,13 @@ static void map_span(pl_span_t *s) {
    * (test/unit_span catches that).  A page's entries change only while no
    * block on it is live, so free() never reads one being written. */
   pl_pageword_t cold = pl_pw_make(0, 0), warm = pl_pw_make(s->cls, s->start);
-  pl_pageword_t *words = s->chunk->page_info;
-  for (size_t p = first; p < end; p++) {
-    span[p] = s;
-    words[p] = p - first < 32 ? cold : warm; /* (no class's span is longer) */
-  }
-  s->cold_pages = s->npages >= 32 ? ~0u : (1u << s->npages) - 1;
+  pl_pageword_t *words = s->chunk->page_info + first * PL_PW_PER_PAGE;
+  for (size_t p = first; p < end; p++) span[p] = s;
+  size_t nw = s->npages * PL_PW_PER_PAGE;
+  uint64_t mask = (nw >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << nw) - 1) & ~pl_class_inner_words[s->cls];
+  for (size_t k = 0; k < nw; k++)
+    words[k] = k < 64 && ((mask >> k) & 1) ? cold : warm; /* (no class's span is longer) */
+  s->cold_words = mask;
 }
 
 /* Pages [first, first + n) of a chunk, free and flagged PL_SPAN_GHOST,
@@ -166,21 +168,22 @@ static void map_span(pl_span_t *s) {
  * look like one of a small block). */
 static void clear_ghosts(pl_chunk_t *c, size_t first, size_t n) {
   pl_pageword_t none = pl_pw_make(0, 0);
-  for (size_t p = first; p < first + n; p++) c->page_info[p] = none;
+  for (size_t w = first * PL_PW_PER_PAGE; w < (first + n) * PL_PW_PER_PAGE; w++) c->page_info[w] = none;
 }
 
-void pl_span_set_cold(pl_span_t *s, uint32_t mask, bool cold) {
+void pl_span_set_cold(pl_span_t *s, uint64_t mask, bool cold) {
+  size_t nw = s->npages * PL_PW_PER_PAGE;
+  if (nw < 64) mask &= ((uint64_t)1 << nw) - 1;
   if (cold)
-    s->cold_pages |= mask;
+    s->cold_words |= mask;
   else
-    s->cold_pages &= ~mask;
+    s->cold_words &= ~mask;
   pl_pageword_t w = cold ? pl_pw_make(0, 0) : pl_pw_make(s->cls, s->start);
-  pl_pageword_t *info = &s->chunk->page_info[first_page(s)];
-  if (s->npages < 32) mask &= (1u << s->npages) - 1;
+  pl_pageword_t *info = &s->chunk->page_info[first_page(s) * PL_PW_PER_PAGE];
   for (; mask != 0; mask &= mask - 1) {
-    unsigned p = (unsigned)__builtin_ctz(mask);
-    __atomic_store_n(&info[p].span_neg, w.span_neg, __ATOMIC_RELAXED);
-    __atomic_store_n(&info[p].bin, w.bin, __ATOMIC_RELAXED);
+    unsigned k = (unsigned)__builtin_ctzll(mask);
+    __atomic_store_n(&info[k].span_neg, w.span_neg, __ATOMIC_RELAXED);
+    __atomic_store_n(&info[k].bin, w.bin, __ATOMIC_RELAXED);
   }
 }
 
@@ -371,7 +374,8 @@ static purge_plan_t give_back_locked(pl_span_t *s, uint64_t now) {
   if (s->state == PL_SPAN_SMALL) {
     size_t first = first_page(s);
     pl_pageword_t ghost = pl_pw_ghost(s->cls, first);
-    for (size_t q = first; q < first + s->npages; q++) s->chunk->page_info[q] = ghost;
+    for (size_t w = first * PL_PW_PER_PAGE; w < (first + s->npages) * PL_PW_PER_PAGE; w++)
+      s->chunk->page_info[w] = ghost;
     flags |= PL_SPAN_GHOST;
   }
   free_locked(s, flags, now);
@@ -748,15 +752,19 @@ int pl_span_heap_check(void) {
         break;
       }
       pl_pageword_t info = pl_pw_make(s->state == PL_SPAN_SMALL ? s->cls : 0, s->state == PL_SPAN_SMALL ? s->start : 0);
-      uint32_t cold = s->state == PL_SPAN_SMALL ? __atomic_load_n(&s->cold_pages, __ATOMIC_RELAXED) : 0;
+      uint64_t cold = s->state == PL_SPAN_SMALL ? __atomic_load_n(&s->cold_words, __ATOMIC_RELAXED) : 0;
       bool free_span = s->state == PL_SPAN_FREE || s->state == PL_SPAN_BUSY;
       bool ghosts = free_span && (s->flags & PL_SPAN_GHOST);
       for (size_t q = p; q < p + s->npages; q++) {
-        pl_pageword_t w = c->page_info[q];
-        unsigned g = pl_pw_ghost_class(w);
-        bool is_cold = q - p < 32 && ((cold >> (q - p)) & 1);
-        bool ok = pl_pw_equal(w, is_cold ? pl_pw_make(0, 0) : info) ||
-                  (ghosts && w.bin == 0 && g <= PL_NCLASSES && pl_pw_ghost_first_page(w) <= q);
+        bool ok = true;
+        for (size_t k = q * PL_PW_PER_PAGE; k < (q + 1) * PL_PW_PER_PAGE; k++) {
+          pl_pageword_t w = c->page_info[k];
+          unsigned g = pl_pw_ghost_class(w);
+          size_t kk = k - p * PL_PW_PER_PAGE; /* the word's index in the span */
+          bool is_cold = kk < 64 && ((cold >> kk) & 1);
+          ok = ok && (pl_pw_equal(w, is_cold ? pl_pw_make(0, 0) : info) ||
+                      (ghosts && w.bin == 0 && g <= PL_NCLASSES && pl_pw_ghost_first_page(w) <= q));
+        }
         bool inner = s->state != PL_SPAN_SMALL && q != p && q != p + s->npages - 1;
         if ((!inner && c->page_span[q] != s) || !ok) {
           rc = check_fail("page map disagrees with span", c->base + q * PL_PAGE_SIZE);

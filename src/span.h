@@ -19,10 +19,10 @@
  *     span, and for the first and last page of every other span (the
  *     entries of the other pages may name any descriptor, live or not:
  *     pl_span_find finds the span covering any page);
- *   - page_info[p] (the chunk's page words, chunk.h) is
- *     pl_pw_make(class, span start) on the warm pages of a SMALL span: the
+ *   - page_info[w] (the chunk's page words, one each 4 KiB, chunk.h) is
+ *     pl_pw_make(class, span start) on the warm words of a SMALL span: the
  *     class's bin offset and the span's start negated modulo 2^32, and
- *     {0, 0} on its cold pages (cold_pages); {0, 0} on the pages of a
+ *     {0, 0} on its cold words (cold_words); {0, 0} on the words of a
  *     LARGE span; {0, 0} or a ghost word on those of a FREE one, ghosts
  *     only if it is flagged PL_SPAN_GHOST;
  *   - no two adjacent spans are both FREE;
@@ -81,16 +81,17 @@ typedef struct pl_span {
    * nblocks; bit i of free_map set <=> block i is free in this span. */
   uint32_t nblocks;
   uint32_t nfree;
-  /* SMALL: pages whose page words are {0, 0}, so that free() of a block
-   * starting there takes the slow path (bit p: page p; a class's spans
-   * are at most 32 pages).  A new span has every page cold, and no block
-   * starting on a cold page is live or cached: the central lists warm a
-   * page when they hand out a block starting on it, after writing the
-   * free key into every free block starting there (and the pages no
-   * block starts on at once), and cool the pages they purge (central.c).
-   * So every block free in its span holds its key or starts on a cold
-   * page, and a free of one is caught. */
-  uint32_t cold_pages;
+  /* SMALL: its cold page words, which read {0, 0}, so that free() of a
+   * block starting in their 4 KiB takes the slow path (bit k: the span's
+   * k-th page word, PL_PW_PER_PAGE a page; a class's spans are at most
+   * 32 pages).  A new span's words are cold where its blocks start
+   * (pl_class_inner_words has the others), and no block starting under a
+   * cold word is live or cached: the central lists warm a word when they
+   * hand out a block starting under it, after writing the free key into
+   * every free block starting there, and cool the words of the pages
+   * they purge (central.c).  So every block free in its span holds its key or
+   * starts under a cold word, and a free of one is caught. */
+  uint64_t cold_words;
   /* SMALL: of those, the pages given back to the OS while all the blocks
    * on them were free in free_map, and the central purge pass that last
    * took a block from it (central.c). */
@@ -110,11 +111,11 @@ typedef struct pl_span {
  * same lock (whatever the outcome). */
 pl_span_t *pl_span_alloc(size_t npages, size_t align_pages, int state,
                          unsigned cls, bool *zeroed, pl_span_t *also_free) PL_HIDDEN;
-/* Makes the pages of SMALL span s in mask (bit p: page p) cold (their
- * page words {0, 0}, so that free() of a block on them takes the slow
+/* Makes the page words of SMALL span s in mask (bit k: its k-th word)
+ * cold ({0, 0}, so that free() of a block starting there takes the slow
  * path, which reports it: every block there is free) or warm (the
  * span's word).  Called with s's class lock held. */
-void pl_span_set_cold(pl_span_t *s, uint32_t mask, bool cold) PL_HIDDEN;
+void pl_span_set_cold(pl_span_t *s, uint64_t mask, bool cold) PL_HIDDEN;
 /* A copy of the span covering the page of p, taken under the heap lock
  * (its fields may change once the lock is dropped); false if p is in no
  * chunk of the heap.  For telling what a pointer that starts no block

@@ -110,7 +110,7 @@ static bool block_is_free(void *p) {
 }
 
 /* n blocks of class cls, in as many batches as it takes: a batch warms
- * at most a few cold pages (central.c), so one from new spans may hold
+ * at most a few cold page words (central.c), so one from new spans may hold
  * fewer blocks than asked for, but never none. */
 static size_t take_blocks(unsigned cls, void **out, size_t n) {
   size_t got = 0;
@@ -412,8 +412,10 @@ static void test_purge_idle_pages(void **state) {
   /* The purged page's words send free() to its slow path, which reports
    * a second free of a block there (its free key went with the page). */
   size_t pg = (base - s->chunk->base) >> PL_PAGE_SHIFT;
-  assert_int_equal(s->chunk->page_info[pg + 1].bin, 0);
-  assert_int_equal(s->chunk->page_info[pg + 2].bin, cls * 32);
+  const pl_pageword_t *pw = &s->chunk->page_info[pg * PL_PW_PER_PAGE];
+  assert_int_equal(pw[1 * PL_PW_PER_PAGE].bin, 0);
+  assert_int_equal(pw[1 * PL_PW_PER_PAGE + 1].bin, 0);
+  assert_int_equal(pw[2 * PL_PW_PER_PAGE].bin, cls * 32);
   for (size_t i = 0; i < nb; i++)
     if ((((uintptr_t)b[i] - base) >> PL_PAGE_SHIFT) == 1) {
       purged_block = b[i];
@@ -429,7 +431,7 @@ static void test_purge_idle_pages(void **state) {
   size_t got = take_blocks(cls, again, per_page);
   assert_int_equal(got, per_page);
   for (size_t i = 0; i < got; i++) memset(again[i], 0xee, size);
-  assert_int_equal(s->chunk->page_info[pg + 1].bin, cls * 32); /* back */
+  assert_int_equal(pw[1 * PL_PW_PER_PAGE].bin, cls * 32); /* back */
   checks_ok();
   pl_central_free_batch(cls, again, got);
   for (size_t i = 0; i < nb; i++) {
@@ -458,15 +460,15 @@ static size_t take_every_free_block(unsigned cls, void **hold, size_t max) {
   }
 }
 
-/* A new span's pages start cold (page words {0, 0}, span.h).  A batch
- * warms one of them, each only once every free block starting
- * on it holds its free key; the blocks taken hold it too, until malloc
- * clears it.  So a free of a block nobody was handed, a cold or a warm
- * page's, is reported like a double free. */
+/* A new span's page words start cold ({0, 0}, span.h).  A batch warms
+ * two of them at most, each only once every free block starting under it
+ * holds its free key; the blocks taken hold it too, until malloc clears
+ * it.  So a free of a block nobody was handed, under a cold or a warm
+ * word, is reported like a double free. */
 static void cold_case(size_t request) {
   unsigned cls = pl_size_class(request);
   size_t size = pl_class_info[cls].size, nb = pl_class_info[cls].nblocks;
-  size_t npages = pl_class_info[cls].pages;
+  size_t nw = pl_class_info[cls].pages * PL_PW_PER_PAGE;
   static void *hold[1 << 16];
   size_t nhold = take_every_free_block(cls, hold, 1 << 16);
   void **b = malloc(nb * sizeof *b);
@@ -475,62 +477,56 @@ static void cold_case(size_t request) {
   assert_true(got >= 1);
   pl_span_t *s = pl_span_of(b[0]);
   assert_int_equal(s->nfree, nb - got); /* a new span */
-  uint32_t all = npages >= 32 ? ~0u : (1u << npages) - 1, touched = 0;
+  uint64_t all = nw >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << nw) - 1, touched = 0;
   for (size_t i = 0; i < got; i++) {
     assert_ptr_equal(pl_span_of(b[i]), s);
-    touched |= 1u << (((uintptr_t)b[i] - s->start) >> PL_PAGE_SHIFT);
+    assert_ptr_equal(b[i], (void *)(s->start + i * size)); /* in index order */
+    touched |= (uint64_t)1 << (((uintptr_t)b[i] - s->start) >> PL_PW_SHIFT);
   }
-  uint32_t starts = 0; /* the pages blocks start on */
-  for (size_t i = 0; i < nb; i++) starts |= 1u << ((i * size) >> PL_PAGE_SHIFT);
+  uint64_t starts = 0; /* the words blocks start under */
+  for (size_t i = 0; i < nb; i++) starts |= (uint64_t)1 << ((i * size) >> PL_PW_SHIFT);
   if (pl_config_hardening) {
-    /* Blocks in index order from page 0, all starting on it: a batch
-     * warms one page (COLD_TAKE_PAGES; a build without the checks writes
-     * no keys, and takes them all). */
-    assert_int_equal(touched, 1);
-    if (__builtin_popcount(starts) > 1) assert_true(got < nb);
+    /* A batch warms two words at most (COLD_TAKE_WORDS; a build without
+     * the checks writes no keys, and takes them all). */
+    assert_true(__builtin_popcountll(touched) <= 2);
+    if (__builtin_popcountll(starts) > 2) assert_true(got < nb);
   } else {
     assert_int_equal(got, nb);
   }
-  assert_int_equal(s->cold_pages, all & starts & ~touched);
-  size_t pg0 = (s->start - s->chunk->base) >> PL_PAGE_SHIFT;
-  for (size_t p = 0; p < npages; p++) {
-    pl_pageword_t w = s->chunk->page_info[pg0 + p];
-    if (((touched | ~starts) >> p) & 1) {
-      assert_int_equal(pl_pw_class(w), cls);
+  assert_true(s->cold_words == (all & starts & ~touched));
+  const pl_pageword_t *pw =
+      &s->chunk->page_info[((s->start - s->chunk->base) >> PL_PAGE_SHIFT) * PL_PW_PER_PAGE];
+  for (size_t k = 0; k < nw; k++) {
+    if (((touched | ~starts) >> k) & 1) {
+      assert_int_equal(pl_pw_class(pw[k]), cls);
     } else {
-      assert_int_equal(w.bin, 0);
-      assert_int_equal(w.span_neg, 0);
+      assert_int_equal(pw[k].bin, 0);
+      assert_int_equal(pw[k].span_neg, 0);
     }
   }
-  /* Keys: in every block taken, and in every free block starting on a
-   * warm page (in a build with the checks). */
+  /* Keys: in every block taken, and in every free block starting under a
+   * warm word (in a build with the checks). */
   void *warm_free = NULL, *cold_free = NULL;
   for (size_t i = 0; i < nb; i++) {
     void *q = (void *)(s->start + i * size);
     bool is_free = (s->free_map[i / 64] >> (i % 64)) & 1;
-    bool warm = (touched >> ((i * size) >> PL_PAGE_SHIFT)) & 1;
+    bool warm = (touched >> ((i * size) >> PL_PW_SHIFT)) & 1; /* (a block starts there) */
     if (is_free && warm && warm_free == NULL) warm_free = q;
     if (is_free && !warm && cold_free == NULL) cold_free = q;
+    if (pl_config_hardening && is_free && warm && *(uintptr_t *)q != pl_free_key(q))
+      fail_msg("class %zu: free block %zu under a warm word has no key", size, i);
   }
-  if (cold_free != NULL)
-    tu_expect_abort("free of a block of a cold page", free_again, cold_free, "double free");
-  if (pl_config_hardening) {
-    if (warm_free != NULL)
-      tu_expect_abort("free of a free block of a warm page", free_again, warm_free, "double free");
+  if (pl_config_hardening)
     for (size_t i = 0; i < got; i++) assert_true(*(uintptr_t *)b[i] == pl_free_key(b[i]));
-    for (size_t i = 0; i < nb; i++) {
-      void *q = (void *)(s->start + i * size);
-      bool is_free = (s->free_map[i / 64] >> (i % 64)) & 1;
-      bool warm = (touched >> ((i * size) >> PL_PAGE_SHIFT)) & 1; /* (a block starts there) */
-      if (is_free && warm && *(uintptr_t *)q != pl_free_key(q))
-        fail_msg("class %zu: free block %zu on a warm page has no key", size, i);
-    }
-  }
+  if (cold_free != NULL)
+    tu_expect_abort("free of a block under a cold word", free_again, cold_free, "double free");
+  if (pl_config_hardening && warm_free != NULL)
+    tu_expect_abort("free of a free block under a warm word", free_again, warm_free, "double free");
   checks_ok();
-  /* The rest of the span, in more batches: every page ends up warm
-   * (those no block starts on were warm from the start). */
+  /* The rest of the span, in more batches: every word ends up warm
+   * (those no block starts under were warm from the start). */
   got += take_blocks(cls, b + got, nb - got);
-  assert_int_equal(s->cold_pages, 0);
+  assert_true(s->cold_words == 0);
   checks_ok();
   pl_central_free_batch(cls, b, nb);
   pl_central_free_batch(cls, hold, nhold);
@@ -539,7 +535,7 @@ static void cold_case(size_t request) {
   checks_ok();
 }
 
-static void test_cold_pages(void **state) {
+static void test_cold_words(void **state) {
   (void)state;
   /* 1 page of 512 blocks; 3 pages of 512 blocks straddling pages; 4 pages
    * of 2 blocks each; 7 pages of 4 blocks, several pages each. */
@@ -572,7 +568,7 @@ int main(void) {
       cmocka_unit_test(test_transfer_order),
       cmocka_unit_test(test_double_free),
       cmocka_unit_test(test_purge_idle_pages),
-      cmocka_unit_test(test_cold_pages),
+      cmocka_unit_test(test_cold_words),
       cmocka_unit_test(test_unused_arena_pointer),
   };
   return cmocka_run_group_tests_name("unit_central", tests, setup, NULL);

@@ -52,9 +52,13 @@ static void test_heap_chunk(void **state) {
     assert_ptr_equal(pl_chunk_lookup((void *)at[i]), c);
     assert_int_equal(pl_chunk_page_index((void *)at[i]),
                      (at[i] - base) >> PL_PAGE_SHIFT);
+    assert_int_equal(pl_chunk_word_index((void *)at[i]), (at[i] - base) >> PL_PW_SHIFT);
   }
   assert_int_equal(pl_chunk_page_index((void *)(base + PL_CHUNK_SIZE - 1)),
                    PL_CHUNK_PAGES - 1);
+  assert_int_equal(pl_chunk_word_index((void *)(base + PL_CHUNK_SIZE - 1)),
+                   PL_CHUNK_WORDS - 1);
+  assert_int_equal(PL_CHUNK_WORDS, PL_CHUNK_PAGES * PL_PW_PER_PAGE);
   /* The neighbouring slots are not this chunk. */
   assert_ptr_not_equal(pl_chunk_lookup((void *)(base - 1)), c);
   assert_ptr_not_equal(pl_chunk_lookup((void *)(base + PL_CHUNK_SIZE)), c);

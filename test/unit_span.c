@@ -69,7 +69,7 @@ static void check_span_map(const pl_span_t *s) {
   }
   /* A chunk in the arena keeps its page words in the arena's array. */
   if (c->base - pl_arena_base < pl_arena_size) {
-    assert_ptr_equal(c->page_info, &pl_arena_info[(c->base - pl_arena_base) >> PL_PAGE_SHIFT]);
+    assert_ptr_equal(c->page_info, &pl_arena_info[(c->base - pl_arena_base) >> PL_PW_SHIFT]);
     assert_ptr_equal(c->page_span, &pl_arena_spans[(c->base - pl_arena_base) >> PL_PAGE_SHIFT]);
   } else {
     assert_ptr_equal(c->page_info, c->own_info);
@@ -77,8 +77,6 @@ static void check_span_map(const pl_span_t *s) {
   }
   for (size_t p = page_of(s); p < page_of(s) + s->npages; p++) {
     uintptr_t a = c->base + p * PL_PAGE_SIZE;
-    /* A cold page of a small-block span (span.h) has the word {0, 0}. */
-    bool cold = s->state == PL_SPAN_SMALL && p - page_of(s) < 32 && ((s->cold_pages >> (p - page_of(s))) & 1);
     /* Every page of a small-block span names it in the page map; of any
      * other span, its first and last page do, and pl_span_find finds it
      * from any page. */
@@ -93,21 +91,31 @@ static void check_span_map(const pl_span_t *s) {
       if (!pl_span_find(q, &found) || found.start != s->start || found.npages != s->npages ||
           found.state != s->state)
         fail_msg("page %zu: pl_span_find does not find the span", p);
-      /* What free() decodes: the span offset of q. */
-      if (s->state == PL_SPAN_SMALL && !cold && pl_pw_span_offset(c->page_info[p], q) != a + at[k] - s->start)
+      /* What free() decodes: the span offset of q (off a warm word). */
+      size_t k2 = pl_chunk_word_index(q), kk = k2 - page_of(s) * PL_PW_PER_PAGE;
+      bool q_cold = s->state == PL_SPAN_SMALL && kk < 64 && ((s->cold_words >> kk) & 1);
+      if (pl_chunk_word_index(q) != p * PL_PW_PER_PAGE + at[k] / ((size_t)1 << PL_PW_SHIFT))
+        fail_msg("page %zu: word index wrong", p);
+      if (s->state == PL_SPAN_SMALL && !q_cold &&
+          pl_pw_span_offset(c->page_info[k2], q) != a + at[k] - s->start)
         fail_msg("page %zu: span offset wrong", p);
     }
     if (named && c->page_span[p] != s) fail_msg("page %zu: page_span is not the span", p);
-    /* Free pages keep {0, 0} or, if flagged, a ghost word (bin 0). */
+    /* Free pages keep {0, 0} or, if flagged, a ghost word (bin 0); a cold
+     * word of a small-block span (span.h) is {0, 0}. */
     bool free_span = s->state == PL_SPAN_FREE || s->state == PL_SPAN_BUSY;
     bool ghosts = free_span && (s->flags & PL_SPAN_GHOST);
-    if (ghosts ? c->page_info[p].bin != 0
-        : cold ? c->page_info[p].span_neg != 0 || c->page_info[p].bin != 0
-               : c->page_info[p].span_neg != want_neg || c->page_info[p].bin != want_bin)
-      fail_msg("page %zu: page word {0x%x, 0x%x}, want {0x%x, 0x%x}%s", p,
-               c->page_info[p].span_neg, c->page_info[p].bin, want_neg, want_bin,
-               cold ? " (or {0, 0}: cold)" : "");
-    if (s->state == PL_SPAN_SMALL && !cold) assert_int_equal(pl_pw_class(c->page_info[p]), s->cls);
+    for (size_t k2 = p * PL_PW_PER_PAGE; k2 < (p + 1) * PL_PW_PER_PAGE; k2++) {
+      size_t kk = k2 - page_of(s) * PL_PW_PER_PAGE;
+      bool cold = s->state == PL_SPAN_SMALL && kk < 64 && ((s->cold_words >> kk) & 1);
+      pl_pageword_t w = c->page_info[k2];
+      if (ghosts ? w.bin != 0
+          : cold ? w.span_neg != 0 || w.bin != 0
+                 : w.span_neg != want_neg || w.bin != want_bin)
+        fail_msg("page %zu word %zu: page word {0x%x, 0x%x}, want {0x%x, 0x%x}%s", p, k2,
+                 w.span_neg, w.bin, want_neg, want_bin, cold ? " (or {0, 0}: cold)" : "");
+      if (s->state == PL_SPAN_SMALL && !cold) assert_int_equal(pl_pw_class(w), s->cls);
+    }
   }
 }
 
@@ -154,13 +162,15 @@ static pl_span_t *alloc_span(size_t npages, size_t align, int state, unsigned cl
   check_span_map(s);
   heap_ok();
   if (state == PL_SPAN_SMALL) {
-    /* A small-block span starts cold (page words {0, 0}, checked above);
-     * the central lists warm its pages as they hand out blocks: here all
-     * at once. */
+    /* A small-block span starts cold (page words {0, 0}, checked above)
+     * where its blocks start; the central lists warm those words as they
+     * hand out blocks: here all at once. */
     assert_int_equal(s->cls, cls);
-    assert_int_equal(s->cold_pages, npages >= 32 ? ~0u : (1u << npages) - 1);
-    pl_span_set_cold(s, s->cold_pages, false);
-    assert_int_equal(s->cold_pages, 0);
+    size_t nw = npages * PL_PW_PER_PAGE;
+    assert_true(s->cold_words ==
+                ((nw >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << nw) - 1) & ~pl_class_inner_words[cls]));
+    pl_span_set_cold(s, s->cold_words, false);
+    assert_true(s->cold_words == 0);
     check_span_map(s);
     heap_ok();
   }
@@ -345,12 +355,13 @@ static void test_large_over_ghosts(void **state) {
   heap_ok();
   pl_span_t *f = expect_free(c, 0, NPAGES);
   assert_true(f->flags & PL_SPAN_GHOST);
-  assert_int_equal(pl_pw_ghost_class(c->page_info[3]), cls);
+  assert_int_equal(pl_pw_ghost_class(c->page_info[3 * PL_PW_PER_PAGE]), cls);
+  assert_int_equal(pl_pw_ghost_class(c->page_info[3 * PL_PW_PER_PAGE + 1]), cls);
   pl_span_t *head = claim(c, 0, 1, PL_SPAN_LARGE, 0, NULL);
   pl_span_t *big = claim(c, 1, 6, PL_SPAN_LARGE, 0, NULL);
-  for (size_t p = 1; p < 7; p++) {
-    assert_int_equal(c->page_info[p].bin, 0);
-    assert_int_equal(c->page_info[p].span_neg, 0);
+  for (size_t k = 1 * PL_PW_PER_PAGE; k < 7 * PL_PW_PER_PAGE; k++) {
+    assert_int_equal(c->page_info[k].bin, 0);
+    assert_int_equal(c->page_info[k].span_neg, 0);
   }
   big->large_size = 6 * PL_PAGE_SIZE;
   void *blk = (void *)big->start;
@@ -838,7 +849,8 @@ static void test_arena_slots(void **state) {
    * map reads as zero. */
   assert_ptr_equal(pl_chunk_lookup((void *)last), &pl_chunk_tombstone);
   for (size_t p = 0; p < NPAGES; p++) {
-    if (pl_arena_info[first_page + p].span_neg != 0 || pl_arena_info[first_page + p].bin != 0 ||
+    const pl_pageword_t *w = &pl_arena_info[(first_page + p) * PL_PW_PER_PAGE];
+    if (w[0].span_neg != 0 || w[0].bin != 0 || w[1].span_neg != 0 || w[1].bin != 0 ||
         pl_arena_spans[first_page + p] != NULL)
       fail_msg("page %zu of the unmapped slot 0x%lx keeps its page map", p, (unsigned long)last);
   }
