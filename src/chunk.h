@@ -22,8 +22,9 @@
  * The heap arena: heap chunks are carved, where possible, from one range
  * of address space reserved at start-up (PROT_NONE until a chunk is
  * mapped there), and the page map of that range (a page word for every
- * 4 KiB and a span pointer for every page) sits in two flat arrays.  So free() finds a
- * block's page word with a subtraction, a compare and one load, without
+ * 4 KiB and a span pointer for every page) sits in two flat arrays.  So
+ * free() finds a block's page word with a subtraction, a compare and one
+ * load, without
  * the radix map; a pointer outside the arena (huge blocks, chunks mapped
  * after the arena filled up or when it could not be reserved, foreign
  * pointers) takes the slow path, which uses the radix map for everything.
@@ -57,9 +58,10 @@ typedef enum {
  *   bin      = cls * 32, the byte offset of the class's bin in a thread
  *              cache (tcache.h checks that a bin is 32 bytes);
  * (on its warm words, span.h), a ghost word on the pages of a small-block
- * span freed to the heap (see pl_pw_ghost), and {0, 0} everywhere else.  With the checks on,
- * free() reads the word in one 8-byte load (the offset is one lea of it,
- * the bin one shift); with them compiled out it loads only bin. */
+ * span freed to the heap (see pl_pw_ghost), and {0, 0} everywhere else.
+ * With the checks on, free() reads the word in one 8-byte load (the
+ * offset is one lea of it, the bin one shift); with them compiled out it
+ * loads only bin. */
 typedef struct __attribute__((aligned(8))) pl_pageword {
   uint32_t span_neg;
   uint32_t bin;
@@ -98,9 +100,9 @@ PL_INLINE uint32_t pl_pw_span_offset(pl_pageword_t w, const void *p) {
 }
 
 /* A chunk record.  A heap chunk's page map (page words, one each 4 KiB,
- * and span pointers, one each page) lives in the arena's flat arrays, or, for a
- * chunk outside the arena, in arrays of its own that the record keeps
- * across reuse; either way the record itself is small. */
+ * and span pointers, one each page) lives in the arena's flat arrays,
+ * or, for a chunk outside the arena, in arrays of its own that the record
+ * keeps across reuse; either way the record itself is small. */
 typedef struct pl_chunk {
   pl_pageword_t *page_info;       /* heap chunk: its 1024 page words */
   struct pl_span **page_span;     /* heap chunk: its 512 span pointers */

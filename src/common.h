@@ -71,6 +71,9 @@ static const bool pl_config_hardening = PL_HARDENING;
 extern uint64_t pl_secret PL_HIDDEN;
 PL_INLINE uintptr_t pl_free_key(const void *p) { return pl_secret ^ (uintptr_t)p; }
 
+/* The mask of the n lowest bits of a 64-bit word (n may be 64 or more). */
+PL_INLINE uint64_t pl_low_bits64(size_t n) { return n >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << n) - 1; }
+
 #define PL_ALIGN_UP(x, a) (((x) + ((a)-1)) & ~((uintptr_t)(a)-1))
 #define PL_ALIGN_DOWN(x, a) ((x) & ~((uintptr_t)(a)-1))
 

@@ -50,7 +50,7 @@ void pl_sizeclass_init(void) {
     uint64_t starts = 0;
     for (size_t i = 0; i < pl_class_info[c].nblocks; i++) starts |= (uint64_t)1 << ((i * size) >> PL_PW_SHIFT);
     size_t nw = (size_t)pages * PL_PW_PER_PAGE;
-    pl_class_inner_words[c] = (nw >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << nw) - 1) & ~starts;
+    pl_class_inner_words[c] = pl_low_bits64(nw) & ~starts;
     __atomic_store_n(&pl_class_info[c].size, (uint32_t)size, __ATOMIC_RELEASE);
   }
   unsigned c = 1;

@@ -156,7 +156,7 @@ static void map_span(pl_span_t *s) {
   pl_pageword_t *words = s->chunk->page_info + first * PL_PW_PER_PAGE;
   for (size_t p = first; p < end; p++) span[p] = s;
   size_t nw = s->npages * PL_PW_PER_PAGE;
-  uint64_t mask = (nw >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << nw) - 1) & ~pl_class_inner_words[s->cls];
+  uint64_t mask = pl_low_bits64(nw) & ~pl_class_inner_words[s->cls];
   for (size_t k = 0; k < nw; k++)
     words[k] = k < 64 && ((mask >> k) & 1) ? cold : warm; /* (no class's span is longer) */
   s->cold_words = mask;
@@ -172,8 +172,7 @@ static void clear_ghosts(pl_chunk_t *c, size_t first, size_t n) {
 }
 
 void pl_span_set_cold(pl_span_t *s, uint64_t mask, bool cold) {
-  size_t nw = s->npages * PL_PW_PER_PAGE;
-  if (nw < 64) mask &= ((uint64_t)1 << nw) - 1;
+  mask &= pl_low_bits64(s->npages * PL_PW_PER_PAGE);
   if (cold)
     s->cold_words |= mask;
   else

@@ -89,12 +89,13 @@ typedef struct pl_span {
    * cold word is live or cached: the central lists warm a word when they
    * hand out a block starting under it, after writing the free key into
    * every free block starting there, and cool the words of the pages
-   * they purge (central.c).  So every block free in its span holds its key or
-   * starts under a cold word, and a free of one is caught. */
+   * they purge (central.c).  So every block free in its span holds its
+   * key or starts under a cold word, and a free of one is caught. */
   uint64_t cold_words;
-  /* SMALL: of those, the pages given back to the OS while all the blocks
-   * on them were free in free_map, and the central purge pass that last
-   * took a block from it (central.c). */
+  /* SMALL: the pages given back to the OS while all the blocks on them
+   * were free in free_map (bit p: page p; the words blocks start under
+   * there are cold), and the central purge pass that last took a block
+   * from it (central.c). */
   uint32_t purged_pages;
   uint32_t alloc_pass;
   size_t large_size;           /* LARGE: bytes the program may use */

@@ -346,6 +346,21 @@ static void *purged_block;
 
 static void free_again(void *p) { pallet_free(p); }
 
+/* Takes every free block of class cls into hold (so that the next block
+ * comes from a new span); returns how many. */
+static size_t take_every_free_block(unsigned cls, void **hold, size_t max) {
+  size_t nhold = 0;
+  pl_central_drain(cls);
+  for (;;) {
+    pl_central_totals_t t;
+    pl_central_totals(cls, &t);
+    if (t.free_blocks == 0) return nhold;
+    size_t got = pl_central_alloc_batch(cls, hold + nhold, max - nhold < 64 ? max - nhold : 64);
+    assert_true(got > 0 && nhold + got < max);
+    nhold += got;
+  }
+}
+
 /* Pages of a partly used span on which every block is free in its
  * bitmap go back to the OS (mincore says so); pages with a block in use,
  * or with a block parked in the transfer array, stay, with their bytes;
@@ -359,17 +374,8 @@ static void test_purge_idle_pages(void **state) {
   assert_true(size == 4096 && nb >= 4 * per_page);
   /* Take every free block of the class, so that a new span is carved and
    * the blocks below come from it in order. */
-  pl_central_drain(cls);
   static void *hold[1 << 16];
-  size_t nhold = 0;
-  for (;;) {
-    pl_central_totals_t t;
-    pl_central_totals(cls, &t);
-    if (t.free_blocks == 0) break;
-    size_t got = pl_central_alloc_batch(cls, hold + nhold, 64);
-    assert_true(got > 0 && nhold + got < (1 << 16));
-    nhold += got;
-  }
+  size_t nhold = take_every_free_block(cls, hold, 1 << 16);
   void **b = malloc(nb * sizeof *b);
   assert_non_null(b);
   assert_int_equal(take_blocks(cls, b, nb), nb);
@@ -445,21 +451,6 @@ static void test_purge_idle_pages(void **state) {
   checks_ok();
 }
 
-/* Takes every free block of class cls into hold (so that the next block
- * comes from a new span); returns how many. */
-static size_t take_every_free_block(unsigned cls, void **hold, size_t max) {
-  size_t nhold = 0;
-  pl_central_drain(cls);
-  for (;;) {
-    pl_central_totals_t t;
-    pl_central_totals(cls, &t);
-    if (t.free_blocks == 0) return nhold;
-    size_t got = pl_central_alloc_batch(cls, hold + nhold, max - nhold < 64 ? max - nhold : 64);
-    assert_true(got > 0 && nhold + got < max);
-    nhold += got;
-  }
-}
-
 /* A new span's page words start cold ({0, 0}, span.h).  A batch warms
  * two of them at most, each only once every free block starting under it
  * holds its free key; the blocks taken hold it too, until malloc clears
@@ -477,7 +468,7 @@ static void cold_case(size_t request) {
   assert_true(got >= 1);
   pl_span_t *s = pl_span_of(b[0]);
   assert_int_equal(s->nfree, nb - got); /* a new span */
-  uint64_t all = nw >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << nw) - 1, touched = 0;
+  uint64_t all = pl_low_bits64(nw), touched = 0;
   for (size_t i = 0; i < got; i++) {
     assert_ptr_equal(pl_span_of(b[i]), s);
     assert_ptr_equal(b[i], (void *)(s->start + i * size)); /* in index order */

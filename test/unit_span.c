@@ -168,7 +168,7 @@ static pl_span_t *alloc_span(size_t npages, size_t align, int state, unsigned cl
     assert_int_equal(s->cls, cls);
     size_t nw = npages * PL_PW_PER_PAGE;
     assert_true(s->cold_words ==
-                ((nw >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << nw) - 1) & ~pl_class_inner_words[cls]));
+                (pl_low_bits64(nw) & ~pl_class_inner_words[cls]));
     pl_span_set_cold(s, s->cold_words, false);
     assert_true(s->cold_words == 0);
     check_span_map(s);
