@@ -171,12 +171,17 @@ static PL_NOINLINE pl_tcache_t *start_thread_cache(void) {
 }
 
 /* The calling thread's slot for its parked large block (large.h), in its
- * cache, which a thread that so far made only large blocks gets now;
- * NULL if it has none (PALLET_CANARY, PALLET_JUNK, a cache torn down). */
+ * cache, which a thread that so far made only large blocks gets now.
+ * Threads without a cache (PALLET_CANARY, PALLET_JUNK, a cache torn down)
+ * share the slot of pl_tcache_dead, which is only ever swapped atomically
+ * too: without it, a large block freed in those modes went straight back
+ * to the page heap, and the next small allocation could take its first
+ * page, so that a second free of the block freed that allocation instead
+ * of stopping the program. */
 static pl_span_t **thread_pending(void) {
   pl_tcache_t *tc = pl_tc;
   if (PL_UNLIKELY(tc == &pl_tcache_boot)) tc = start_thread_cache();
-  return tc->state == PL_TC_ACTIVE ? &tc->large_pending : NULL;
+  return tc->state == PL_TC_ACTIVE ? &tc->large_pending : &pl_tcache_dead.large_pending;
 }
 
 /* A large or huge block of n bytes aligned to a, through the thread's
@@ -707,6 +712,7 @@ API int pallet_malloc_trim(size_t pad) {
   int saved = errno;
   pl_tcache_t *tc = pl_tc;
   if (tc->state == PL_TC_ACTIVE) pl_tcache_flush_all(tc);
+  pl_large_flush_pending(&pl_tcache_dead.large_pending);
   pl_central_release_spares();
   size_t released = pl_central_purge_idle_pages(0);
   released += pl_large_purge(0);

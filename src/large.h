@@ -22,8 +22,9 @@
 /* A block of at least n bytes aligned to align (a power of two >= 16):
  * a large span when it fits in one, else a huge mapping.  zero: the block
  * must read as zero.  NULL when the OS refuses memory.
- * pending: the calling thread's slot for the large span it freed last, or
- * NULL if it has none (no thread cache).  A large free parks the span
+ * pending: the calling thread's slot for the large span it freed last
+ * (threads without a cache share one), or NULL for none.  A large free
+ * parks the span
  * there (flagged PL_SPAN_PENDING) and gives back the one parked before;
  * the next large allocation gives the parked one back under the lock it
  * takes anyway.  So a thread that frees and allocates large blocks in

@@ -42,6 +42,10 @@ static int bg_running;
 void pl_decay_run(uint64_t age_ms) {
   pl_central_release_spares();
   pl_central_purge_idle_pages(IDLE_PAGE_PASSES);
+  /* The parked large block that threads without a cache share (api.c):
+   * no thread owns it, so no idle time says when it goes; every pass
+   * gives it back. */
+  pl_large_flush_pending(&pl_tcache_dead.large_pending);
   pl_large_purge(age_ms);
   pl_tcache_poke_idle(pl_os_now_ms(), age_ms);
 }

@@ -13,6 +13,8 @@
  *                in a child each: every byte value but 0xa5 (or, for
  *                most sizes, a few) written one past blocks of 1 B to
  *                5 MiB, then freed; prints what did not abort
+ *   large-twice  frees a 300000-byte block, mallocs 100 bytes, frees the
+ *                big block again (a double free)
  *   uaf [AT]     changes a byte of a freed 64-byte block (at byte AT,
  *                default 40), then allocates that size again (up to 1000
  *                times)
@@ -207,6 +209,26 @@ static int mode_overflow(void)
   p[tu_index(24)] = 'x'; /* one byte past the end */
   free(opaque((void *)p));
   return 0;
+}
+
+/* A large block freed twice with a small allocation in between, which
+ * must not be carved from the freed block's pages (so the second free is
+ * a double free, not a free of the small block). */
+static int mode_large_twice(void)
+{
+  char *p = opaque(malloc(300000));
+  char *q;
+  if (p == NULL)
+    return 1;
+  memset(p, 1, 300000);
+  free(opaque(p));
+  q = opaque(malloc(100));
+  if (q == NULL)
+    return 1;
+  memset(q, 2, 100);
+  fprintf(stderr, "target=%p small=%p\n", (void *)p, (void *)q);
+  free(opaque(p));
+  return 0; /* q stays live: freeing it could be what aborts */
 }
 
 /* at: the offset of the byte written after the free. */
@@ -405,7 +427,7 @@ int main(int argc, char **argv)
 {
   int rc;
   if (argc < 2) {
-    fprintf(stderr, "usage: %s work|overflow|overflow-values|uaf [AT]|tcache|tcache-threads|decay MS|retain|reuse\n", argv[0]);
+    fprintf(stderr, "usage: %s work|overflow|overflow-values|large-twice|uaf [AT]|tcache|tcache-threads|decay MS|retain|reuse\n", argv[0]);
     return 2;
   }
   if (strcmp(argv[1], "work") == 0)
@@ -414,6 +436,8 @@ int main(int argc, char **argv)
     rc = mode_overflow();
   else if (strcmp(argv[1], "overflow-values") == 0)
     rc = mode_overflow_values();
+  else if (strcmp(argv[1], "large-twice") == 0)
+    rc = mode_large_twice();
   else if (strcmp(argv[1], "uaf") == 0)
     rc = mode_uaf(argc > 2 ? (size_t)atoi(argv[2]) : 40);
   else if (strcmp(argv[1], "tcache") == 0)

@@ -8,6 +8,9 @@
 #                             overflow 0x"); without it, no abort; so does
 #                             one of any value but the pad's (0xa5), past
 #                             blocks of 1 B to 5 MiB (a child each)
+#                             a large block freed twice around a small
+#                             malloc aborts ("double free 0x"), with
+#                             either option and without
 #   PALLET_JUNK=1             a write after free aborts on reuse ("write
 #                             after free 0x"), at bytes 0, 8, 40 and 63 of
 #                             the block; without it, no abort
@@ -166,6 +169,17 @@ run -- overflow
 expect_clean "without PALLET_CANARY the same overflow goes unnoticed"
 run PALLET_CANARY=1 -- overflow-values
 expect_clean "PALLET_CANARY=1: one-byte overflows of every value but the pad's, blocks of 1 B to 5 MiB"
+
+# A large block freed twice around a small malloc: a double free in every
+# mode (the modes without a thread cache park the block too).
+for opts in "" PALLET_CANARY=1 PALLET_JUNK=1; do
+  run $opts -- large-twice
+  expect_abort "${opts:-no options}: a large block freed twice, a small malloc between" "double free 0x"
+  target=$(sed -n 's/^target=\(0x[0-9a-f]*\) .*/\1/p' "$TMP/err")
+  if [ -z "$target" ] || ! grep -q "^pallet: free(): double free $target\$" "$TMP/err"; then
+    fail "${opts:-no options}: the report does not name the big block (${target:-none})"
+  fi
+done
 
 # ---- PALLET_JUNK ---------------------------------------------------------
 run PALLET_JUNK=1 -- uaf
