@@ -24,13 +24,12 @@
  * must read as zero.  NULL when the OS refuses memory.
  * pending: the calling thread's slot for the large span it freed last
  * (threads without a cache share one), or NULL for none.  A large free
- * parks the span
- * there (flagged PL_SPAN_PENDING) and gives back the one parked before;
- * the next large allocation gives the parked one back under the lock it
- * takes anyway.  So a thread that frees and allocates large blocks in
- * turn takes the span heap's lock once for the two.  A decay pass takes
- * the parked span of a thread idle for the decay time (the slot is only
- * swapped atomically). */
+ * parks the span there (flagged PL_SPAN_PENDING) and gives back the one
+ * parked before; the next large allocation gives the parked one back
+ * under the lock it takes anyway.  So a thread that frees and allocates
+ * large blocks in turn takes the span heap's lock once for the two.  A
+ * decay pass takes the parked span of a thread idle for the decay time
+ * (the slot is only swapped atomically), and the shared one every time. */
 void *pl_large_alloc(size_t n, size_t align, bool zero, pl_span_t **pending) PL_HIDDEN;
 void pl_large_free(pl_span_t *s, pl_span_t **pending) PL_HIDDEN;
 /* Gives back the span parked in *pending, if any. */
