@@ -316,6 +316,15 @@ static void resolve(void *p, const char *func, block_ref_t *r) {
   r->usable = pl_class_info[cls].size;
 }
 
+/* Is p, a small block in r, free already (it holds its free key)?  Keys
+ * tell for certain where every block handed out has its first word
+ * cleared: with the checks compiled in, and under PALLET_CANARY, whose
+ * allocations all take alloc_small's path for threads without a cache. */
+PL_INLINE bool holds_free_key(const void *p, const block_ref_t *r) {
+  return (pl_config_hardening || pl_opt.canary) && r->kind == 1 &&
+         *(const uintptr_t *)p == pl_free_key(p);
+}
+
 /* Gives back a small block whose pointer has been validated. */
 static void free_small(void *p, unsigned cls, const char *func) {
   if (pl_config_hardening && *(uintptr_t *)p == pl_free_key(p))
@@ -329,7 +338,8 @@ static void free_small(void *p, unsigned cls, const char *func) {
     if (tc->state != PL_TC_ACTIVE) {
       if (PL_UNLIKELY(pl_opt.junk)) pl_junk_fill(p, pl_class_info[cls].size, cls);
       *(uintptr_t *)p = pl_free_key(p);
-      pl_central_free_batch(cls, &p, 1);
+      if (PL_UNLIKELY(pl_opt.canary)) pl_quarantine_free(p, cls);
+      else pl_central_free_batch(cls, &p, 1);
       return;
     }
   }
@@ -363,8 +373,7 @@ static PL_NOINLINE void free_slow(void *p) {
   block_ref_t r;
   resolve(p, "free", &r);
   if (PL_UNLIKELY(pl_opt.canary)) {
-    if (pl_config_hardening && r.kind == 1 && *(uintptr_t *)p == pl_free_key(p))
-      pl_fatal_ptr("free", "double free", p);
+    if (holds_free_key(p, &r)) pl_fatal_ptr("free", "double free", p);
     pl_canary_check(p, r.usable, "free");
   }
   free_ref(p, &r, "free");
@@ -571,8 +580,7 @@ API void *pallet_realloc(void *p, size_t n) {
   }
   block_ref_t r;
   resolve(p, "realloc", &r);
-  if (pl_config_hardening && r.kind == 1 && *(uintptr_t *)p == pl_free_key(p))
-    pl_fatal_ptr("realloc", "double free", p);
+  if (holds_free_key(p, &r)) pl_fatal_ptr("realloc", "double free", p);
   if (PL_UNLIKELY(n > PL_MAX_REQUEST)) return enomem();
   if (PL_UNLIKELY(pl_opt.canary)) {
     size_t old_n = pl_canary_check(p, r.usable, "realloc");
@@ -687,8 +695,7 @@ API size_t pallet_malloc_usable_size(void *p) {
   if (p == NULL) return 0;
   block_ref_t r;
   resolve(p, "malloc_usable_size", &r);
-  if (pl_config_hardening && r.kind == 1 && *(uintptr_t *)p == pl_free_key(p))
-    pl_fatal_ptr("malloc_usable_size", "double free", p);
+  if (holds_free_key(p, &r)) pl_fatal_ptr("malloc_usable_size", "double free", p);
   if (PL_UNLIKELY(pl_opt.canary)) return pl_canary_check(p, r.usable, "malloc_usable_size");
   return r.usable;
 }
@@ -713,6 +720,7 @@ API int pallet_malloc_trim(size_t pad) {
   pl_tcache_t *tc = pl_tc;
   if (tc->state == PL_TC_ACTIVE) pl_tcache_flush_all(tc);
   pl_large_flush_pending(&pl_tcache_dead.large_pending);
+  pl_quarantine_flush();
   pl_central_release_spares();
   size_t released = pl_central_purge_idle_pages(0);
   released += pl_large_purge(0);

@@ -1,11 +1,14 @@
 /*
- * canary.c — canaries after blocks and junk in freed blocks (canary.h).
+ * canary.c — canaries after blocks, PALLET_CANARY's quarantine of freed
+ * blocks, and junk in freed blocks (canary.h).
  */
 #include "canary.h"
 
 #include <string.h>
 
+#include "central.h"
 #include "error.h"
+#include "lock.h"
 #include "span.h"
 #include "tcache.h"
 
@@ -64,3 +67,64 @@ void pl_junk_check(void *p, size_t size, unsigned cls) {
   for (size_t i = 2 * sizeof(uintptr_t); i < size; i++)
     if (b[i] != PL_JUNK_BYTE) pl_fatal_ptr("malloc", "write after free", p);
 }
+
+/* ---- PALLET_CANARY's quarantine --------------------------------------- */
+
+/* A ring of the held blocks, oldest at q_head, with their classes. */
+static void *q_ring[PL_QUARANTINE_BLOCKS];
+static uint8_t q_cls[PL_QUARANTINE_BLOCKS];
+static size_t q_head, q_count, q_bytes;
+static pl_lock_t q_lock = PL_LOCK_INIT;
+_Static_assert(PL_NCLASSES <= UINT8_MAX, "a class fits in a byte");
+
+/* Takes out up to max of the oldest blocks while the ring holds more than
+ * keep_blocks blocks or keep_bytes bytes; returns how many. */
+static size_t q_take(void **out, uint8_t *cls, size_t max, size_t keep_blocks, size_t keep_bytes) {
+  size_t n = 0;
+  while (n < max && q_count > 0 && (q_count > keep_blocks || q_bytes > keep_bytes)) {
+    out[n] = q_ring[q_head];
+    cls[n] = q_cls[q_head];
+    q_bytes -= pl_class_info[cls[n]].size;
+    q_head = (q_head + 1) % PL_QUARANTINE_BLOCKS;
+    q_count--;
+    n++;
+  }
+  return n;
+}
+
+/* Gives back, outside the lock, the blocks past keep_blocks / keep_bytes
+ * (in batches; a central list's lock is taken per block). */
+static void q_release(size_t keep_blocks, size_t keep_bytes) {
+  enum { BATCH = 32 };
+  void *out[BATCH];
+  uint8_t cls[BATCH];
+  for (;;) {
+    pl_lock(&q_lock);
+    size_t n = q_take(out, cls, BATCH, keep_blocks, keep_bytes);
+    pl_unlock(&q_lock);
+    if (n == 0) return;
+    for (size_t i = 0; i < n; i++) pl_central_free_batch(cls[i], &out[i], 1);
+  }
+}
+
+void pl_quarantine_free(void *p, unsigned cls) {
+  pl_lock(&q_lock);
+  /* Room for p first: the ring never holds more than its slots. */
+  void *old = NULL;
+  uint8_t old_cls = 0;
+  if (q_count == PL_QUARANTINE_BLOCKS) q_take(&old, &old_cls, 1, 0, 0);
+  q_ring[(q_head + q_count) % PL_QUARANTINE_BLOCKS] = p;
+  q_cls[(q_head + q_count) % PL_QUARANTINE_BLOCKS] = (uint8_t)cls;
+  q_count++;
+  q_bytes += pl_class_info[cls].size;
+  bool over = q_bytes > PL_QUARANTINE_BYTES;
+  pl_unlock(&q_lock);
+  if (old != NULL) pl_central_free_batch(old_cls, &old, 1);
+  if (over) q_release(PL_QUARANTINE_BLOCKS, PL_QUARANTINE_BYTES);
+}
+
+void pl_quarantine_flush(void) { q_release(0, 0); }
+
+void pl_quarantine_fork_prepare(void) { pl_lock(&q_lock); }
+void pl_quarantine_fork_parent(void) { pl_unlock(&q_lock); }
+void pl_quarantine_fork_child(void) { pl_lock_init(&q_lock); }

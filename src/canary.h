@@ -56,4 +56,25 @@ void pl_junk_fresh(void *p, unsigned cls) PL_HIDDEN;
  * fill; reports a write after free and aborts. */
 void pl_junk_check(void *p, size_t size, unsigned cls) PL_HIDDEN;
 
+/* PALLET_CANARY's quarantine: a small block freed in that mode waits,
+ * first in first out, until PL_QUARANTINE_BLOCKS blocks or
+ * PL_QUARANTINE_BYTES bytes are held after it, before it goes back to
+ * the central lists.  It holds its free
+ * key all that time, so a second free, a realloc or a malloc_usable_size
+ * of it says "double free" even if the program has made allocations of
+ * the same size in between: without the wait, the block would have been
+ * handed out again at once, and the second free would have freed that
+ * allocation.  Blocks in the quarantine count as allocated in the
+ * statistics. */
+#define PL_QUARANTINE_BLOCKS 4096
+#define PL_QUARANTINE_BYTES ((size_t)4 << 20)
+/* Takes freed block p of class cls (its key written); gives the oldest
+ * blocks past the bounds back to the central lists. */
+void pl_quarantine_free(void *p, unsigned cls) PL_HIDDEN;
+/* Gives every held block back (malloc_trim). */
+void pl_quarantine_flush(void) PL_HIDDEN;
+void pl_quarantine_fork_prepare(void) PL_HIDDEN;
+void pl_quarantine_fork_parent(void) PL_HIDDEN;
+void pl_quarantine_fork_child(void) PL_HIDDEN;
+
 #endif /* PL_CANARY_H */

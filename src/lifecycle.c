@@ -109,6 +109,7 @@ static void tc_destructor(void *arg) {
 static void fork_prepare(void) {
   pl_lock(&init_lock);
   if (__atomic_load_n(&pl_init_state, __ATOMIC_ACQUIRE) != 2) return;
+  pl_quarantine_fork_prepare();
   pl_tcache_fork_prepare();
   pl_central_fork_prepare();
   pl_span_fork_prepare();
@@ -128,6 +129,7 @@ static void fork_parent(void) {
   pl_span_fork_parent();
   pl_central_fork_parent();
   pl_tcache_fork_parent();
+  pl_quarantine_fork_parent();
   pl_unlock(&init_lock);
 }
 
@@ -140,6 +142,7 @@ static void fork_child(void) {
   pl_span_fork_child();
   pl_central_fork_child();
   pl_tcache_fork_child();
+  pl_quarantine_fork_child();
   bg_running = 0; /* the thread did not survive; started again on demand */
   /* The caches of threads that did not survive are dropped, not flushed
    * (pl_tcache_fork_child says why). */

@@ -15,6 +15,9 @@
  *                5 MiB, then freed; prints what did not abort
  *   large-twice  frees a 300000-byte block, mallocs 100 bytes, frees the
  *                big block again (a double free)
+ *   small-twice  the same with 64-byte blocks and a malloc of 64 bytes
+ *                between; prints same=1 if that malloc got the freed
+ *                block back
  *   uaf [AT]     changes a byte of a freed 64-byte block (at byte AT,
  *                default 40), then allocates that size again (up to 1000
  *                times)
@@ -231,6 +234,27 @@ static int mode_large_twice(void)
   return 0; /* q stays live: freeing it could be what aborts */
 }
 
+/* A 64-byte block freed twice with a malloc of the same size in between:
+ * prints whether that malloc got the freed block's address back. */
+static int mode_small_twice(void)
+{
+  char *p = opaque(malloc(64));
+  char *q;
+  if (p == NULL)
+    return 1;
+  memset(p, 1, 64);
+  free(opaque(p));
+  q = opaque(malloc(64));
+  if (q == NULL)
+    return 1;
+  memset(q, 2, 64);
+  fprintf(stderr, "target=%p small=%p\n", (void *)p, (void *)q);
+  printf("same=%d\n", p == q);
+  fflush(stdout);
+  free(opaque(p));
+  return 0; /* q stays live, as in large-twice */
+}
+
 /* at: the offset of the byte written after the free. */
 static int mode_uaf(size_t at)
 {
@@ -427,7 +451,7 @@ int main(int argc, char **argv)
 {
   int rc;
   if (argc < 2) {
-    fprintf(stderr, "usage: %s work|overflow|overflow-values|large-twice|uaf [AT]|tcache|tcache-threads|decay MS|retain|reuse\n", argv[0]);
+    fprintf(stderr, "usage: %s work|overflow|overflow-values|large-twice|small-twice|uaf [AT]|tcache|tcache-threads|decay MS|retain|reuse\n", argv[0]);
     return 2;
   }
   if (strcmp(argv[1], "work") == 0)
@@ -436,6 +460,8 @@ int main(int argc, char **argv)
     rc = mode_overflow();
   else if (strcmp(argv[1], "overflow-values") == 0)
     rc = mode_overflow_values();
+  else if (strcmp(argv[1], "small-twice") == 0)
+    rc = mode_small_twice();
   else if (strcmp(argv[1], "large-twice") == 0)
     rc = mode_large_twice();
   else if (strcmp(argv[1], "uaf") == 0)

@@ -10,7 +10,9 @@
 #                             blocks of 1 B to 5 MiB (a child each)
 #                             a large block freed twice around a small
 #                             malloc aborts ("double free 0x"), with
-#                             either option and without
+#                             either option and without; a small one
+#                             freed twice around a malloc of its size,
+#                             with PALLET_CANARY=1 (its quarantine)
 #   PALLET_JUNK=1             a write after free aborts on reuse ("write
 #                             after free 0x"), at bytes 0, 8, 40 and 63 of
 #                             the block; without it, no abort
@@ -180,6 +182,25 @@ for opts in "" PALLET_CANARY=1 PALLET_JUNK=1; do
     fail "${opts:-no options}: the report does not name the big block (${target:-none})"
   fi
 done
+
+# The same with a small block and a malloc of its size between: only
+# PALLET_CANARY's quarantine keeps the freed block from being handed out
+# again (without it, the second free frees that allocation, here as in any
+# allocator: the check that it did is what proves the test can fail).
+run PALLET_CANARY=1 -- small-twice
+expect_abort "PALLET_CANARY=1: a small block freed twice, a malloc of its size between" "double free 0x"
+target=$(sed -n 's/^target=\(0x[0-9a-f]*\) .*/\1/p' "$TMP/err")
+if [ -z "$target" ] || ! grep -q "^pallet: free(): double free $target\$" "$TMP/err"; then
+  fail "PALLET_CANARY=1: the report does not name the small block (${target:-none})"
+fi
+run -- small-twice
+if [ "$rc" -ne 0 ] || ! grep -q '^same=1$' "$TMP/out"; then
+  fail "without PALLET_CANARY a malloc right after a free should get that block back (status $rc)"
+else
+  pass "without PALLET_CANARY the freed block comes back at once (the reuse the quarantine delays)"
+fi
+run PALLET_CANARY=1 -- work
+expect_clean "PALLET_CANARY=1: the program works (no false alarm)"
 
 # ---- PALLET_JUNK ---------------------------------------------------------
 run PALLET_JUNK=1 -- uaf
