@@ -214,45 +214,29 @@ static int mode_overflow(void)
   return 0;
 }
 
-/* A large block freed twice with a small allocation in between, which
- * must not be carved from the freed block's pages (so the second free is
- * a double free, not a free of the small block). */
-static int mode_large_twice(void)
+/* Frees a block of size bytes, mallocs between bytes, and frees the first
+ * block again: a double free, unless that malloc got the freed block back
+ * (then it frees the new block).  Prints both addresses on stderr, and
+ * same=1 on stdout when they are equal.  large-twice: a large block and a
+ * small malloc, which must not be carved from the freed block's pages;
+ * small-twice: a small block and a malloc of its size. */
+static int free_twice(size_t size, size_t between)
 {
-  char *p = opaque(malloc(300000));
+  char *p = opaque(malloc(size));
   char *q;
   if (p == NULL)
     return 1;
-  memset(p, 1, 300000);
+  memset(p, 1, size);
   free(opaque(p));
-  q = opaque(malloc(100));
+  q = opaque(malloc(between));
   if (q == NULL)
     return 1;
-  memset(q, 2, 100);
-  fprintf(stderr, "target=%p small=%p\n", (void *)p, (void *)q);
-  free(opaque(p));
-  return 0; /* q stays live: freeing it could be what aborts */
-}
-
-/* A 64-byte block freed twice with a malloc of the same size in between:
- * prints whether that malloc got the freed block's address back. */
-static int mode_small_twice(void)
-{
-  char *p = opaque(malloc(64));
-  char *q;
-  if (p == NULL)
-    return 1;
-  memset(p, 1, 64);
-  free(opaque(p));
-  q = opaque(malloc(64));
-  if (q == NULL)
-    return 1;
-  memset(q, 2, 64);
+  memset(q, 2, between);
   fprintf(stderr, "target=%p small=%p\n", (void *)p, (void *)q);
   printf("same=%d\n", p == q);
   fflush(stdout);
   free(opaque(p));
-  return 0; /* q stays live, as in large-twice */
+  return 0; /* q stays live: freeing it could be what aborts */
 }
 
 /* at: the offset of the byte written after the free. */
@@ -461,9 +445,9 @@ int main(int argc, char **argv)
   else if (strcmp(argv[1], "overflow-values") == 0)
     rc = mode_overflow_values();
   else if (strcmp(argv[1], "small-twice") == 0)
-    rc = mode_small_twice();
+    rc = free_twice(64, 64);
   else if (strcmp(argv[1], "large-twice") == 0)
-    rc = mode_large_twice();
+    rc = free_twice(300000, 100);
   else if (strcmp(argv[1], "uaf") == 0)
     rc = mode_uaf(argc > 2 ? (size_t)atoi(argv[2]) : 40);
   else if (strcmp(argv[1], "tcache") == 0)
