@@ -59,13 +59,12 @@ void pl_junk_check(void *p, size_t size, unsigned cls) PL_HIDDEN;
 /* PALLET_CANARY's quarantine: a small block freed in that mode waits,
  * first in first out, until PL_QUARANTINE_BLOCKS blocks or
  * PL_QUARANTINE_BYTES bytes are held after it, before it goes back to
- * the central lists.  It holds its free
- * key all that time, so a second free, a realloc or a malloc_usable_size
- * of it says "double free" even if the program has made allocations of
- * the same size in between: without the wait, the block would have been
- * handed out again at once, and the second free would have freed that
- * allocation.  Blocks in the quarantine count as allocated in the
- * statistics. */
+ * the central lists.  It holds its free key all that time, so a second
+ * free, a realloc or a malloc_usable_size of it says "double free" even
+ * if the program has made allocations of the same size in between:
+ * without the wait, the block would have been handed out again at once,
+ * and the second free would have freed that allocation.  Blocks in the
+ * quarantine count as allocated in the statistics. */
 #define PL_QUARANTINE_BLOCKS 4096
 #define PL_QUARANTINE_BYTES ((size_t)4 << 20)
 /* Takes freed block p of class cls (its key written); gives the oldest
