@@ -109,7 +109,7 @@ static void list_remove(pl_central_t *c, pl_span_t *s) {
 static uint64_t words_of_pages(uint32_t mask) {
   uint64_t w = 0;
   for (; mask != 0; mask &= mask - 1)
-    w |= (((uint64_t)1 << PL_PW_PER_PAGE) - 1) << (__builtin_ctz(mask) * PL_PW_PER_PAGE);
+    w |= pl_low_bits64(PL_PW_PER_PAGE) << (__builtin_ctz(mask) * PL_PW_PER_PAGE);
   return w;
 }
 
@@ -163,8 +163,7 @@ static void key_free_blocks(pl_span_t *s, size_t k, size_t size) {
   if (end > s->nblocks) end = s->nblocks;
   while (i < end) {
     size_t w = i / 64, stop = (w + 1) * 64 < end ? (w + 1) * 64 : end;
-    uint64_t bits = s->free_map[w] >> (i % 64);
-    if (stop - i < 64) bits &= ((uint64_t)1 << (stop - i)) - 1;
+    uint64_t bits = (s->free_map[w] >> (i % 64)) & pl_low_bits64(stop - i);
     for (; bits != 0; bits &= bits - 1) {
       void *b = (void *)(s->start + (i + (size_t)__builtin_ctzll(bits)) * size);
       *(uintptr_t *)b = pl_free_key(b);
@@ -258,8 +257,7 @@ size_t pl_central_alloc_batch(unsigned cls, void **out, size_t n) {
     /* Word by word, each block from its bit; the span's count is
      * updated once. */
     for (size_t w = 0; w < PL_SPAN_BITMAP_WORDS && w * 64 < warm_end && o < end; w++) {
-      uint64_t word = s->free_map[w], mask = ~(uint64_t)0;
-      if (warm_end - w * 64 < 64) mask = ((uint64_t)1 << (warm_end - w * 64)) - 1;
+      uint64_t word = s->free_map[w], mask = pl_low_bits64(warm_end - w * 64);
       uint64_t bits = word & mask;
       uintptr_t base = s->start + w * 64 * size;
       for (; bits != 0 && o < end; o++) {

@@ -162,13 +162,17 @@ static void map_span(pl_span_t *s) {
   s->cold_words = mask;
 }
 
+/* Sets every page word of pages [first, first + n) of a chunk to w. */
+static void set_page_words(pl_chunk_t *c, size_t first, size_t n, pl_pageword_t w) {
+  for (size_t k = first * PL_PW_PER_PAGE; k < (first + n) * PL_PW_PER_PAGE; k++) c->page_info[k] = w;
+}
+
 /* Pages [first, first + n) of a chunk, free and flagged PL_SPAN_GHOST,
  * become part of a large block: their ghost words go (a ghost on the
  * pages of a large block freed later would make a second free of it
  * look like one of a small block). */
 static void clear_ghosts(pl_chunk_t *c, size_t first, size_t n) {
-  pl_pageword_t none = pl_pw_make(0, 0);
-  for (size_t w = first * PL_PW_PER_PAGE; w < (first + n) * PL_PW_PER_PAGE; w++) c->page_info[w] = none;
+  set_page_words(c, first, n, pl_pw_make(0, 0));
 }
 
 void pl_span_set_cold(pl_span_t *s, uint64_t mask, bool cold) {
@@ -372,9 +376,7 @@ static purge_plan_t give_back_locked(pl_span_t *s, uint64_t now) {
   uint8_t flags = PL_SPAN_DIRTY;
   if (s->state == PL_SPAN_SMALL) {
     size_t first = first_page(s);
-    pl_pageword_t ghost = pl_pw_ghost(s->cls, first);
-    for (size_t w = first * PL_PW_PER_PAGE; w < (first + s->npages) * PL_PW_PER_PAGE; w++)
-      s->chunk->page_info[w] = ghost;
+    set_page_words(s->chunk, first, s->npages, pl_pw_ghost(s->cls, first));
     flags |= PL_SPAN_GHOST;
   }
   free_locked(s, flags, now);

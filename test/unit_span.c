@@ -53,6 +53,12 @@ static size_t page_of(const pl_span_t *s) {
 
 static void heap_ok(void) { assert_int_equal(pl_span_heap_check(), 0); }
 
+/* Is page word k2 of s's chunk a cold word of s (a small-block span)? */
+static bool word_is_cold(const pl_span_t *s, size_t k2) {
+  size_t kk = k2 - page_of(s) * PL_PW_PER_PAGE; /* the word's index in the span */
+  return s->state == PL_SPAN_SMALL && kk < 64 && ((s->cold_words >> kk) & 1);
+}
+
 /* The page map entries of every page of s, checked independently of
  * pl_span_heap_check: chunk lookup, page_span, page_info and pl_span_of,
  * at the first, middle and last byte of each page. */
@@ -92,11 +98,10 @@ static void check_span_map(const pl_span_t *s) {
           found.state != s->state)
         fail_msg("page %zu: pl_span_find does not find the span", p);
       /* What free() decodes: the span offset of q (off a warm word). */
-      size_t k2 = pl_chunk_word_index(q), kk = k2 - page_of(s) * PL_PW_PER_PAGE;
-      bool q_cold = s->state == PL_SPAN_SMALL && kk < 64 && ((s->cold_words >> kk) & 1);
-      if (pl_chunk_word_index(q) != p * PL_PW_PER_PAGE + at[k] / ((size_t)1 << PL_PW_SHIFT))
+      size_t k2 = pl_chunk_word_index(q);
+      if (k2 != p * PL_PW_PER_PAGE + at[k] / ((size_t)1 << PL_PW_SHIFT))
         fail_msg("page %zu: word index wrong", p);
-      if (s->state == PL_SPAN_SMALL && !q_cold &&
+      if (s->state == PL_SPAN_SMALL && !word_is_cold(s, k2) &&
           pl_pw_span_offset(c->page_info[k2], q) != a + at[k] - s->start)
         fail_msg("page %zu: span offset wrong", p);
     }
@@ -106,8 +111,7 @@ static void check_span_map(const pl_span_t *s) {
     bool free_span = s->state == PL_SPAN_FREE || s->state == PL_SPAN_BUSY;
     bool ghosts = free_span && (s->flags & PL_SPAN_GHOST);
     for (size_t k2 = p * PL_PW_PER_PAGE; k2 < (p + 1) * PL_PW_PER_PAGE; k2++) {
-      size_t kk = k2 - page_of(s) * PL_PW_PER_PAGE;
-      bool cold = s->state == PL_SPAN_SMALL && kk < 64 && ((s->cold_words >> kk) & 1);
+      bool cold = word_is_cold(s, k2);
       pl_pageword_t w = c->page_info[k2];
       if (ghosts ? w.bin != 0
           : cold ? w.span_neg != 0 || w.bin != 0
