@@ -319,10 +319,14 @@ static void resolve(void *p, const char *func, block_ref_t *r) {
 /* Is p, a small block in r, free already (it holds its free key)?  Keys
  * tell for certain where every block handed out has its first word
  * cleared: with the checks compiled in, and under PALLET_CANARY, whose
- * allocations all take alloc_small's path for threads without a cache. */
+ * allocations all take alloc_small's path for threads without a cache.
+ * Under PALLET_CANARY, a block in the quarantine is free too, even if a
+ * write after free wiped its key (asked before its canary is checked:
+ * under PALLET_JUNK too, the fill has overwritten the canary). */
 PL_INLINE bool holds_free_key(const void *p, const block_ref_t *r) {
   return (pl_config_hardening || pl_opt.canary) && r->kind == 1 &&
-         *(const uintptr_t *)p == pl_free_key(p);
+         (*(const uintptr_t *)p == pl_free_key(p) ||
+          (PL_UNLIKELY(pl_opt.canary) && pl_quarantine_holds(p)));
 }
 
 /* Gives back a small block whose pointer has been validated. */
@@ -338,7 +342,7 @@ static void free_small(void *p, unsigned cls, const char *func) {
     if (tc->state != PL_TC_ACTIVE) {
       if (PL_UNLIKELY(pl_opt.junk)) pl_junk_fill(p, pl_class_info[cls].size, cls);
       *(uintptr_t *)p = pl_free_key(p);
-      if (PL_UNLIKELY(pl_opt.canary)) pl_quarantine_free(p, cls);
+      if (PL_UNLIKELY(pl_opt.canary)) pl_quarantine_free(p, cls, func);
       else pl_central_free_batch(cls, &p, 1);
       return;
     }

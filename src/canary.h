@@ -63,13 +63,22 @@ void pl_junk_check(void *p, size_t size, unsigned cls) PL_HIDDEN;
  * free, a realloc or a malloc_usable_size of it says "double free" even
  * if the program has made allocations of the same size in between:
  * without the wait, the block would have been handed out again at once,
- * and the second free would have freed that allocation.  Blocks in the
- * quarantine count as allocated in the statistics. */
+ * and the second free would have freed that allocation.  The quarantine
+ * also knows its blocks by address, so a second free says "double free"
+ * even after a write into the block wiped its key; and a block leaving
+ * it must still hold its key (under PALLET_JUNK, its tag and fill too),
+ * or the free or malloc_trim that let it go reports "write after free"
+ * with its address.  Blocks in the quarantine count as allocated in the
+ * statistics. */
 #define PL_QUARANTINE_BLOCKS 4096
 #define PL_QUARANTINE_BYTES ((size_t)4 << 20)
-/* Takes freed block p of class cls (its key written); gives the oldest
- * blocks past the bounds back to the central lists. */
-void pl_quarantine_free(void *p, unsigned cls) PL_HIDDEN;
+/* Takes freed block p of class cls (its key written), or reports a
+ * double free (func names the entry point) if it holds p already; gives
+ * the oldest blocks past the bounds back to the central lists. */
+void pl_quarantine_free(void *p, unsigned cls, const char *func) PL_HIDDEN;
+/* Whether p waits in the quarantine (freed, whatever its first word
+ * holds now). */
+bool pl_quarantine_holds(const void *p) PL_HIDDEN;
 /* Gives every held block back (malloc_trim). */
 void pl_quarantine_flush(void) PL_HIDDEN;
 void pl_quarantine_fork_prepare(void) PL_HIDDEN;

@@ -21,6 +21,10 @@
  *   uaf [AT]     changes a byte of a freed 64-byte block (at byte AT,
  *                default 40), then allocates that size again (up to 1000
  *                times)
+ *   uaf-then twice|trim|evict [AT]
+ *                changes a byte of a freed 64-byte block (AT, default 0:
+ *                its free key), then frees it again, or calls
+ *                malloc_trim, or frees 5000 other 64-byte blocks
  *   tcache       frees many blocks of many classes on one thread, then
  *                prints tcache=<pallet_stats_get().tcache>
  *   tcache-threads
@@ -264,6 +268,36 @@ static int mode_uaf(size_t at)
   return 0;
 }
 
+/* A 64-byte block freed, then written to at byte at (its first word
+ * holds what free wrote there: the write wipes it), then given up:
+ * "twice" frees it again, "trim" calls malloc_trim (which empties
+ * PALLET_CANARY's quarantine), "evict" frees 5000 other blocks (which
+ * push it out of the quarantine).  Prints the block's address on stderr
+ * first. */
+static int mode_uaf_then(const char *then, size_t at)
+{
+  volatile char *p = opaque(malloc(64));
+  int i;
+  if (p == NULL)
+    return 1;
+  for (i = 0; i < 64; i++)
+    p[i] = 'a';
+  free(opaque((void *)p));
+  p[tu_index(at)] ^= 0x5a;
+  fprintf(stderr, "target=%p\n", (void *)p);
+  if (strcmp(then, "twice") == 0) {
+    free(opaque((void *)p));
+  } else if (strcmp(then, "trim") == 0) {
+    malloc_trim(0);
+  } else if (strcmp(then, "evict") == 0) {
+    for (i = 0; i < 5000; i++)
+      free(opaque(malloc(64)));
+  } else {
+    return 2;
+  }
+  return 0;
+}
+
 /* Two passes of mallocs then frees of 300 blocks of each of 48 sizes
  * (160 B to 7.5 KiB), which leave the calling thread's cache full. */
 enum { FILL_PER = 300, FILL_NS = 48 };
@@ -435,7 +469,7 @@ int main(int argc, char **argv)
 {
   int rc;
   if (argc < 2) {
-    fprintf(stderr, "usage: %s work|overflow|overflow-values|large-twice|small-twice|uaf [AT]|tcache|tcache-threads|decay MS|retain|reuse\n", argv[0]);
+    fprintf(stderr, "usage: %s work|overflow|overflow-values|large-twice|small-twice|uaf [AT]|uaf-then twice|trim|evict [AT]|tcache|tcache-threads|decay MS|retain|reuse\n", argv[0]);
     return 2;
   }
   if (strcmp(argv[1], "work") == 0)
@@ -450,6 +484,8 @@ int main(int argc, char **argv)
     rc = free_twice(300000, 100);
   else if (strcmp(argv[1], "uaf") == 0)
     rc = mode_uaf(argc > 2 ? (size_t)atoi(argv[2]) : 40);
+  else if (strcmp(argv[1], "uaf-then") == 0 && argc > 2)
+    rc = mode_uaf_then(argv[2], argc > 3 ? (size_t)atoi(argv[3]) : 0);
   else if (strcmp(argv[1], "tcache") == 0)
     rc = mode_tcache();
   else if (strcmp(argv[1], "tcache-threads") == 0)
