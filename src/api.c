@@ -293,8 +293,12 @@ static void resolve(void *p, const char *func, block_ref_t *r) {
     if (!pl_span_find(p, &found)) pl_fatal_ptr(func, "invalid pointer", p);
     /* A page of a small-block span whose blocks are all free and whose
      * memory went back to the OS (central.c): a block start there was
-     * freed before. */
-    if (found.state == PL_SPAN_SMALL) fatal_in_freed_span(func, p, found.start, found.cls);
+     * freed before.  Or one no block on which was handed out yet (its
+     * page word still cold, span.h): a pointer pallet never gave. */
+    if (found.state == PL_SPAN_SMALL) {
+      if (pl_central_never_taken(p, found.cls)) pl_fatal_ptr(func, "invalid pointer", p);
+      fatal_in_freed_span(func, p, found.start, found.cls);
+    }
     if (found.state == PL_SPAN_FREE || found.state == PL_SPAN_BUSY) {
       /* Pages of a small-block span that went back to the heap keep its
        * class and first page (a ghost word, chunk.h). */
@@ -316,6 +320,15 @@ static void resolve(void *p, const char *func, block_ref_t *r) {
   r->usable = pl_class_info[cls].size;
 }
 
+/* p, a small block of class cls, holds its free key (or waits in the
+ * quarantine): freed before, unless it lies past every block its span
+ * ever handed out, where the key went in with the span's first use and
+ * p is a pointer pallet never gave. */
+static PL_NORETURN PL_COLD PL_NOINLINE void fatal_free_block(const char *func, const void *p,
+                                                           unsigned cls) {
+  pl_fatal_ptr(func, pl_central_never_taken(p, cls) ? "invalid pointer" : "double free", p);
+}
+
 /* Is p, a small block in r, free already (it holds its free key)?  Keys
  * tell for certain where every block handed out has its first word
  * cleared: with the checks compiled in, and under PALLET_CANARY, whose
@@ -331,8 +344,7 @@ PL_INLINE bool holds_free_key(const void *p, const block_ref_t *r) {
 
 /* Gives back a small block whose pointer has been validated. */
 static void free_small(void *p, unsigned cls, const char *func) {
-  if (pl_config_hardening && *(uintptr_t *)p == pl_free_key(p))
-    pl_fatal_ptr(func, "double free", p);
+  if (pl_config_hardening && *(uintptr_t *)p == pl_free_key(p)) fatal_free_block(func, p, cls);
   pl_tcache_t *tc = pl_tc;
   if (PL_UNLIKELY(tc->state != PL_TC_ACTIVE)) {
     if (tc == &pl_tcache_boot) {
@@ -377,7 +389,7 @@ static PL_NOINLINE void free_slow(void *p) {
   block_ref_t r;
   resolve(p, "free", &r);
   if (PL_UNLIKELY(pl_opt.canary)) {
-    if (holds_free_key(p, &r)) pl_fatal_ptr("free", "double free", p);
+    if (holds_free_key(p, &r)) fatal_free_block("free", p, r.cls);
     pl_canary_check(p, r.usable, "free");
   }
   free_ref(p, &r, "free");
@@ -584,7 +596,7 @@ API void *pallet_realloc(void *p, size_t n) {
   }
   block_ref_t r;
   resolve(p, "realloc", &r);
-  if (holds_free_key(p, &r)) pl_fatal_ptr("realloc", "double free", p);
+  if (holds_free_key(p, &r)) fatal_free_block("realloc", p, r.cls);
   if (PL_UNLIKELY(n > PL_MAX_REQUEST)) return enomem();
   if (PL_UNLIKELY(pl_opt.canary)) {
     size_t old_n = pl_canary_check(p, r.usable, "realloc");
@@ -699,7 +711,7 @@ API size_t pallet_malloc_usable_size(void *p) {
   if (p == NULL) return 0;
   block_ref_t r;
   resolve(p, "malloc_usable_size", &r);
-  if (holds_free_key(p, &r)) pl_fatal_ptr("malloc_usable_size", "double free", p);
+  if (holds_free_key(p, &r)) fatal_free_block("malloc_usable_size", p, r.cls);
   if (PL_UNLIKELY(pl_opt.canary)) return pl_canary_check(p, r.usable, "malloc_usable_size");
   return r.usable;
 }

@@ -123,6 +123,7 @@ static pl_span_t *new_span(unsigned cls) {
   s->generation = __atomic_add_fetch(&carvings, 1, __ATOMIC_RELAXED);
   s->nblocks = ci->nblocks;
   s->nfree = ci->nblocks;
+  s->taken_end = 0;
   s->purged_pages = 0;
   memset(s->free_map, 0, sizeof s->free_map);
   for (size_t i = 0; i < ci->nblocks; i++)
@@ -270,6 +271,11 @@ size_t pl_central_alloc_batch(unsigned cls, void **out, size_t n) {
     if (PL_UNLIKELY(s->cold_words) && o < end)
       o = take_warming(s, o, end, size, warm_end, &cold_budget);
     got = (size_t)(o - out);
+    /* Taken in index order: the last is the highest. */
+    if (got > before) {
+      uint32_t past = (uint32_t)pl_class_index(cls, (uintptr_t)out[got - 1] - s->start) + 1;
+      if (past > s->taken_end) s->taken_end = past;
+    }
     /* Pages the blocks taken cover are in use again: no longer purged. */
     if (PL_UNLIKELY(s->purged_pages))
       for (size_t i = before; i < got; i++) s->purged_pages &= ~pages_of(s, out[i], size);
@@ -282,6 +288,21 @@ size_t pl_central_alloc_batch(unsigned cls, void **out, size_t n) {
   }
   pl_unlock(&c->lock);
   return got;
+}
+
+bool pl_central_never_taken(const void *p, unsigned cls) {
+  pl_central_t *c = &central[cls];
+  bool never = false;
+  pl_lock(&c->lock);
+  pl_span_t *s = pl_span_of(p);
+  if (s != NULL && s->state == PL_SPAN_SMALL && s->cls == cls) {
+    size_t off = (uintptr_t)p - s->start;
+    size_t idx = pl_class_index(cls, off);
+    never = idx * pl_class_info[cls].size == off && idx >= s->taken_end && idx < s->nblocks &&
+            ((s->free_map[idx / 64] >> (idx % 64)) & 1);
+  }
+  pl_unlock(&c->lock);
+  return never;
 }
 
 /* Returns blocks to their spans' bitmaps (catching any already free). */
@@ -496,10 +517,17 @@ int pl_central_check(void) {
     size_t listed_free = 0;
     for (pl_span_t *s = c->partial; s; s = s->next) {
       size_t pop = 0;
-      for (size_t w = 0; w < PL_SPAN_BITMAP_WORDS; w++)
+      bool untaken_free = s->taken_end <= s->nblocks;
+      for (size_t w = 0; w < PL_SPAN_BITMAP_WORDS; w++) {
         pop += (size_t)__builtin_popcountll(s->free_map[w]);
+        /* Blocks never handed out are free in the bitmap. */
+        uint64_t past = 0;
+        for (size_t i = w * 64; i < (w + 1) * 64 && i < s->nblocks; i++)
+          if (i >= s->taken_end) past |= (uint64_t)1 << (i % 64);
+        untaken_free = untaken_free && (s->free_map[w] & past) == past;
+      }
       if (s->state != PL_SPAN_SMALL || s->cls != cls || !s->listed ||
-          pop != s->nfree || s->nfree == 0 || s->nfree > s->nblocks) {
+          pop != s->nfree || s->nfree == 0 || s->nfree > s->nblocks || !untaken_free) {
         pl_msg_t m = {.len = 0};
         pl_msg_str(&m, "pallet: heap check: central span inconsistent at ");
         pl_msg_hex(&m, s->start);

@@ -35,6 +35,11 @@ extern void (*pl_central_carve_hook)(void *block, unsigned cls) PL_HIDDEN;
  * fewer than n when the OS refuses memory (0 when it has none at all),
  * or when more would warm more than a few cold page words (central.c). */
 size_t pl_central_alloc_batch(unsigned cls, void **out, size_t n) PL_HIDDEN;
+/* Whether p, a block start of class cls, was never handed out since its
+ * span was carved: it lies past every block the central lists gave a
+ * cache (and is free in its span).  For the reports of misuse: such a
+ * block holds its free key like a freed one. */
+bool pl_central_never_taken(const void *p, unsigned cls) PL_HIDDEN;
 /* Takes back n blocks of class cls.  A block already free in its span is
  * reported as a double free (fatal). */
 void pl_central_free_batch(unsigned cls, void *const *blocks, size_t n) PL_HIDDEN;

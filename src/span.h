@@ -81,6 +81,10 @@ typedef struct pl_span {
    * nblocks; bit i of free_map set <=> block i is free in this span. */
   uint32_t nblocks;
   uint32_t nfree;
+  /* SMALL: one past the highest block the central lists have handed to a
+   * cache since the span was carved: the blocks from here on were never
+   * handed out (a free of one is of a pointer pallet did not give). */
+  uint32_t taken_end;
   /* SMALL: its cold page words, which read {0, 0}, so that free() of a
    * block starting in their 4 KiB takes the slow path (bit k: the span's
    * k-th page word, PL_PW_PER_PAGE a page; a class's spans are at most

@@ -426,11 +426,16 @@ static void test_usable_size_foreign(void **state)
 /* A block start pallet never handed out: `blocks` blocks of the class
  * after (or, if negative, before) the one malloc returned, the block
  * size being what malloc_usable_size says.  Freed, reallocated or
- * measured (m->offset: 0, 1, 2), it must stop the program, as a free of
+ * measured (m->op: 0, 1, 2), it must stop the program, as a free of
  * a block that is free: it may be in the thread's cache, in its span on
  * a page whose blocks have their free key, or on a page not used yet.
  * (Before pages were cold, such a free was taken for a real one and the
- * block could be handed out twice.) */
+ * block could be handed out twice.)  The first malloc of a class takes a
+ * batch of blocks in address order and returns the last: the blocks
+ * after it were never handed out, and the report says "invalid pointer"
+ * (it said "double free" until the spans kept the end of what they gave,
+ * span.h); the block before it waits in the thread's cache, where it
+ * looks like a freed one, and either report is accepted. */
 struct never {
   size_t size;
   long blocks;
@@ -482,7 +487,7 @@ static void test_never_handed_out(void **state)
           continue; /* (the key check is off) */
         snprintf(what, sizeof what, "%s(p %+ld blocks), never handed out, %zu-byte blocks",
                  ops[op], m.blocks, m.size);
-        expect_death(what, child_never_handed_out, &m, bad_or_double, 1);
+        expect_death(what, child_never_handed_out, &m, m.blocks > 0 ? any_invalid : bad_or_double, 1);
       }
 }
 

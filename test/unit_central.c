@@ -509,10 +509,25 @@ static void cold_case(size_t request) {
   }
   if (pl_config_hardening)
     for (size_t i = 0; i < got; i++) assert_true(*(uintptr_t *)b[i] == pl_free_key(b[i]));
+  /* The free blocks all lie past the batch: never handed out, which the
+   * span knows (taken_end), so a free of one is of a pointer pallet never
+   * gave, under a cold word (slow path) or a warm one (its key). */
+  assert_int_equal(s->taken_end, got);
   if (cold_free != NULL)
-    tu_expect_abort("free of a block under a cold word", free_again, cold_free, "double free");
+    tu_expect_abort("free of a block under a cold word", free_again, cold_free, "invalid pointer");
   if (pl_config_hardening && warm_free != NULL)
-    tu_expect_abort("free of a free block under a warm word", free_again, warm_free, "double free");
+    tu_expect_abort("free of a free block under a warm word", free_again, warm_free, "invalid pointer");
+  /* A block of the batch given back to its span, then freed again: it was
+   * handed out, and that is a double free. */
+  if (pl_config_hardening && got >= 2) {
+    pl_central_free_batch(cls, &b[got - 1], 1);
+    pl_central_drain(cls);
+    assert_int_equal(s->taken_end, got);
+    tu_expect_abort("free of a block handed out and given back", free_again, b[got - 1],
+                    "double free");
+    got += take_blocks(cls, &b[got - 1], 1) - 1;
+    assert_int_equal(s->taken_end, got);
+  }
   checks_ok();
   /* The rest of the span, in more batches: every word ends up warm
    * (those no block starts under were warm from the start). */
