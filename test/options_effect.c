@@ -243,21 +243,31 @@ static int free_twice(size_t size, size_t between)
   return 0; /* q stays live: freeing it could be what aborts */
 }
 
-/* at: the offset of the byte written after the free. */
-static int mode_uaf(size_t at)
+/* A 64-byte block, filled, freed, then changed at byte at (a byte other
+ * than the one there: what free wrote in the first 16 bytes depends on
+ * the secret, and a fixed value ('x') matched it in one run in about 200;
+ * CI failed so at 2d61ea5).  NULL if malloc failed. */
+static volatile char *freed_then_written(size_t at)
 {
-  void *keep[1000];
   volatile char *p = opaque(malloc(64));
   int i;
   if (p == NULL)
-    return 1;
+    return NULL;
   for (i = 0; i < 64; i++)
     p[i] = 'a';
   free(opaque((void *)p));
-  /* After the free, a byte other than the one there: what free wrote in
-   * the first 16 bytes depends on the secret, and a fixed value ('x')
-   * matched it in one run in about 200 (CI failed so at 2d61ea5). */
   p[tu_index(at)] ^= 0x5a;
+  return p;
+}
+
+/* uaf: the block written after free (byte at), then 1000 blocks of its
+ * size allocated (one of which may be it) and freed. */
+static int mode_uaf(size_t at)
+{
+  void *keep[1000];
+  int i;
+  if (freed_then_written(at) == NULL)
+    return 1;
   for (i = 0; i < 1000; i++) {
     keep[i] = malloc(64);
     if (keep[i] == NULL)
@@ -268,22 +278,17 @@ static int mode_uaf(size_t at)
   return 0;
 }
 
-/* A 64-byte block freed, then written to at byte at (its first word
- * holds what free wrote there: the write wipes it), then given up:
- * "twice" frees it again, "trim" calls malloc_trim (which empties
- * PALLET_CANARY's quarantine), "evict" frees 5000 other blocks (which
- * push it out of the quarantine).  Prints the block's address on stderr
- * first. */
+/* uaf-then: the block written after free (byte at; byte 0 wipes what free
+ * wrote in its first word), then given up: "twice" frees it again, "trim"
+ * calls malloc_trim (which empties PALLET_CANARY's quarantine), "evict"
+ * frees 5000 other blocks (which push it out of the quarantine).  Prints
+ * the block's address on stderr first. */
 static int mode_uaf_then(const char *then, size_t at)
 {
-  volatile char *p = opaque(malloc(64));
+  volatile char *p = freed_then_written(at);
   int i;
   if (p == NULL)
     return 1;
-  for (i = 0; i < 64; i++)
-    p[i] = 'a';
-  free(opaque((void *)p));
-  p[tu_index(at)] ^= 0x5a;
   fprintf(stderr, "target=%p\n", (void *)p);
   if (strcmp(then, "twice") == 0) {
     free(opaque((void *)p));
