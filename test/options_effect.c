@@ -25,6 +25,9 @@
  *                changes a byte of a freed 64-byte block (AT, default 0:
  *                its free key), then frees it again, or calls
  *                malloc_trim, or frees 5000 other 64-byte blocks
+ *   wiped-many   6000 blocks freed; then, in a child each, 64 of the last
+ *                4096 changed in their first word and freed again;
+ *                prints misses=<children that did not abort>
  *   tcache       frees many blocks of many classes on one thread, then
  *                prints tcache=<pallet_stats_get().tcache>
  *   tcache-threads
@@ -303,6 +306,51 @@ static int mode_uaf_then(const char *then, size_t at)
   return 0;
 }
 
+/* wiped-many: 6000 blocks of 16 B to 1 KiB, freed in order, so that the
+ * last 4096 wait in PALLET_CANARY's quarantine (its set of addresses then
+ * holds 4096 entries, after 1904 removals, with runs of collisions);
+ * then 64 of those, spread over them, in a child each: the block's first
+ * word changed, and the block freed again.  Prints misses=N, the children
+ * that did not die of SIGABRT. */
+static int mode_wiped_many(void)
+{
+  enum { N = 6000, HELD = 4096, PROBES = 64 };
+  static volatile char *p[N];
+  uint64_t rng = 0x9e3779b97f4a7c15ull;
+  int i, misses = 0;
+  for (i = 0; i < N; i++) {
+    size_t n;
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    n = 16 + (size_t)(rng >> 33) % 1009;
+    p[i] = opaque(malloc(n));
+    if (p[i] == NULL)
+      return 1;
+    memset((void *)p[i], 'b', n);
+  }
+  for (i = 0; i < N; i++)
+    free(opaque((void *)p[i]));
+  for (i = 0; i < PROBES; i++) {
+    int k = N - HELD + (i * 61) % HELD, st;
+    pid_t pid = fork();
+    if (pid < 0)
+      return 1;
+    if (pid == 0) {
+      int fd = open("/dev/null", O_WRONLY);
+      if (fd >= 0)
+        dup2(fd, 2);
+      p[k][0] ^= 0x5a;
+      free(opaque((void *)p[k]));
+      _exit(0);
+    }
+    if (waitpid(pid, &st, 0) != pid)
+      return 1;
+    if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGABRT)
+      misses++;
+  }
+  printf("misses=%d\n", misses);
+  return 0;
+}
+
 /* Two passes of mallocs then frees of 300 blocks of each of 48 sizes
  * (160 B to 7.5 KiB), which leave the calling thread's cache full. */
 enum { FILL_PER = 300, FILL_NS = 48 };
@@ -474,7 +522,7 @@ int main(int argc, char **argv)
 {
   int rc;
   if (argc < 2) {
-    fprintf(stderr, "usage: %s work|overflow|overflow-values|large-twice|small-twice|uaf [AT]|uaf-then twice|trim|evict [AT]|tcache|tcache-threads|decay MS|retain|reuse\n", argv[0]);
+    fprintf(stderr, "usage: %s work|overflow|overflow-values|large-twice|small-twice|uaf [AT]|uaf-then twice|trim|evict [AT]|wiped-many|tcache|tcache-threads|decay MS|retain|reuse\n", argv[0]);
     return 2;
   }
   if (strcmp(argv[1], "work") == 0)
@@ -489,6 +537,8 @@ int main(int argc, char **argv)
     rc = free_twice(300000, 100);
   else if (strcmp(argv[1], "uaf") == 0)
     rc = mode_uaf(argc > 2 ? (size_t)atoi(argv[2]) : 40);
+  else if (strcmp(argv[1], "wiped-many") == 0)
+    rc = mode_wiped_many();
   else if (strcmp(argv[1], "uaf-then") == 0 && argc > 2)
     rc = mode_uaf_then(argv[2], argc > 3 ? (size_t)atoi(argv[3]) : 0);
   else if (strcmp(argv[1], "tcache") == 0)

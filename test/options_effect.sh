@@ -223,6 +223,16 @@ for opts in PALLET_CANARY=1 "PALLET_CANARY=1 PALLET_JUNK=1"; do
 done
 run -- uaf-then twice
 expect_clean "without PALLET_CANARY a wiped key lets the second free through"
+# The same for 64 blocks spread over a full quarantine (4096 blocks, whose
+# set of addresses has runs of collisions after 1904 removals): each must
+# be found.  (A removal that only emptied its slot, cutting the runs,
+# missed 13 of them.)
+run PALLET_CANARY=1 -- wiped-many
+if [ "$rc" -ne 0 ] || [ "$(value misses)" != 0 ]; then
+  fail "PALLET_CANARY=1: wiped keys over a full quarantine: $(value misses) of 64 second frees not caught (status $rc)"
+else
+  pass "PALLET_CANARY=1: wiped keys over a full quarantine: all 64 second frees caught"
+fi
 # The write itself, reported when the block leaves the quarantine:
 # emptied by malloc_trim, or pushed out by 5000 frees.  Without
 # PALLET_JUNK only the key is known (byte 0); with it, every byte.
