@@ -154,9 +154,29 @@ static int mode_work(void)
   return 0;
 }
 
+/* Runs fn(a, b) in a child whose stderr goes to /dev/null: 1 if the
+ * child died of SIGABRT, 0 if not, -1 if fork or waitpid failed. */
+static int child_aborts(void (*fn)(size_t, size_t), size_t a, size_t b)
+{
+  int st;
+  pid_t pid = fork();
+  if (pid < 0)
+    return -1;
+  if (pid == 0) {
+    int fd = open("/dev/null", O_WRONLY);
+    if (fd >= 0)
+      dup2(fd, 2);
+    fn(a, b);
+    _exit(0);
+  }
+  if (waitpid(pid, &st, 0) != pid)
+    return -1;
+  return WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT;
+}
+
 /* Child of mode_overflow_values: one byte of value v written just past
  * an n-byte block, which is then freed. */
-static void overflow_child(size_t n, unsigned v)
+static void overflow_child(size_t n, size_t v)
 {
   volatile char *p = opaque(malloc(n));
   size_t i;
@@ -166,7 +186,6 @@ static void overflow_child(size_t n, unsigned v)
     p[i] = 'a';
   p[tu_index(n)] = (char)v;
   free(opaque((void *)p));
-  _exit(0);
 }
 
 /* Every byte value but the pad's own (0xa5) written one past the end of
@@ -180,23 +199,14 @@ static int mode_overflow_values(void)
   unsigned v, misses = 0;
   for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
     for (v = 0; v < 256; v++) {
-      pid_t pid;
-      int st;
+      int died;
       /* Every value for a few sizes, a handful for the others. */
       if (v == 0xa5 || (i % 4 != 0 && v != 0 && v != 'x' && v != 0xff && v != 0x5a))
         continue;
-      pid = fork();
-      if (pid < 0)
+      died = child_aborts(overflow_child, sizes[i], v);
+      if (died < 0)
         return 1;
-      if (pid == 0) {
-        int fd = open("/dev/null", O_WRONLY);
-        if (fd >= 0)
-          dup2(fd, 2);
-        overflow_child(sizes[i], v);
-      }
-      if (waitpid(pid, &st, 0) != pid)
-        return 1;
-      if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGABRT) {
+      if (!died) {
         if (misses++ < 5)
           printf("missed: size %zu, byte 0x%02x\n", sizes[i], v);
       }
@@ -312,10 +322,22 @@ static int mode_uaf_then(const char *then, size_t at)
  * then 64 of those, spread over them, in a child each: the block's first
  * word changed, and the block freed again.  Prints misses=N, the children
  * that did not die of SIGABRT. */
+enum { WIPED_N = 6000 };
+static volatile char *wiped[WIPED_N];
+
+/* Child of mode_wiped_many: block k, freed, changed in its first word,
+ * freed again. */
+static void wipe_and_free(size_t k, size_t unused)
+{
+  (void)unused;
+  wiped[k][0] ^= 0x5a;
+  free(opaque((void *)wiped[k]));
+}
+
 static int mode_wiped_many(void)
 {
-  enum { N = 6000, HELD = 4096, PROBES = 64 };
-  static volatile char *p[N];
+  enum { N = WIPED_N, HELD = 4096, PROBES = 64 };
+  volatile char **p = wiped;
   uint64_t rng = 0x9e3779b97f4a7c15ull;
   int i, misses = 0;
   for (i = 0; i < N; i++) {
@@ -330,22 +352,10 @@ static int mode_wiped_many(void)
   for (i = 0; i < N; i++)
     free(opaque((void *)p[i]));
   for (i = 0; i < PROBES; i++) {
-    int k = N - HELD + (i * 61) % HELD, st;
-    pid_t pid = fork();
-    if (pid < 0)
+    int died = child_aborts(wipe_and_free, (size_t)(N - HELD + (i * 61) % HELD), 0);
+    if (died < 0)
       return 1;
-    if (pid == 0) {
-      int fd = open("/dev/null", O_WRONLY);
-      if (fd >= 0)
-        dup2(fd, 2);
-      p[k][0] ^= 0x5a;
-      free(opaque((void *)p[k]));
-      _exit(0);
-    }
-    if (waitpid(pid, &st, 0) != pid)
-      return 1;
-    if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGABRT)
-      misses++;
+    misses += !died;
   }
   printf("misses=%d\n", misses);
   return 0;
