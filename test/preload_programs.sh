@@ -241,20 +241,43 @@ EOF
 }
 
 # ---- redis-server under redis-benchmark --------------------------------
-case_redis() {
-  local port=$((20000 + ($$ + ${#PRELOAD}) % 20000)) i
-  if [ -n "$PRELOAD" ]; then
-    LD_PRELOAD=$PRELOAD timeout "$LIMIT" redis-server --port "$port" --bind 127.0.0.1 \
-      --save '' --appendonly no --dir "$PWD" --logfile "$PWD/redis.log" &
-  else
-    timeout "$LIMIT" redis-server --port "$port" --bind 127.0.0.1 \
-      --save '' --appendonly no --dir "$PWD" --logfile "$PWD/redis.log" &
-  fi
-  redis_pid=$!
-  for i in $(seq 1 100); do
-    redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && break
-    sleep 0.1
+# The server listens on a random port below the kernel's ephemeral range
+# (32768 and up by default, where the clients' own ends of connections,
+# and those left in TIME_WAIT, could hold it: a port taken so once made
+# this case fail).  If the port is taken all the same, the server exits,
+# and the next port is tried; a server is ours when the directory it
+# reports is this case's.
+start_redis() {
+  local try i
+  for try in 1 2 3 4 5 6 7 8; do
+    port=$((20000 + RANDOM % 12000))
+    if [ -n "$PRELOAD" ]; then
+      LD_PRELOAD=$PRELOAD timeout "$LIMIT" redis-server --port "$port" --bind 127.0.0.1 \
+        --save '' --appendonly no --dir "$PWD" --logfile "$PWD/redis.log" &
+    else
+      timeout "$LIMIT" redis-server --port "$port" --bind 127.0.0.1 \
+        --save '' --appendonly no --dir "$PWD" --logfile "$PWD/redis.log" &
+    fi
+    redis_pid=$!
+    for i in $(seq 1 100); do
+      redis-cli -p "$port" config get dir 2>/dev/null | grep -qx "$(pwd -P)" && return 0
+      kill -0 "$redis_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill "$redis_pid" 2>/dev/null
+    wait "$redis_pid" 2>/dev/null
+    redis_pid=
   done
+  return 1
+}
+
+case_redis() {
+  local port i
+  if ! start_redis; then
+    echo "redis-server did not start on any of 8 ports" >&2
+    cat redis.log >&2
+    return 1
+  fi
   if ! timeout 60 redis-benchmark -h 127.0.0.1 -p "$port" -n 20000 -c 20 -q -P 4 \
          -t set,get,incr,lpush,rpop,sadd,hset,mset > bench.out 2>&1 ||
      ! grep -q 'requests per second' bench.out; then
