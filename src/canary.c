@@ -94,11 +94,17 @@ static size_t q_slot(const void *p) {
   return (size_t)(((uintptr_t)p >> 4) * 0x9e3779b97f4a7c15ull >> 40) & (Q_SET_SLOTS - 1);
 }
 
+/* The slot that holds p, or else the empty slot that ends p's run. */
+static size_t q_find(const void *p) {
+  size_t i = q_slot(p);
+  while (q_set[i] != NULL && q_set[i] != p) i = (i + 1) & (Q_SET_SLOTS - 1);
+  return i;
+}
+
 /* Adds p; false if it is there already. */
 static bool q_set_add(void *p) {
-  size_t i = q_slot(p);
-  for (; q_set[i] != NULL; i = (i + 1) & (Q_SET_SLOTS - 1))
-    if (q_set[i] == p) return false;
+  size_t i = q_find(p);
+  if (q_set[i] == p) return false;
   q_set[i] = p;
   return true;
 }
@@ -107,11 +113,9 @@ static bool q_set_add(void *p) {
  * the hole when their home slot does not lie between the hole and them,
  * so that every entry stays reachable from its home slot. */
 static void q_set_remove(const void *p) {
-  size_t i = q_slot(p);
-  while (q_set[i] != p) {
-    pl_dassert(q_set[i] != NULL);
-    i = (i + 1) & (Q_SET_SLOTS - 1);
-  }
+  size_t i = q_find(p);
+  pl_dassert(q_set[i] == p);
+  if (q_set[i] != p) return; /* (never: every block in the ring is in the set) */
   size_t hole = i;
   for (size_t j = (i + 1) & (Q_SET_SLOTS - 1); q_set[j] != NULL; j = (j + 1) & (Q_SET_SLOTS - 1)) {
     size_t home = q_slot(q_set[j]);
@@ -192,9 +196,7 @@ void pl_quarantine_free(void *p, unsigned cls, const char *func) {
 
 bool pl_quarantine_holds(const void *p) {
   pl_lock(&q_lock);
-  size_t i = q_slot(p);
-  while (q_set[i] != NULL && q_set[i] != p) i = (i + 1) & (Q_SET_SLOTS - 1);
-  bool held = q_set[i] == p;
+  bool held = q_set[q_find(p)] == p;
   pl_unlock(&q_lock);
   return held;
 }

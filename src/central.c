@@ -520,10 +520,11 @@ int pl_central_check(void) {
       bool untaken_free = s->taken_end <= s->nblocks;
       for (size_t w = 0; w < PL_SPAN_BITMAP_WORDS; w++) {
         pop += (size_t)__builtin_popcountll(s->free_map[w]);
-        /* Blocks never handed out are free in the bitmap. */
-        uint64_t past = 0;
-        for (size_t i = w * 64; i < (w + 1) * 64 && i < s->nblocks; i++)
-          if (i >= s->taken_end) past |= (uint64_t)1 << (i % 64);
+        /* Blocks never handed out, [taken_end, nblocks), are free in the
+         * bitmap: the bits of word w from lo up to hi. */
+        size_t lo = s->taken_end > w * 64 ? s->taken_end - w * 64 : 0;
+        size_t hi = s->nblocks > w * 64 ? s->nblocks - w * 64 : 0;
+        uint64_t past = lo < hi ? pl_low_bits64(hi) & ~pl_low_bits64(lo) : 0;
         untaken_free = untaken_free && (s->free_map[w] & past) == past;
       }
       if (s->state != PL_SPAN_SMALL || s->cls != cls || !s->listed ||
