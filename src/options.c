@@ -9,7 +9,7 @@
 pl_options_t pl_opt = {
     .stats = false,
     .verbose = 0,
-    .tcache_max = (size_t)4 << 20,
+    .tcache_max = (size_t)8 << 20,
     .tcache_total = (size_t)32 << 20,
     .decay_ms = 1000,
     .purge = 0,

@@ -276,7 +276,8 @@ static void test_limit_growth(void **state) {
 
 /* A class used in bursts (eight caps' worth of blocks allocated, then all
  * freed, round after round) grows past its cap into an array of its own,
- * up to its burst cap (512 KiB of blocks up to 256 bytes, 256 KiB above),
+ * up to its burst cap (512 KiB of blocks up to 256 bytes, 256 KiB above
+ * up to 32 KiB; test_big_class_growth has the classes past that),
  * and no block is handed out twice across the switch.  A class above
  * 256 bytes grows past 64 KiB of blocks too (on longer runs, tcache.c).
  * A class whose cap is already 256 KiB of blocks (32 KiB blocks) stays
@@ -358,6 +359,48 @@ static void test_burst_keeps_growing(void **state) {
     fail_msg("rounds of %zu blocks: the limit stayed at %u", batch, limit);
   assert_int_equal(pl_central_check(), 0);
   free(b);
+}
+
+/* A class above 32 KiB (spans of one or two blocks) grows past its cap
+ * on rounds of one refill and one flush: rounds of 6 blocks of 64 KiB
+ * (cap 4, burst cap 8 with this test's 1 MiB budget) end with the bin
+ * past its cap, within its burst cap, and no block handed out twice.
+ * Before, its burst cap was its cap, and each round sent a third of its
+ * blocks through the heap.  A 32 KiB class stays within its cap under
+ * the same rounds (12 blocks, cap 8). */
+static void test_big_class_growth(void **state) {
+  (void)state;
+  static const size_t sizes[2] = {65536, 32768};
+  for (int k = 0; k < 2; k++) {
+    size_t n = sizes[k];
+    unsigned cls = pl_size_class(n);
+    uint32_t cap = pl_tcache_cap[cls];
+    size_t batch = cap + cap / 2;
+    if (k == 0) assert_true(pl_tcache_burst_cap[cls] >= 2 * cap);
+    void **b = calloc(batch, sizeof *b);
+    assert_non_null(b);
+    for (int round = 0; round < 8; round++) {
+      for (size_t i = 0; i < batch; i++) {
+        assert_non_null(b[i] = pallet_malloc(n));
+        memcpy(b[i], &i, sizeof i);
+      }
+      for (size_t i = 0; i < batch; i++) {
+        size_t seen;
+        memcpy(&seen, b[i], sizeof seen);
+        if (seen != i) fail_msg("round %d: block %zu was handed out twice", round, i);
+        pallet_free(b[i]);
+      }
+      bins_ok();
+    }
+    uint32_t limit = pl_tc->real_limit[cls];
+    if (k == 0 && (!in_burst(pl_tc, cls) || limit <= cap || limit > pl_tcache_burst_cap[cls]))
+      fail_msg("rounds of %zu blocks of %zu B: limit %u (cap %u, burst cap %u), own array %d",
+               batch, n, limit, cap, pl_tcache_burst_cap[cls], in_burst(pl_tc, cls));
+    if (k == 1 && (in_burst(pl_tc, cls) || limit > cap))
+      fail_msg("rounds of %zu blocks of %zu B: limit %u past the cap %u", batch, n, limit, cap);
+    assert_int_equal(pl_central_check(), 0);
+    free(b);
+  }
 }
 
 /* Runs fn(arg) in a new thread (a fresh cache) and waits for it. */
@@ -1154,6 +1197,7 @@ int main(void) {
       cmocka_unit_test(test_overflow_only_bin),
       cmocka_unit_test(test_burst_growth),
       cmocka_unit_test(test_burst_keeps_growing),
+      cmocka_unit_test(test_big_class_growth),
       cmocka_unit_test(test_trim),
       cmocka_unit_test(test_budget),
       cmocka_unit_test(test_budget_fast_fill),
