@@ -76,19 +76,22 @@ static size_t nactive;
 /* Classes above BIG_SIZE (36 KiB to 256 KiB) have spans of one block or
  * two, so each block a bin lacks or overflows costs a span carved from
  * the heap or given back to it (about 250 instructions a block), and
- * their caps are 1 to 7 blocks.  They grow after a single refill and a
- * single flush, up to BIG_BURST_BYTES of blocks: a program that frees
- * and allocates a few of them at a time (a request's buffers) runs that
- * refill-then-flush round every time, and runs of two never come.  With
- * the default budget raised from 4 to 8 MiB in the same change, against
- * it (medians of per-pair ratios of 5-7 interleaved runs):
- * bench-bands large (16 blocks of 32-256 KiB replaced at random) 0.55x
- * the time, the same peak RSS; bench-bursts 100:65536 (rounds of 100
- * blocks of 1 B-64 KiB) 0.64x with 1 thread and 0.50x with 4, and 0.8x
- * the peak RSS (tcmalloc had been 0.3x pallet's time there); the server
- * mixes, larson, realloc, buffers and bench-bands medium within noise in
- * time and +0-6 % in peak RSS.  Either change alone left bursts of big
- * blocks at 0.8x and bands large at 0.87-1.0x. */
+ * their caps are 1 to 7 blocks.  Used in bursts (the runs above), they
+ * grow up to BIG_BURST_BYTES of blocks, where the others stop at
+ * BURST_LONG_BYTES: at 256 KiB a class of 64 KiB could not grow at
+ * all.  With the default budget raised from 4 to 8 MiB in the same
+ * change, against 8326d93 (medians of per-pair ratios of 5 interleaved
+ * runs): bench-bands large (16 blocks of 32-256 KiB replaced at random)
+ * 0.62x the time; bench-bursts 100:65536 (rounds of 100 blocks of
+ * 1 B-64 KiB) 0.65x with 1 thread and 0.53x with 4, 0.95x the peak RSS
+ * (tcmalloc had been 0.3x pallet's time there); bench-buffers 32768:262144
+ * 0.61x, 4096:131072 with 8 threads 0.81x (1.10x the peak RSS); the
+ * server mixes, larson, realloc, buffers and bench-bands medium within
+ * noise in time and +0-4 % in peak RSS.  Either change alone left bursts
+ * of big blocks at 0.8x.  Growing those classes after a single refill
+ * and flush (as the small ones past their caps) was tried too: no
+ * faster on these, and bench-buffers 4096:131072 with 8 threads took
+ * 1.30x the time and 1.58x the peak RSS. */
 #define BIG_SIZE ((size_t)32 << 10)
 #define BIG_BURST_BYTES ((size_t)512 << 10)
 
@@ -384,8 +387,7 @@ void *pl_tcache_refill_pop(pl_tcache_t *tc, unsigned cls) {
    * central lists by the hundred and now come back the same way.  The bin
    * is empty here, so it can change arrays. */
   uint32_t cap = pl_tcache_cap[cls], burst = pl_tcache_burst_cap[cls];
-  uint32_t runs = (lim > cap && cap >= BURST_MIN_CAP) || pl_class_info[cls].size > BIG_SIZE
-                     ? BURST_ON_RUNS
+  uint32_t runs = lim > cap && cap >= BURST_MIN_CAP ? BURST_ON_RUNS
                  : cap < BURST_MIN_CAP && (size_t)lim * pl_class_info[cls].size >= BURST_BYTES
                      ? BURST_LONG_RUNS
                      : BURST_RUNS;
