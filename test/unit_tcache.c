@@ -328,20 +328,12 @@ static void test_burst_growth(void **state) {
   }
 }
 
-/* A small class grown past its cap in bursts keeps growing on rounds
- * that need a little more than its limit: with one refill and one flush
- * a round, the runs of two that start the growth never come again.
- * Rounds of 1433 blocks of 128 B (cap 128) grow the bin by runs to 1024
- * (a round then needs 1.4 times the limit); bench-bursts stalled there,
- * sending a third of each batch through the central lists every round. */
-static void test_burst_keeps_growing(void **state) {
-  (void)state;
-  const size_t n = 128, batch = 1433;
-  unsigned cls = pl_size_class(n);
-  assert_true(pl_tcache_burst_cap[cls] >= 2 * batch);
+/* rounds rounds of: batch blocks of n bytes allocated and tagged, then
+ * each checked (no block handed out twice) and freed. */
+static void burst_rounds(size_t n, size_t batch, int rounds) {
   void **b = calloc(batch, sizeof *b);
   assert_non_null(b);
-  for (int round = 0; round < 16; round++) {
+  for (int round = 0; round < rounds; round++) {
     for (size_t i = 0; i < batch; i++) {
       assert_non_null(b[i] = pallet_malloc(n));
       memcpy(b[i], &i, sizeof i);
@@ -354,11 +346,25 @@ static void test_burst_keeps_growing(void **state) {
     }
     bins_ok();
   }
+  free(b);
+}
+
+/* A small class grown past its cap in bursts keeps growing on rounds
+ * that need a little more than its limit: with one refill and one flush
+ * a round, the runs of two that start the growth never come again.
+ * Rounds of 1433 blocks of 128 B (cap 128) grow the bin by runs to 1024
+ * (a round then needs 1.4 times the limit); bench-bursts stalled there,
+ * sending a third of each batch through the central lists every round. */
+static void test_burst_keeps_growing(void **state) {
+  (void)state;
+  const size_t n = 128, batch = 1433;
+  unsigned cls = pl_size_class(n);
+  assert_true(pl_tcache_burst_cap[cls] >= 2 * batch);
+  burst_rounds(n, batch, 16);
   uint32_t limit = pl_tc->real_limit[cls];
   if (!in_burst(pl_tc, cls) || limit < batch)
     fail_msg("rounds of %zu blocks: the limit stayed at %u", batch, limit);
   assert_int_equal(pl_central_check(), 0);
-  free(b);
 }
 
 /* A class above 32 KiB (spans of one or two blocks) used in bursts grows
@@ -377,21 +383,7 @@ static void test_big_class_growth(void **state) {
     uint32_t cap = pl_tcache_cap[cls];
     size_t batch = 4 * (size_t)cap;
     if (k == 0) assert_true(pl_tcache_burst_cap[cls] >= 2 * cap);
-    void **b = calloc(batch, sizeof *b);
-    assert_non_null(b);
-    for (int round = 0; round < 8; round++) {
-      for (size_t i = 0; i < batch; i++) {
-        assert_non_null(b[i] = pallet_malloc(n));
-        memcpy(b[i], &i, sizeof i);
-      }
-      for (size_t i = 0; i < batch; i++) {
-        size_t seen;
-        memcpy(&seen, b[i], sizeof seen);
-        if (seen != i) fail_msg("round %d: block %zu was handed out twice", round, i);
-        pallet_free(b[i]);
-      }
-      bins_ok();
-    }
+    burst_rounds(n, batch, 8);
     uint32_t limit = pl_tc->real_limit[cls];
     if (k == 0 && (!in_burst(pl_tc, cls) || limit <= cap || limit > pl_tcache_burst_cap[cls]))
       fail_msg("rounds of %zu blocks of %zu B: limit %u (cap %u, burst cap %u), own array %d",
@@ -399,7 +391,6 @@ static void test_big_class_growth(void **state) {
     if (k == 1 && (in_burst(pl_tc, cls) || limit > cap))
       fail_msg("rounds of %zu blocks of %zu B: limit %u past the cap %u", batch, n, limit, cap);
     assert_int_equal(pl_central_check(), 0);
-    free(b);
   }
 }
 
