@@ -87,11 +87,13 @@ static size_t nactive;
  * (tcmalloc had been 0.3x pallet's time there); bench-buffers 32768:262144
  * 0.61x, 4096:131072 with 8 threads 0.81x (1.10x the peak RSS); the
  * server mixes, larson, realloc, buffers and bench-bands medium within
- * noise in time and +0-4 % in peak RSS.  Either change alone left bursts
- * of big blocks at 0.8x.  Growing those classes after a single refill
- * and flush (as the small ones past their caps) was tried too: no
- * faster on these, and bench-buffers 4096:131072 with 8 threads took
- * 1.30x the time and 1.58x the peak RSS. */
+ * noise in time and +0-4 % in peak RSS.  With the 4 MiB budget, the
+ * bigger burst cap (with single-round growth, below) gave the bursts
+ * rows 0.81x and 0.71x; the 8 MiB budget alone, 0.94x with one thread
+ * (single runs).  Growing those classes after a single refill and flush
+ * (as the small ones past their caps) was tried too: no faster on
+ * these, and bench-buffers 4096:131072 with 8 threads took 1.30x the
+ * time and 1.58x the peak RSS. */
 #define BIG_SIZE ((size_t)32 << 10)
 #define BIG_BURST_BYTES ((size_t)512 << 10)
 
