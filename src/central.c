@@ -33,7 +33,7 @@ uint64_t pl_secret;
 
 #define XFER_MAX 512
 #define XFER_BYTES ((size_t)512 << 10)
-#define XFER_SIZE_MAX ((size_t)32 << 10)
+#define XFER_SIZE_MAX PL_BIG_CLASS_MIN
 #define XFER_BIG 8
 
 typedef struct pl_central {

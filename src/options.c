@@ -9,8 +9,8 @@
 pl_options_t pl_opt = {
     .stats = false,
     .verbose = 0,
-    .tcache_max = (size_t)8 << 20,
-    .tcache_total = (size_t)32 << 20,
+    .tcache_max = PL_TCACHE_MAX_DEFAULT,
+    .tcache_total = PL_TCACHE_TOTAL_DEFAULT,
     .decay_ms = 1000,
     .purge = 0,
     .canary = false,

@@ -8,6 +8,11 @@
 
 #include "common.h"
 
+/* The thread caches' budgets by default (tcache.c starts from them too,
+ * before pl_init_slow copies the options in). */
+#define PL_TCACHE_MAX_DEFAULT ((size_t)8 << 20)
+#define PL_TCACHE_TOTAL_DEFAULT ((size_t)32 << 20)
+
 typedef struct pl_options {
   bool stats;            /* PALLET_STATS: report at exit */
   int verbose;           /* PALLET_VERBOSE: 1 settings at start, 2 also stats at exit */

@@ -31,7 +31,7 @@ static unsigned span_pages(size_t size) {
     g = a;
   }
   size_t p0 = m / g;
-  size_t min_blocks = size <= 8192 ? 8 : size <= 32768 ? 4 : 1;
+  size_t min_blocks = size <= 8192 ? 8 : size <= PL_BIG_CLASS_MIN ? 4 : 1;
   size_t min_pages = (size * min_blocks + PL_PAGE_SIZE - 1) / PL_PAGE_SIZE;
   size_t k = (min_pages + p0 - 1) / p0;
   if (k > g) k = g; /* blocks = k * 512 / g <= 512 */

@@ -31,6 +31,11 @@ typedef struct pl_class_info {
 } pl_class_info_t;
 
 #define PL_RECIP_SHIFT 42
+/* Classes above this size get spans of one or two blocks (span_pages in
+ * sizeclass.c asks for at least 4 blocks only up to it), so every block
+ * that goes back to the central lists can empty a span: the transfer
+ * arrays (central.c) and the burst caps (tcache.c) treat them apart. */
+#define PL_BIG_CLASS_MIN ((size_t)32 << 10)
 
 extern pl_class_info_t pl_class_info[PL_NCLASSES + 1] PL_HIDDEN;
 /* The page words (4 KiB each, common.h) of a class's span under which no

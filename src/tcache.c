@@ -12,6 +12,7 @@
 #include "large.h"
 #include "lock.h"
 #include "meta.h"
+#include "options.h"
 #include "os.h"
 
 __thread pl_tls_t pl_tls __attribute__((tls_model(PL_TLS_MODEL))) = {
@@ -21,8 +22,8 @@ pl_tcache_t pl_tcache_boot; /* all three: state PL_TC_STATIC, bins empty */
 pl_tcache_t pl_tcache_init;
 pl_tcache_t pl_tcache_dead;
 
-size_t pl_tcache_max_bytes = (size_t)8 << 20;
-size_t pl_tcache_total_bytes = (size_t)32 << 20;
+size_t pl_tcache_max_bytes = PL_TCACHE_MAX_DEFAULT;
+size_t pl_tcache_total_bytes = PL_TCACHE_TOTAL_DEFAULT;
 uint32_t pl_tcache_cap[PL_NCLASSES + 1];
 uint32_t pl_tcache_burst_cap[PL_NCLASSES + 1];
 static size_t total_slots;
@@ -94,7 +95,7 @@ static size_t nactive;
  * (as the small ones past their caps) was tried too: no faster on
  * these, and bench-buffers 4096:131072 with 8 threads took 1.30x the
  * time and 1.58x the peak RSS. */
-#define BIG_SIZE ((size_t)32 << 10)
+#define BIG_SIZE PL_BIG_CLASS_MIN
 #define BIG_BURST_BYTES ((size_t)512 << 10)
 
 uint16_t pl_bin_lookup[PL_SMALL_LOOKUP_MAX + 1];
