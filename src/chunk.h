@@ -110,6 +110,7 @@ typedef struct pl_chunk {
   size_t size;                    /* bytes mapped */
   size_t usable;                  /* huge: usable bytes of the block */
   uint8_t kind;                   /* pl_chunk_kind_t */
+  uint8_t heap;                   /* heap chunk: which span heap owns it (span.c) */
   struct pl_chunk *next, *prev;   /* list of heap chunks / huge blocks */
   pl_pageword_t *own_info;        /* arrays for a chunk outside the arena */
   struct pl_span **own_span;      /* (allocated when first needed) */

@@ -29,6 +29,12 @@
 #define PL_EXPORT __attribute__((visibility("default")))
 #define PL_CACHELINE 64
 #define PL_ALIGNED(n) __attribute__((aligned(n)))
+/* pallet's thread-local data (tcache.h's pl_tls, span.c's home heap). */
+#if PL_TLS_INITIAL_EXEC
+#define PL_TLS_MODEL "initial-exec"
+#else
+#define PL_TLS_MODEL "global-dynamic" /* --disable-initial-exec-tls */
+#endif
 
 /* Built with a sanitizer (which must see every memory access). */
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)

@@ -172,11 +172,24 @@ static void report_settings(void) {
   pl_msg_dec(&m, pl_opt.dirty_max);
   pl_msg_str(&m, " retain_chunks=");
   pl_msg_dec(&m, pl_opt.retain_chunks);
+  pl_msg_str(&m, " heaps=");
+  pl_msg_dec(&m, pl_span_nheaps);
   pl_msg_str(&m, pl_opt.canary ? " canary=1" : " canary=0");
   pl_msg_str(&m, pl_opt.junk ? " junk=1" : " junk=0");
   pl_msg_str(&m, pl_opt.background ? " background_thread=1" : " background_thread=0");
   pl_msg_str(&m, pl_config_hardening ? " hardening=on\n" : " hardening=off\n");
   pl_msg_write(&m);
+}
+
+/* Span heaps: PALLET_HEAPS, or one per CPU the process may use (at most
+ * PL_SPAN_HEAPS_MAX).  (Unit tests that never run this keep one.)  Two
+ * per CPU were no faster here (2 CPUs, 5 runs: bench-buffers 0.111 s
+ * both, with 8 threads 0.122 and 0.124 s) and held more memory (peak
+ * RSS 55.5 against 66.2 MiB, with 8 threads 78.3 against 97.5). */
+static void set_heaps(void) {
+  unsigned n = pl_opt.heaps ? pl_opt.heaps : pl_os_ncpus();
+  if (n > PL_SPAN_HEAPS_MAX) n = PL_SPAN_HEAPS_MAX;
+  __atomic_store_n(&pl_span_nheaps, n, __ATOMIC_RELAXED);
 }
 
 void pl_init_slow(void) {
@@ -188,6 +201,7 @@ void pl_init_slow(void) {
     pl_tcache_max_bytes = pl_opt.tcache_max;
     pl_tcache_total_bytes = pl_opt.tcache_total;
     pl_span_dirty_min = pl_opt.dirty_max;
+    set_heaps();
     pl_span_others_busy = pl_tcache_others_busy;
     if (pl_opt.junk) pl_central_carve_hook = pl_junk_fresh;
     pl_sizeclass_init();

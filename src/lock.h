@@ -11,13 +11,14 @@
  *   0. start-up                (lifecycle.c)
  *   1. thread-cache registry   (tcache.c)
  *   2. central list of class 1 .. class N   (central.c, ascending)
- *   3. span heap               (span.c)
+ *   3. span heaps 0 .. N-1     (span.c, ascending)
  *   4. huge-block registry     (large.c)
  *   5. chunk-record pool       (chunk.c)
  *   6. metadata allocator      (meta.c)
- * The nestings that exist: every central lock, then the heap lock (the
- * statistics and the heap map walk spans that way); the heap lock, then
- * the chunk-record lock (purging a whole chunk).  Every other lock is held
+ * The nestings that exist: every central lock, then a heap lock (the
+ * statistics and the heap map walk spans that way); a heap lock, then
+ * the chunk-record lock (purging a whole chunk); every heap lock, in
+ * order, only in the fork handlers.  Every other lock is held
  * alone.
  * No system call that maps or unmaps memory is made while any is held.
  */
@@ -86,6 +87,13 @@ PL_INLINE void pl_lock(pl_lock_t *l) {
                                             __ATOMIC_RELAXED)))
     return;
   pl_lock_slow(l);
+}
+
+/* Takes l if it is free, without waiting; true if taken. */
+PL_INLINE bool pl_trylock(pl_lock_t *l) {
+  int z = 0;
+  return __atomic_load_n(&l->state, __ATOMIC_RELAXED) == 0 &&
+         __atomic_compare_exchange_n(&l->state, &z, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
 }
 
 PL_INLINE void pl_unlock(pl_lock_t *l) {

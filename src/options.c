@@ -18,6 +18,7 @@ pl_options_t pl_opt = {
     .background = false,
     .retain_chunks = 1,
     .dirty_max = (size_t)16 << 20,
+    .heaps = 0,
 };
 
 static bool streq(const char *a, const char *b) {
@@ -104,6 +105,9 @@ static void set_option(const char *name, const char *value) {
   } else if (streq(name, "PALLET_DIRTY_MAX")) {
     if (parse_size(value, (uint64_t)1 << 40, &n)) pl_opt.dirty_max = (size_t)n;
     else warn_bad(name, value, "a byte count, suffix k/m/g allowed");
+  } else if (streq(name, "PALLET_HEAPS")) {
+    if (parse_size(value, 16, &n) && n >= 1) pl_opt.heaps = (unsigned)n;
+    else warn_bad(name, value, "a count of heaps, 1 to 16");
   } else if (streq(name, "PALLET_RETAIN_CHUNKS")) {
     if (parse_size(value, 1024, &n)) pl_opt.retain_chunks = (size_t)n;
     else warn_bad(name, value, "a count of chunks, 0 to 1024");

@@ -25,6 +25,7 @@ typedef struct pl_options {
   bool background;       /* PALLET_BACKGROUND_THREAD: purge on a timer */
   size_t retain_chunks;  /* PALLET_RETAIN_CHUNKS: free chunks kept mapped */
   size_t dirty_max;      /* PALLET_DIRTY_MAX: free memory kept regardless of age */
+  unsigned heaps;        /* PALLET_HEAPS: span heaps, 1 .. 16 (0: not set, one per CPU) */
 } pl_options_t;
 
 extern pl_options_t pl_opt PL_HIDDEN;

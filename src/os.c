@@ -9,6 +9,7 @@
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -138,4 +139,14 @@ uint64_t pl_os_random(void) {
   r ^= (uint64_t)ts.tv_nsec << 17;
   errno = saved;
   return r;
+}
+
+unsigned pl_os_ncpus(void) {
+  int saved = errno;
+  uint64_t mask[16] = {0}; /* 1024 CPUs */
+  long n = syscall(SYS_sched_getaffinity, 0, sizeof mask, mask);
+  unsigned count = 0;
+  for (long i = 0; i < n / 8; i++) count += (unsigned)__builtin_popcountll(mask[i]);
+  errno = saved;
+  return count ? count : 1;
 }

@@ -35,5 +35,8 @@ uint64_t pl_os_now_ms(void) PL_HIDDEN;
 /* 64 random bits: AT_RANDOM from the kernel, mixed with getrandom when it
  * answers without blocking. */
 uint64_t pl_os_random(void) PL_HIDDEN;
+/* The CPUs this thread may run on (its affinity mask); 1 if the OS does
+ * not say. */
+unsigned pl_os_ncpus(void) PL_HIDDEN;
 
 #endif /* PL_OS_H */

@@ -1,5 +1,5 @@
 /*
- * span.c — the coalescing span heap.  See span.h for the invariants.
+ * span.c — the coalescing span heaps.  See span.h for the invariants.
  *
  * Descriptors come from a pool refilled from metadata before the heap lock
  * is taken, so that a split never has to map memory under the lock.
@@ -23,98 +23,171 @@ size_t pl_span_retain_chunks = 1;
 size_t pl_span_dirty_min = (size_t)16 << 20;
 unsigned pl_span_dirty_shift = 4;
 bool (*pl_span_others_busy)(uint64_t now);
+unsigned pl_span_nheaps = 1;
 
-static pl_lock_t heap_lock = PL_LOCK_INIT;
-static pl_span_t *bucket[NBUCKETS];
-static uint64_t bucket_map[BUCKET_WORDS];
-static pl_chunk_t *chunk_list; /* every heap chunk */
-static size_t nchunks;
-static pl_span_t *desc_free;
-static size_t desc_nfree;
-static size_t unmapped_chunks;
-/* The ndirty pages of the free spans in the buckets, and pages of SMALL
- * and LARGE spans; both under heap_lock. */
-static size_t dirty_pages;
-static size_t active_pages;
+/* One span heap: its chunks, their free spans, its descriptor pool. */
+typedef struct heap {
+  pl_lock_t lock;
+  pl_span_t *desc_free;
+  size_t desc_nfree;
+  pl_chunk_t *chunk_list; /* every chunk of this heap */
+  size_t nchunks;
+  size_t unmapped_chunks;
+  /* The ndirty pages of the free spans in the buckets, and pages of SMALL
+   * and LARGE spans; written under the lock, read by any thread (the
+   * dirty limit is the sum over the heaps). */
+  size_t dirty_pages;
+  size_t active_pages;
+  /* The other heaps' dirty and active pages, summed at most once a
+   * millisecond (give_back_locked): summing them at every free, four
+   * heaps' lines read under a lock, took 4 % of bench-buffers' time. */
+  uint64_t others_ms;
+  size_t others_dirty, others_active;
+  uint64_t bucket_map[BUCKET_WORDS];
+  pl_span_t *bucket[NBUCKETS];
+} PL_ALIGNED(PL_CACHELINE) heap_t;
+
+static heap_t heaps[PL_SPAN_HEAPS_MAX];
+
+PL_INLINE unsigned nheaps(void) { return __atomic_load_n(&pl_span_nheaps, __ATOMIC_RELAXED); }
+PL_INLINE heap_t *heap_of_chunk(const pl_chunk_t *c) {
+  return &heaps[__atomic_load_n(&c->heap, __ATOMIC_RELAXED)];
+}
+PL_INLINE heap_t *heap_of(const pl_span_t *s) { return heap_of_chunk(s->chunk); }
+
+/* Each thread has a home heap, dealt round-robin at its first call; 0 in
+ * this byte means none yet, n the (n-1)-th of a count that wraps at 240
+ * (a multiple of every heap count up to 6 and of 8, 10, 12, 15, 16). */
+static __thread uint8_t home_plus1 __attribute__((tls_model(PL_TLS_MODEL)));
+static unsigned next_home;
+
+static unsigned home_heap(unsigned nh) {
+  unsigned h = home_plus1;
+  if (PL_UNLIKELY(h == 0)) {
+    h = __atomic_fetch_add(&next_home, 1, __ATOMIC_RELAXED) % 240 + 1;
+    home_plus1 = (uint8_t)h;
+  }
+  return (h - 1) % nh;
+}
+
+unsigned pl_span_home(void) { return home_heap(nheaps()); }
+
+PL_INLINE void add_dirty(heap_t *h, size_t pages, bool add) {
+  __atomic_store_n(&h->dirty_pages, add ? h->dirty_pages + pages : h->dirty_pages - pages,
+                   __ATOMIC_RELAXED);
+}
+PL_INLINE void add_active(heap_t *h, size_t pages, bool add) {
+  __atomic_store_n(&h->active_pages, add ? h->active_pages + pages : h->active_pages - pages,
+                   __ATOMIC_RELAXED);
+}
+/* Sums over the heaps, read without their locks. */
+static size_t all_dirty_pages(void) {
+  size_t n = 0;
+  for (unsigned i = 0, nh = nheaps(); i < nh; i++) n += __atomic_load_n(&heaps[i].dirty_pages, __ATOMIC_RELAXED);
+  return n;
+}
+static size_t all_active_pages(void) {
+  size_t n = 0;
+  for (unsigned i = 0, nh = nheaps(); i < nh; i++) n += __atomic_load_n(&heaps[i].active_pages, __ATOMIC_RELAXED);
+  return n;
+}
 
 /* ---- descriptors ---------------------------------------------------- */
 
 /* Makes sure at least DESC_LOW descriptors are pooled.  Called without the
  * heap lock; may map metadata. */
-static bool desc_reserve(void) {
-  if (__atomic_load_n(&desc_nfree, __ATOMIC_RELAXED) >= DESC_LOW) return true;
+static bool desc_reserve(heap_t *h) {
+  if (__atomic_load_n(&h->desc_nfree, __ATOMIC_RELAXED) >= DESC_LOW) return true;
   pl_span_t *batch = pl_meta_alloc(DESC_BATCH * sizeof(pl_span_t), PL_CACHELINE);
   if (batch == NULL) return false;
-  pl_lock(&heap_lock);
+  pl_lock(&h->lock);
   for (size_t i = 0; i < DESC_BATCH; i++) {
-    batch[i].next = desc_free;
-    desc_free = &batch[i];
+    batch[i].next = h->desc_free;
+    h->desc_free = &batch[i];
   }
-  __atomic_store_n(&desc_nfree, desc_nfree + DESC_BATCH, __ATOMIC_RELAXED);
-  pl_unlock(&heap_lock);
+  __atomic_store_n(&h->desc_nfree, h->desc_nfree + DESC_BATCH, __ATOMIC_RELAXED);
+  pl_unlock(&h->lock);
   return true;
 }
 
 /* Takes the heap lock with at least n descriptors pooled (other threads
  * may take the reserved ones between desc_reserve and the lock, so the
  * pool is looked at under it).  false, unlocked, when out of memory. */
-static bool lock_with_descs(size_t n) {
+static bool lock_with_descs(heap_t *h, size_t n) {
   for (;;) {
-    if (!desc_reserve()) return false;
-    pl_lock(&heap_lock);
-    if (desc_nfree >= n) return true;
-    pl_unlock(&heap_lock);
+    if (!desc_reserve(h)) return false;
+    pl_lock(&h->lock);
+    if (h->desc_nfree >= n) return true;
+    pl_unlock(&h->lock);
   }
 }
 
-static pl_span_t *desc_take(void) {
-  pl_span_t *s = desc_free;
+/* For an allocation: some heap locked with at least n descriptors
+ * pooled, or NULL (none locked) when out of memory.  The calling
+ * thread's home heap if it is free, else the next free one; if all are
+ * busy, it waits for its home heap. */
+static heap_t *lock_for_alloc(size_t n) {
+  unsigned nh = nheaps(), home = home_heap(nh);
+  for (unsigned i = 0; nh > 1 && i < nh; i++) {
+    heap_t *h = &heaps[(home + i) % nh];
+    if (!desc_reserve(h)) return NULL;
+    if (pl_trylock(&h->lock)) {
+      if (h->desc_nfree >= n) return h;
+      pl_unlock(&h->lock);
+    }
+  }
+  heap_t *h = &heaps[home];
+  return lock_with_descs(h, n) ? h : NULL;
+}
+
+static pl_span_t *desc_take(heap_t *h) {
+  pl_span_t *s = h->desc_free;
   pl_assert(s != NULL);
-  desc_free = s->next;
-  __atomic_store_n(&desc_nfree, desc_nfree - 1, __ATOMIC_RELAXED);
+  h->desc_free = s->next;
+  __atomic_store_n(&h->desc_nfree, h->desc_nfree - 1, __ATOMIC_RELAXED);
   memset(s, 0, sizeof *s);
   return s;
 }
 
-static void desc_give(pl_span_t *s) {
+static void desc_give(heap_t *h, pl_span_t *s) {
   s->state = PL_SPAN_UNUSED;
-  s->next = desc_free;
-  desc_free = s;
-  __atomic_store_n(&desc_nfree, desc_nfree + 1, __ATOMIC_RELAXED);
+  s->next = h->desc_free;
+  h->desc_free = s;
+  __atomic_store_n(&h->desc_nfree, h->desc_nfree + 1, __ATOMIC_RELAXED);
 }
 
 /* ---- buckets -------------------------------------------------------- */
 
-static void bucket_insert(pl_span_t *s) {
+static void bucket_insert(heap_t *h, pl_span_t *s) {
   size_t n = s->npages;
   s->prev = NULL;
-  s->next = bucket[n];
+  s->next = h->bucket[n];
   if (s->next) s->next->prev = s;
-  bucket[n] = s;
-  bucket_map[n / 64] |= (uint64_t)1 << (n % 64);
-  dirty_pages += s->ndirty;
+  h->bucket[n] = s;
+  h->bucket_map[n / 64] |= (uint64_t)1 << (n % 64);
+  add_dirty(h, s->ndirty, true);
 }
 
-static void bucket_remove(pl_span_t *s) {
+static void bucket_remove(heap_t *h, pl_span_t *s) {
   size_t n = s->npages;
   if (s->prev)
     s->prev->next = s->next;
   else
-    bucket[n] = s->next;
+    h->bucket[n] = s->next;
   if (s->next) s->next->prev = s->prev;
-  if (bucket[n] == NULL) bucket_map[n / 64] &= ~((uint64_t)1 << (n % 64));
+  if (h->bucket[n] == NULL) h->bucket_map[n / 64] &= ~((uint64_t)1 << (n % 64));
   s->next = s->prev = NULL;
-  dirty_pages -= s->ndirty;
+  add_dirty(h, s->ndirty, false);
 }
 
 /* Smallest non-empty bucket >= n, or 0. */
-static size_t bucket_find(size_t n) {
+static size_t bucket_find(const heap_t *h, size_t n) {
   size_t w = n / 64;
-  uint64_t bits = bucket_map[w] & (~(uint64_t)0 << (n % 64));
+  uint64_t bits = h->bucket_map[w] & (~(uint64_t)0 << (n % 64));
   for (;;) {
     if (bits) return w * 64 + (size_t)__builtin_ctzll(bits);
     if (++w >= BUCKET_WORDS) return 0;
-    bits = bucket_map[w];
+    bits = h->bucket_map[w];
   }
 }
 
@@ -192,8 +265,8 @@ void pl_span_set_cold(pl_span_t *s, uint64_t mask, bool cold) {
 
 /* ---- chunks --------------------------------------------------------- */
 
-/* Maps a new chunk and adds it to the heap as one free span. */
-static bool chunk_grow(void) {
+/* Maps a new chunk and adds it to heap h as one free span. */
+static bool chunk_grow(heap_t *h) {
   pl_chunk_t *rec = pl_chunk_record_new();
   if (rec == NULL) return false;
   void *mem = pl_chunk_heap_map(rec);
@@ -202,17 +275,18 @@ static bool chunk_grow(void) {
     return false;
   }
   rec->kind = PL_CHUNK_HEAP;
+  __atomic_store_n(&rec->heap, (uint8_t)(h - heaps), __ATOMIC_RELAXED); /* (pl_span_find may read a recycled record's) */
   rec->base = (uintptr_t)mem;
   rec->size = PL_CHUNK_SIZE;
   /* (Taking the lock after desc_reserve without looking at the pool
    * again, 32 threads of bench-servermix found it empty about once in 20
    * runs.) */
-  if (!pl_chunk_map_reserve((uintptr_t)mem, PL_CHUNK_SIZE) || !lock_with_descs(1)) {
+  if (!pl_chunk_map_reserve((uintptr_t)mem, PL_CHUNK_SIZE) || !lock_with_descs(h, 1)) {
     pl_chunk_heap_unmap(rec);
     pl_chunk_record_release(rec);
     return false;
   }
-  pl_span_t *s = desc_take();
+  pl_span_t *s = desc_take(h);
   s->start = rec->base;
   s->chunk = rec;
   s->npages = PL_CHUNK_PAGES;
@@ -221,13 +295,13 @@ static bool chunk_grow(void) {
   s->ndirty = 0;
   map_span(s);
   rec->prev = NULL;
-  rec->next = chunk_list;
-  if (chunk_list) chunk_list->prev = rec;
-  chunk_list = rec;
-  nchunks++;
-  bucket_insert(s);
+  rec->next = h->chunk_list;
+  if (h->chunk_list) h->chunk_list->prev = rec;
+  h->chunk_list = rec;
+  h->nchunks++;
+  bucket_insert(h, s);
   pl_chunk_map_set(rec->base, PL_CHUNK_SIZE, rec);
-  pl_unlock(&heap_lock);
+  pl_unlock(&h->lock);
   return true;
 }
 
@@ -246,8 +320,8 @@ static void carve_dirty(pl_span_t *front, pl_span_t *s, size_t n) {
  * descriptor, which it returns (the caller maps it); s keeps the rest,
  * whose last page's entry needs no change and whose new first page's
  * entry is set here (the caller puts it where it belongs). */
-static pl_span_t *split_front(pl_span_t *s, size_t n) {
-  pl_span_t *front = desc_take();
+static pl_span_t *split_front(heap_t *h, pl_span_t *s, size_t n) {
+  pl_span_t *front = desc_take(h);
   front->start = s->start;
   front->chunk = s->chunk;
   front->npages = (uint32_t)n;
@@ -272,7 +346,7 @@ static uint8_t merge_flags(uint8_t a, uint8_t b) {
 /* Free spans a and b (out of their buckets), b right after a, become one.
  * The one with more pages keeps its descriptor; returns it.  Only the
  * merged span's two end pages' entries change (map_span). */
-static pl_span_t *merge(pl_span_t *a, pl_span_t *b) {
+static pl_span_t *merge(heap_t *h, pl_span_t *a, pl_span_t *b) {
   pl_span_t *keep = a->npages >= b->npages ? a : b;
   pl_span_t *gone = keep == a ? b : a;
   /* The merged span takes the age of the part with more dirty pages (the
@@ -288,14 +362,14 @@ static pl_span_t *merge(pl_span_t *a, pl_span_t *b) {
   keep->npages = a->npages + b->npages;
   keep->ndirty = a->ndirty + b->ndirty;
   keep->flags = merge_flags(a->flags, b->flags);
-  desc_give(gone);
+  desc_give(h, gone);
   map_span(keep);
   return keep;
 }
 
 /* Frees s (already out of any list, its pages' entries naming it) under
- * the heap lock, coalescing. */
-static void free_locked(pl_span_t *s, uint8_t flags, uint64_t now) {
+ * its heap's lock h, coalescing. */
+static void free_locked(heap_t *h, pl_span_t *s, uint8_t flags, uint64_t now) {
   pl_chunk_t *c = s->chunk;
   s->state = PL_SPAN_FREE;
   s->flags = flags;
@@ -305,28 +379,29 @@ static void free_locked(pl_span_t *s, uint8_t flags, uint64_t now) {
   if (first > 0) {
     pl_span_t *l = c->page_span[first - 1];
     if (l->state == PL_SPAN_FREE) {
-      bucket_remove(l);
-      s = merge(l, s);
+      bucket_remove(h, l);
+      s = merge(h, l, s);
     }
   }
   size_t end = first_page(s) + s->npages;
   if (end < PL_CHUNK_PAGES) {
     pl_span_t *r = c->page_span[end];
     if (r->state == PL_SPAN_FREE) {
-      bucket_remove(r);
-      s = merge(s, r);
+      bucket_remove(h, r);
+      s = merge(h, s, r);
     }
   }
-  bucket_insert(s);
+  bucket_insert(h, s);
 }
 
-/* Pages of dirty memory the heap may keep before it purges at once
- * (heap_lock held). */
-static size_t dirty_limit_pages(void) {
+/* Pages of dirty memory the heaps together may keep before they purge
+ * at once, when active pages are in use. */
+static size_t dirty_limit_for(size_t active) {
   size_t floor = pl_span_dirty_min >> PL_PAGE_SHIFT;
-  size_t ratio = active_pages >> pl_span_dirty_shift;
+  size_t ratio = active >> pl_span_dirty_shift;
   return floor > ratio ? floor : ratio;
 }
+static size_t dirty_limit_pages(void) { return dirty_limit_for(all_active_pages()); }
 
 /* Dirty memory above the limit is purged as frees come in.  A span of
  * small blocks comes back only once every block of it has been freed, so
@@ -347,6 +422,13 @@ static size_t dirty_limit_pages(void) {
  * frees, or its exit, purge as before. */
 #define PURGE_MIN_AGE_MS 100
 static uint64_t next_soft_purge;
+/* Whether a soft purge may run now (at most one every PURGE_MIN_AGE_MS,
+ * whichever heap asks). */
+static bool take_soft_turn(uint64_t now) {
+  uint64_t next = __atomic_load_n(&next_soft_purge, __ATOMIC_RELAXED);
+  return now >= next && __atomic_compare_exchange_n(&next_soft_purge, &next, now + PURGE_MIN_AGE_MS,
+                                                    false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+}
 /* Pages of small-block spans freed since the last purge.  Past the limit,
  * a small span's return purges at once only when these come to half the
  * limit: the working set of small blocks has shrunk by that much.  (At
@@ -362,43 +444,47 @@ typedef struct purge_plan {
   size_t limit;
 } purge_plan_t;
 
-/* Gives s (SMALL or LARGE, out of any list) back to the heap, heap_lock
- * held, and plans the purge. */
-static purge_plan_t give_back_locked(pl_span_t *s, uint64_t now) {
+/* Gives s (SMALL or LARGE, out of any list) back to its heap h, whose
+ * lock is held, and plans the purge.  The limit and the dirty memory it
+ * is held against are those of all the heaps together. */
+static purge_plan_t give_back_locked(heap_t *h, pl_span_t *s, uint64_t now) {
   pl_dassert(s->state == PL_SPAN_SMALL || s->state == PL_SPAN_LARGE);
   /* A span of fewer than 8 blocks (classes above about 8 KiB) empties
    * whenever its few blocks are freed, as in any churn of big blocks, and
    * is as likely to be needed again at once as a large block: it is
    * treated as one. */
   purge_plan_t p = {.small = s->state == PL_SPAN_SMALL && pl_class_info[s->cls].nblocks >= 8};
-  active_pages -= s->npages;
-  if (p.small) small_freed_pages += s->npages;
+  add_active(h, s->npages, false);
+  size_t small_freed = p.small ? __atomic_add_fetch(&small_freed_pages, s->npages, __ATOMIC_RELAXED)
+                               : __atomic_load_n(&small_freed_pages, __ATOMIC_RELAXED);
   uint8_t flags = PL_SPAN_DIRTY;
   if (s->state == PL_SPAN_SMALL) {
     size_t first = first_page(s);
     set_page_words(s->chunk, first, s->npages, pl_pw_ghost(s->cls, first));
     flags |= PL_SPAN_GHOST;
   }
-  free_locked(s, flags, now);
-  p.limit = dirty_limit_pages();
-  bool over = dirty_pages > p.limit;
-  p.soft = over && !p.small && now >= next_soft_purge;
-  p.hard = p.small ? over && small_freed_pages > p.limit / 2 : dirty_pages > 4 * p.limit;
-  if (p.soft) next_soft_purge = now + PURGE_MIN_AGE_MS;
-  if (p.hard) small_freed_pages = 0; /* (the purge does too, but only after the unlock) */
+  free_locked(h, s, flags, now);
+  if (h->others_ms != now) {
+    h->others_ms = now;
+    h->others_dirty = all_dirty_pages() - h->dirty_pages;
+    h->others_active = all_active_pages() - h->active_pages;
+  }
+  p.limit = dirty_limit_for(h->active_pages + h->others_active);
+  size_t dirty = h->dirty_pages + h->others_dirty;
+  bool over = dirty > p.limit;
+  p.soft = over && !p.small && take_soft_turn(now);
+  p.hard = p.small ? over && small_freed > p.limit / 2 : dirty > 4 * p.limit;
+  if (p.hard) __atomic_store_n(&small_freed_pages, 0, __ATOMIC_RELAXED); /* (the purge does too, but only after the unlock) */
   return p;
 }
 
 /* Carries out plan p, with no lock held. */
 static void run_purge_plan(purge_plan_t p, uint64_t now) {
   /* Asked only now: the hook takes the cache registry's lock, which
-   * comes before the heap's (fork order). */
+   * comes before the heaps' (fork order). */
   if (PL_UNLIKELY(p.hard) && pl_span_others_busy != NULL && pl_span_others_busy(now)) {
     p.hard = false;
-    pl_lock(&heap_lock);
-    p.soft = now >= next_soft_purge;
-    if (p.soft) next_soft_purge = now + PURGE_MIN_AGE_MS;
-    pl_unlock(&heap_lock);
+    p.soft = take_soft_turn(now);
   }
   if (PL_UNLIKELY(p.soft)) pl_span_purge(PURGE_MIN_AGE_MS, false, (p.limit / 2) << PL_PAGE_SHIFT);
   if (PL_UNLIKELY(p.hard))
@@ -407,14 +493,47 @@ static void run_purge_plan(purge_plan_t p, uint64_t now) {
 
 void pl_span_free(pl_span_t *s) {
   uint64_t now = pl_os_now_ms();
-  pl_lock(&heap_lock);
-  purge_plan_t p = give_back_locked(s, now);
-  pl_unlock(&heap_lock);
+  heap_t *h = heap_of(s);
+  pl_lock(&h->lock);
+  purge_plan_t p = give_back_locked(h, s, now);
+  pl_unlock(&h->lock);
   if (PL_UNLIKELY(p.soft || p.hard)) run_purge_plan(p, now);
 }
 
 /* ---- allocation ----------------------------------------------------- */
 
+/* A free span of heap h (locked) of at least need pages, out of its
+ * bucket, with its first npages aligned to align_pages pages split off
+ * (the rest, before and after, stays in the heap); NULL if none fits. */
+static pl_span_t *take_locked(heap_t *h, size_t need, size_t npages, size_t align_pages) {
+  size_t b = bucket_find(h, need);
+  if (b == 0) return NULL;
+  pl_span_t *s = h->bucket[b];
+  bucket_remove(h, s);
+  if (align_pages > 1) {
+    uintptr_t a = PL_ALIGN_UP(s->start, align_pages * PL_PAGE_SIZE);
+    size_t head = (a - s->start) >> PL_PAGE_SHIFT;
+    if (head) {
+      /* The misaligned head stays in the heap, under a new descriptor
+       * (only its pages' entries change); carve from the rest. */
+      pl_span_t *hd = split_front(h, s, head);
+      map_span(hd);
+      bucket_insert(h, hd);
+    }
+  }
+  if (s->npages > npages) {
+    pl_span_t *front = split_front(h, s, npages);
+    bucket_insert(h, s); /* the rest */
+    s = front;
+  }
+  return s;
+}
+
+/* Where a span comes from: the heap lock_for_alloc takes (the thread's
+ * home heap, or the next one free); if nothing fits there, the other
+ * heaps in turn, so that a heap maps a new chunk only when no heap has
+ * room (a thread that allocates what others freed, in their heaps, uses
+ * their memory); then a new chunk for the first heap. */
 pl_span_t *pl_span_alloc(size_t npages, size_t align_pages, int state,
                          unsigned cls, bool *zeroed, pl_span_t *also_free) {
   pl_dassert(npages >= 1 && npages <= PL_CHUNK_PAGES);
@@ -423,80 +542,58 @@ pl_span_t *pl_span_alloc(size_t npages, size_t align_pages, int state,
   purge_plan_t plan = {.soft = false};
   pl_span_t *s = NULL;
   if (need > PL_CHUNK_PAGES) goto out;
-  for (;;) {
-    if (!lock_with_descs(2)) goto out;
-    if (also_free) {
-      plan = give_back_locked(also_free, now);
-      also_free = NULL;
-    }
-    size_t b = bucket_find(need);
-    if (b == 0) {
-      pl_unlock(&heap_lock);
-      if (!chunk_grow()) goto out;
-      continue;
-    }
-    s = bucket[b];
-    bucket_remove(s);
-    if (align_pages > 1) {
-      uintptr_t a = PL_ALIGN_UP(s->start, align_pages * PL_PAGE_SIZE);
-      size_t head = (a - s->start) >> PL_PAGE_SHIFT;
-      if (head) {
-        /* The misaligned head stays in the heap, under a new descriptor
-         * (only its pages' entries change); carve from the rest. */
-        pl_span_t *h = split_front(s, head);
-        map_span(h);
-        bucket_insert(h);
-      }
-    }
-    if (s->npages > npages) {
-      pl_span_t *front = split_front(s, npages);
-      bucket_insert(s); /* the rest */
-      s = front;
-    }
-    *zeroed = (s->flags & PL_SPAN_ZERO) != 0 && !(s->flags & PL_SPAN_DIRTY);
-    if (state == PL_SPAN_LARGE && (s->flags & PL_SPAN_GHOST)) clear_ghosts(s->chunk, first_page(s), s->npages);
-    s->state = (uint8_t)state;
-    s->cls = (uint8_t)cls;
-    s->flags = 0;
-    s->listed = 0;
-    map_span(s);
-    active_pages += s->npages;
-    pl_unlock(&heap_lock);
-    break;
+  heap_t *h = lock_for_alloc(2);
+  if (h == NULL) goto out;
+  if (also_free && heap_of(also_free) == h) {
+    plan = give_back_locked(h, also_free, now);
+    also_free = NULL;
   }
+  s = take_locked(h, need, npages, align_pages);
+  while (s == NULL) {
+    pl_unlock(&h->lock);
+    heap_t *first = h;
+    unsigned nh = nheaps();
+    for (unsigned i = 1; i < nh && s == NULL; i++) {
+      h = &heaps[(unsigned)(first - heaps + i) % nh];
+      if (!lock_with_descs(h, 2)) goto out;
+      s = take_locked(h, need, npages, align_pages);
+      if (s == NULL) pl_unlock(&h->lock);
+    }
+    if (s != NULL) break;
+    h = first;
+    if (!chunk_grow(h) || !lock_with_descs(h, 2)) goto out;
+    s = take_locked(h, need, npages, align_pages);
+  }
+  *zeroed = (s->flags & PL_SPAN_ZERO) != 0 && !(s->flags & PL_SPAN_DIRTY);
+  if (state == PL_SPAN_LARGE && (s->flags & PL_SPAN_GHOST)) clear_ghosts(s->chunk, first_page(s), s->npages);
+  s->state = (uint8_t)state;
+  s->cls = (uint8_t)cls;
+  s->flags = 0;
+  s->listed = 0;
+  map_span(s);
+  add_active(h, s->npages, true);
+  pl_unlock(&h->lock);
 out:
-  if (also_free) pl_span_free(also_free); /* (the lock was never taken) */
+  if (also_free) pl_span_free(also_free); /* (not given back above) */
   if (PL_UNLIKELY(plan.soft || plan.hard)) run_purge_plan(plan, now);
   return s;
 }
 
-bool pl_span_over_half_limit(void) {
-  pl_lock(&heap_lock);
-  bool over = dirty_pages > dirty_limit_pages() / 2;
-  pl_unlock(&heap_lock);
-  return over;
-}
+bool pl_span_over_half_limit(void) { return all_dirty_pages() > dirty_limit_pages() / 2; }
 
 size_t pl_span_purge_excess(void) {
-  pl_lock(&heap_lock);
   size_t half = dirty_limit_pages() / 2;
-  bool over = dirty_pages > half;
-  pl_unlock(&heap_lock);
-  return over ? pl_span_purge(0, false, half << PL_PAGE_SHIFT) : 0;
+  return all_dirty_pages() > half ? pl_span_purge(0, false, half << PL_PAGE_SHIFT) : 0;
 }
 
-size_t pl_span_dirty_bytes(void) {
-  pl_lock(&heap_lock);
-  size_t d = dirty_pages;
-  pl_unlock(&heap_lock);
-  return d << PL_PAGE_SHIFT;
-}
+size_t pl_span_dirty_bytes(void) { return all_dirty_pages() << PL_PAGE_SHIFT; }
 
 void pl_span_shrink(pl_span_t *s, size_t npages) {
   if (npages >= s->npages) return;
   uint64_t now = pl_os_now_ms();
-  if (!lock_with_descs(1)) return; /* keep it whole: still correct */
-  pl_span_t *tail = desc_take();
+  heap_t *h = heap_of(s);
+  if (!lock_with_descs(h, 1)) return; /* keep it whole: still correct */
+  pl_span_t *tail = desc_take(h);
   tail->start = s->start + npages * PL_PAGE_SIZE;
   tail->chunk = s->chunk;
   tail->npages = s->npages - (uint32_t)npages;
@@ -504,67 +601,70 @@ void pl_span_shrink(pl_span_t *s, size_t npages) {
   s->npages = (uint32_t)npages;
   map_span(s);
   map_span(tail);
-  active_pages -= tail->npages;
-  free_locked(tail, PL_SPAN_DIRTY, now);
-  pl_unlock(&heap_lock);
+  add_active(h, tail->npages, false);
+  free_locked(h, tail, PL_SPAN_DIRTY, now);
+  pl_unlock(&h->lock);
 }
 
 bool pl_span_grow(pl_span_t *s, size_t npages) {
   bool ok = false;
-  pl_lock(&heap_lock);
+  heap_t *h = heap_of(s);
+  pl_lock(&h->lock);
   size_t end = first_page(s) + s->npages;
   if (npages > s->npages && end < PL_CHUNK_PAGES) {
     pl_span_t *r = s->chunk->page_span[end];
     size_t take = npages - s->npages;
     if (r->state == PL_SPAN_FREE && r->npages >= take) {
-      bucket_remove(r);
+      bucket_remove(h, r);
       if (r->flags & PL_SPAN_GHOST) clear_ghosts(s->chunk, end, take);
       if (r->npages > take) {
         carve_dirty(NULL, r, take);
         r->start += take * PL_PAGE_SIZE;
         r->npages -= (uint32_t)take;
         map_span(r);
-        bucket_insert(r);
+        bucket_insert(h, r);
       } else {
-        desc_give(r);
+        desc_give(h, r);
       }
       s->npages = (uint32_t)npages;
       map_span(s);
-      active_pages += take;
+      add_active(h, take, true);
       ok = true;
     }
   }
-  pl_unlock(&heap_lock);
+  pl_unlock(&h->lock);
   return ok;
 }
 
 /* ---- purging -------------------------------------------------------- */
 
-size_t pl_span_purge(uint64_t age_ms, bool unmap_chunks, size_t target_dirty) {
+/* pl_span_purge in heap h, down to target_pages of its dirty pages;
+ * *kept counts the wholly free chunks kept mapped so far, here and in
+ * the heaps before. */
+static size_t purge_heap(heap_t *h, uint64_t age_ms, bool unmap_chunks, size_t target_pages,
+                         size_t *kept) {
   size_t released = 0;
-  size_t target_pages = target_dirty >> PL_PAGE_SHIFT;
   enum { BATCH = 32 };
   for (int round = 0; round < 1024; round++) {
     pl_span_t *work[BATCH];
     bool unmap_it[BATCH];
     size_t n = 0;
     size_t whole_free = 0;
-    pl_lock(&heap_lock);
-    if (round == 0) small_freed_pages = 0;
+    pl_lock(&h->lock);
     /* Read under the lock: a span freed by another thread just before
      * has free_since <= now. */
     uint64_t now = pl_os_now_ms();
-    size_t dirty_left = dirty_pages;
+    size_t dirty_left = h->dirty_pages;
     for (size_t b = PL_CHUNK_PAGES; b >= 1 && n < BATCH; b--) {
-      for (pl_span_t *s = bucket[b]; s && n < BATCH;) {
+      for (pl_span_t *s = h->bucket[b]; s && n < BATCH;) {
         pl_span_t *next = s->next;
         bool whole = s->npages == PL_CHUNK_PAGES;
         if (whole) whole_free++;
-        bool unmap = whole && unmap_chunks && whole_free > pl_span_retain_chunks;
+        bool unmap = whole && unmap_chunks && *kept + whole_free > pl_span_retain_chunks;
         bool purge = (s->flags & PL_SPAN_DIRTY) && dirty_left > target_pages;
         if ((unmap || purge) && s->free_since + age_ms <= now) {
           dirty_left -= s->ndirty;
-          bucket_remove(s);
+          bucket_remove(h, s);
           s->state = PL_SPAN_BUSY;
           unmap_it[n] = unmap;
           work[n++] = s;
@@ -575,16 +675,16 @@ size_t pl_span_purge(uint64_t age_ms, bool unmap_chunks, size_t target_dirty) {
             if (c->prev)
               c->prev->next = c->next;
             else
-              chunk_list = c->next;
+              h->chunk_list = c->next;
             if (c->next) c->next->prev = c->prev;
-            nchunks--;
-            unmapped_chunks++;
+            h->nchunks--;
+            h->unmapped_chunks++;
           }
         }
         s = next;
       }
     }
-    pl_unlock(&heap_lock);
+    pl_unlock(&h->lock);
     if (n == 0) break;
     for (size_t i = 0; i < n; i++) {
       pl_span_t *s = work[i];
@@ -605,34 +705,63 @@ size_t pl_span_purge(uint64_t age_ms, bool unmap_chunks, size_t target_dirty) {
                              (pl_span_purge_mode == PL_PURGE_DONTNEED ? PL_SPAN_ZERO : 0));
       }
     }
-    pl_lock(&heap_lock);
+    pl_lock(&h->lock);
     for (size_t i = 0; i < n; i++) {
       pl_span_t *s = work[i];
       if (unmap_it[i]) {
-        desc_give(s);
+        desc_give(h, s);
         pl_chunk_record_release(s->chunk);
       } else {
         /* Back in the heap, clean; neighbours freed meanwhile coalesce. */
         uint8_t flags = s->flags;
         uint64_t since = s->free_since;
-        free_locked(s, flags, since);
+        free_locked(h, s, flags, since);
       }
     }
-    pl_unlock(&heap_lock);
+    pl_unlock(&h->lock);
     if (n < BATCH) break;
+  }
+  /* The wholly free chunks this heap keeps (no purge takes them out of
+   * their bucket while the lock is dropped: only this pass did). */
+  pl_lock(&h->lock);
+  for (pl_span_t *s = h->bucket[PL_CHUNK_PAGES]; s; s = s->next) (*kept)++;
+  pl_unlock(&h->lock);
+  return released;
+}
+
+/* Each heap is purged down to its share of target_dirty, in proportion
+ * to its dirty memory. */
+size_t pl_span_purge(uint64_t age_ms, bool unmap_chunks, size_t target_dirty) {
+  __atomic_store_n(&small_freed_pages, 0, __ATOMIC_RELAXED);
+  size_t target_pages = target_dirty >> PL_PAGE_SHIFT, all = all_dirty_pages();
+  size_t released = 0, kept = 0;
+  for (unsigned i = 0, nh = nheaps(); i < nh; i++) {
+    size_t d = __atomic_load_n(&heaps[i].dirty_pages, __ATOMIC_RELAXED);
+    size_t share = all <= target_pages ? d : (size_t)((unsigned __int128)target_pages * d / all);
+    released += purge_heap(&heaps[i], age_ms, unmap_chunks, share, &kept);
   }
   return released;
 }
 
 /* ---- totals and checks ---------------------------------------------- */
 
+static void totals_of(const heap_t *h, pl_span_totals_t *t);
 void pl_span_totals(pl_span_totals_t *t) {
   memset(t, 0, sizeof *t);
-  pl_lock(&heap_lock);
-  t->chunks = nchunks;
-  t->mapped = nchunks * PL_CHUNK_SIZE;
-  t->unmapped_chunks = unmapped_chunks;
-  for (pl_chunk_t *c = chunk_list; c; c = c->next) {
+  for (unsigned i = 0, nh = nheaps(); i < nh; i++) {
+    heap_t *h = &heaps[i];
+    pl_lock(&h->lock);
+    totals_of(h, t);
+    pl_unlock(&h->lock);
+  }
+}
+
+/* Adds heap h's figures to *t (h locked). */
+static void totals_of(const heap_t *h, pl_span_totals_t *t) {
+  t->chunks += h->nchunks;
+  t->mapped += h->nchunks * PL_CHUNK_SIZE;
+  t->unmapped_chunks += h->unmapped_chunks;
+  for (pl_chunk_t *c = h->chunk_list; c; c = c->next) {
     for (size_t p = 0; p < PL_CHUNK_PAGES;) {
       pl_span_t *s = c->page_span[p];
       size_t bytes = (size_t)s->npages * PL_PAGE_SIZE;
@@ -654,23 +783,25 @@ void pl_span_totals(pl_span_totals_t *t) {
       p += s->npages;
     }
   }
-  pl_unlock(&heap_lock);
 }
 
 size_t pl_span_resident(void) {
   enum { MAXC = 256 };
   uintptr_t bases[MAXC];
-  size_t total = 0, skip = 0;
-  for (;;) {
-    size_t n = 0, seen = 0;
-    pl_lock(&heap_lock);
-    for (pl_chunk_t *c = chunk_list; c && n < MAXC; c = c->next, seen++)
-      if (seen >= skip) bases[n++] = c->base;
-    pl_unlock(&heap_lock);
-    for (size_t i = 0; i < n; i++)
-      total += pl_os_resident((void *)bases[i], PL_CHUNK_SIZE);
-    if (n < MAXC) break;
-    skip += n;
+  size_t total = 0;
+  for (unsigned i = 0, nh = nheaps(); i < nh; i++) {
+    heap_t *h = &heaps[i];
+    for (size_t skip = 0;; ) {
+      size_t n = 0, seen = 0;
+      pl_lock(&h->lock);
+      for (pl_chunk_t *c = h->chunk_list; c && n < MAXC; c = c->next, seen++)
+        if (seen >= skip) bases[n++] = c->base;
+      pl_unlock(&h->lock);
+      for (size_t k = 0; k < n; k++)
+        total += pl_os_resident((void *)bases[k], PL_CHUNK_SIZE);
+      if (n < MAXC) break;
+      skip += n;
+    }
   }
   return total;
 }
@@ -680,9 +811,12 @@ bool pl_span_find(const void *p, pl_span_t *out) {
   size_t page = pl_chunk_page_index(p);
   bool found = false;
   if (c == NULL) return false;
-  pl_lock(&heap_lock);
+  /* (The record may be reused meanwhile, for a chunk of another heap: p
+   * then is in no chunk of the heap locked, and is reported as such.) */
+  heap_t *h = heap_of_chunk(c);
+  pl_lock(&h->lock);
   /* Only a chunk of the heap's list: one being unmapped has left it. */
-  const pl_chunk_t *k = chunk_list;
+  const pl_chunk_t *k = h->chunk_list;
   while (k && k != c) k = k->next;
   for (size_t q = 0; k && q < PL_CHUNK_PAGES;) {
     const pl_span_t *s = c->page_span[q];
@@ -694,32 +828,38 @@ bool pl_span_find(const void *p, pl_span_t *out) {
     }
     q += s->npages;
   }
-  pl_unlock(&heap_lock);
+  pl_unlock(&h->lock);
   return found;
 }
 
 void pl_span_walk(void (*fn)(const pl_chunk_t *c, const pl_span_t *s, void *arg), void *arg) {
-  pl_lock(&heap_lock);
-  for (pl_chunk_t *c = chunk_list; c; c = c->next) {
-    for (size_t p = 0; p < PL_CHUNK_PAGES;) {
-      pl_span_t *s = c->page_span[p];
-      fn(c, s, arg);
-      p += s->npages;
+  for (unsigned i = 0, nh = nheaps(); i < nh; i++) {
+    heap_t *h = &heaps[i];
+    pl_lock(&h->lock);
+    for (pl_chunk_t *c = h->chunk_list; c; c = c->next) {
+      for (size_t p = 0; p < PL_CHUNK_PAGES;) {
+        pl_span_t *s = c->page_span[p];
+        fn(c, s, arg);
+        p += s->npages;
+      }
     }
+    pl_unlock(&h->lock);
   }
-  pl_unlock(&heap_lock);
 }
 
 void pl_span_foreach_small(void (*fn)(const pl_span_t *s, void *arg), void *arg) {
-  pl_lock(&heap_lock);
-  for (pl_chunk_t *c = chunk_list; c; c = c->next) {
-    for (size_t p = 0; p < PL_CHUNK_PAGES;) {
-      pl_span_t *s = c->page_span[p];
-      if (s->state == PL_SPAN_SMALL) fn(s, arg);
-      p += s->npages;
+  for (unsigned i = 0, nh = nheaps(); i < nh; i++) {
+    heap_t *h = &heaps[i];
+    pl_lock(&h->lock);
+    for (pl_chunk_t *c = h->chunk_list; c; c = c->next) {
+      for (size_t p = 0; p < PL_CHUNK_PAGES;) {
+        pl_span_t *s = c->page_span[p];
+        if (s->state == PL_SPAN_SMALL) fn(s, arg);
+        p += s->npages;
+      }
     }
+    pl_unlock(&h->lock);
   }
-  pl_unlock(&heap_lock);
 }
 
 static int check_fail(const char *what, uintptr_t where) {
@@ -733,13 +873,26 @@ static int check_fail(const char *what, uintptr_t where) {
   return -1;
 }
 
+static int check_heap(const heap_t *h);
 int pl_span_heap_check(void) {
   int rc = 0;
-  size_t free_spans = 0, bucketed = 0, chunks_seen = 0, dirty_seen = 0;
-  pl_lock(&heap_lock);
-  for (pl_chunk_t *c = chunk_list; c && rc == 0; c = c->next) {
+  for (unsigned i = 0, nh = nheaps(); i < nh && rc == 0; i++) {
+    heap_t *h = &heaps[i];
+    pl_lock(&h->lock);
+    rc = check_heap(h);
+    pl_unlock(&h->lock);
+  }
+  return rc;
+}
+
+/* pl_span_heap_check of heap h (locked). */
+static int check_heap(const heap_t *h) {
+  int rc = 0;
+  size_t free_spans = 0, bucketed = 0, chunks_seen = 0, dirty_seen = 0, active_seen = 0;
+  for (pl_chunk_t *c = h->chunk_list; c && rc == 0; c = c->next) {
     chunks_seen++;
     if (c->kind != PL_CHUNK_HEAP) rc = check_fail("chunk of wrong kind", c->base);
+    if (heap_of_chunk(c) != h) rc = check_fail("chunk in another heap's list", c->base);
     if (pl_chunk_lookup((void *)c->base) != c)
       rc = check_fail("chunk not in the map", c->base);
     bool prev_free = false;
@@ -776,15 +929,17 @@ int pl_span_heap_check(void) {
       if (is_free && prev_free) rc = check_fail("two adjacent free spans", s->start);
       if (s->state == PL_SPAN_UNUSED) rc = check_fail("unused descriptor in map", s->start);
       if (is_free) free_spans++;
+      if (s->state == PL_SPAN_SMALL || s->state == PL_SPAN_LARGE) active_seen += s->npages;
       prev_free = is_free;
       p += s->npages;
     }
   }
-  if (rc == 0 && chunks_seen != nchunks) rc = check_fail("chunk count wrong", nchunks);
+  if (rc == 0 && chunks_seen != h->nchunks) rc = check_fail("chunk count wrong", h->nchunks);
+  if (rc == 0 && active_seen != h->active_pages) rc = check_fail("active page total wrong", h->active_pages);
   for (size_t b = 1; b < NBUCKETS && rc == 0; b++) {
-    bool bit = (bucket_map[b / 64] >> (b % 64)) & 1;
-    if (bit != (bucket[b] != NULL)) rc = check_fail("bucket bitmap wrong", b);
-    for (pl_span_t *s = bucket[b]; s && rc == 0; s = s->next) {
+    bool bit = (h->bucket_map[b / 64] >> (b % 64)) & 1;
+    if (bit != (h->bucket[b] != NULL)) rc = check_fail("bucket bitmap wrong", b);
+    for (pl_span_t *s = h->bucket[b]; s && rc == 0; s = s->next) {
       bucketed++;
       if (s->state != PL_SPAN_FREE || s->npages != b)
         rc = check_fail("span in the wrong bucket", s->start);
@@ -794,13 +949,20 @@ int pl_span_heap_check(void) {
       dirty_seen += s->ndirty;
     }
   }
-  if (rc == 0 && dirty_seen != dirty_pages) rc = check_fail("dirty page total wrong", dirty_pages);
+  if (rc == 0 && dirty_seen != h->dirty_pages) rc = check_fail("dirty page total wrong", h->dirty_pages);
   if (rc == 0 && bucketed != free_spans)
     rc = check_fail("free spans missing from buckets", free_spans);
-  pl_unlock(&heap_lock);
   return rc;
 }
 
-void pl_span_fork_prepare(void) { pl_lock(&heap_lock); }
-void pl_span_fork_parent(void) { pl_unlock(&heap_lock); }
-void pl_span_fork_child(void) { pl_lock_init(&heap_lock); }
+/* Every heap's lock, in order (all PL_SPAN_HEAPS_MAX: a count raised
+ * meanwhile cannot leave one out). */
+void pl_span_fork_prepare(void) {
+  for (unsigned i = 0; i < PL_SPAN_HEAPS_MAX; i++) pl_lock(&heaps[i].lock);
+}
+void pl_span_fork_parent(void) {
+  for (unsigned i = PL_SPAN_HEAPS_MAX; i-- > 0;) pl_unlock(&heaps[i].lock);
+}
+void pl_span_fork_child(void) {
+  for (unsigned i = 0; i < PL_SPAN_HEAPS_MAX; i++) pl_lock_init(&heaps[i].lock);
+}

@@ -27,8 +27,16 @@
  *     only if it is flagged PL_SPAN_GHOST;
  *   - no two adjacent spans are both FREE;
  *   - every FREE span is in the bucket of its length, and only there.
- * Locking: one lock (heap_lock) guards all of it.  No system call is made
- * under it: new chunks are mapped, and purges done, with it released.
+ * Heaps: there are pl_span_nheaps heaps (1 to PL_SPAN_HEAPS_MAX), each
+ * with its own chunks, buckets, descriptors and lock; a chunk belongs to
+ * one heap for as long as it is mapped (its record's heap field), so a
+ * span is freed, coalesced, grown and shrunk under its own heap's lock.
+ * A thread allocates from its home heap (dealt round-robin), or from the
+ * next one whose lock is free when that one is busy; a heap maps a new
+ * chunk only when no heap has a free span that fits.  The dirty limit and
+ * the purges count the heaps' memory together.
+ * Locking: each heap's lock guards it.  No system call is made under one:
+ * new chunks are mapped, and purges done, with it released.
  */
 #ifndef PL_SPAN_H
 #define PL_SPAN_H
@@ -183,6 +191,12 @@ void pl_span_foreach_small(void (*fn)(const pl_span_t *s, void *arg),
 int pl_span_heap_check(void) PL_HIDDEN;
 
 /* Settings (options.c decides them at start-up). */
+#define PL_SPAN_HEAPS_MAX 16
+/* Heaps in use, 1 .. PL_SPAN_HEAPS_MAX; may be raised at any time, never
+ * lowered. */
+extern unsigned pl_span_nheaps PL_HIDDEN;
+/* The calling thread's home heap (0 .. pl_span_nheaps - 1). */
+unsigned pl_span_home(void) PL_HIDDEN;
 extern pl_purge_mode_t pl_span_purge_mode PL_HIDDEN;
 extern size_t pl_span_retain_chunks PL_HIDDEN;
 /* Dirty memory the heap keeps before it purges as frees come in (see

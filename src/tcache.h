@@ -117,7 +117,8 @@ PL_INLINE void pl_bin_open(pl_tcache_t *tc, unsigned c) {
     __atomic_store_n(&tc->bins[c].end, tc->arr[c] + tc->real_limit[c], __ATOMIC_RELAXED);
 }
 
-/* The thread's pallet state, the only thread-local pallet has (initial-
+/* The thread's pallet state, all the thread-local data pallet has but
+ * the byte that names its home span heap (span.c) (initial-
  * exec TLS, 3.1 KiB, unless configured with --disable-initial-exec-tls,
  * which dlopen() needs without a bigger static TLS surplus: see
  * doc/design.md): its bins, its cache, and a countdown of frees.
@@ -141,11 +142,6 @@ typedef struct pl_tls {
   uint32_t free_tick;
   uint32_t slow_tick; /* slow events, for decay_tick (api.c) */
 } PL_ALIGNED(PL_CACHELINE) pl_tls_t;
-#if PL_TLS_INITIAL_EXEC
-#define PL_TLS_MODEL "initial-exec"
-#else
-#define PL_TLS_MODEL "global-dynamic" /* --disable-initial-exec-tls */
-#endif
 extern __thread pl_tls_t pl_tls __attribute__((tls_model(PL_TLS_MODEL))) PL_HIDDEN;
 #define pl_tc (pl_tls.tc)
 

@@ -31,6 +31,9 @@
 #   PALLET_DIRTY_MAX=0        the same, through the dirty-memory limit
 #   PALLET_RETAIN_CHUNKS=0    trim keeps no wholly free chunk mapped
 #   PALLET_PURGE=free         accepted; memory purged that way reads right
+#   PALLET_HEAPS=3            three span heaps in the settings line of
+#                             PALLET_VERBOSE=1 (default: one per CPU,
+#                             as nproc counts them, at most 16)
 #   PALLET_FOO, bad values    exactly one warning line naming the variable,
 #                             and the program works
 # The library: $LIBPALLET_SO; the program: $PL_OPTIONS_PROG (both passed by
@@ -158,7 +161,7 @@ expect_one_warning "PALLET_VERBOSE=bogus" PALLET_VERBOSE
 run PALLET_FOO=1 -- work
 expect_one_warning "PALLET_FOO=1 (unknown option)" PALLET_FOO
 for opt in STATS VERBOSE TCACHE_MAX DECAY_MS PURGE CANARY JUNK BACKGROUND_THREAD \
-           DIRTY_MAX RETAIN_CHUNKS; do
+           DIRTY_MAX RETAIN_CHUNKS HEAPS; do
   for bad in bogus -1 12x; do
     run "PALLET_$opt=$bad" -- work
     expect_one_warning "PALLET_$opt=$bad" "PALLET_$opt"
@@ -166,7 +169,8 @@ for opt in STATS VERBOSE TCACHE_MAX DECAY_MS PURGE CANARY JUNK BACKGROUND_THREAD
 done
 # Values out of range.
 for setting in PALLET_VERBOSE=3 PALLET_TCACHE_MAX=2g PALLET_DECAY_MS=3600001 \
-               PALLET_RETAIN_CHUNKS=1025 PALLET_TCACHE_MAX=99999999999999999999999; do
+               PALLET_RETAIN_CHUNKS=1025 PALLET_TCACHE_MAX=99999999999999999999999 \
+               PALLET_HEAPS=0 PALLET_HEAPS=17; do
   run "$setting" -- work
   expect_one_warning "$setting (out of range)" "${setting%%=*}"
 done
@@ -174,9 +178,23 @@ done
 for setting in PALLET_TCACHE_MAX=64k PALLET_DECAY_MS=0 PALLET_PURGE=free \
                PALLET_PURGE=dontneed PALLET_CANARY=0 PALLET_JUNK=no \
                PALLET_BACKGROUND_THREAD=1 PALLET_DIRTY_MAX=0 PALLET_RETAIN_CHUNKS=0 \
-               PALLET_DIRTY_MAX=1g PALLET_CANARY=1 PALLET_JUNK=1; do
+               PALLET_DIRTY_MAX=1g PALLET_CANARY=1 PALLET_JUNK=1 PALLET_HEAPS=1 \
+               PALLET_HEAPS=16; do
   run "$setting" -- work
   expect_clean "$setting is accepted"
+done
+
+# ---- PALLET_HEAPS --------------------------------------------------------
+cpus=$(nproc)
+[ "$cpus" -gt 16 ] && cpus=16
+for setting in "PALLET_HEAPS=3:3" "PALLET_HEAPS=16:16" ":$cpus"; do
+  opt=${setting%%:*} want=${setting##*:}
+  run $opt PALLET_VERBOSE=1 -- work
+  if [ "$rc" -ne 0 ] || ! grep -q "^pallet: .* heaps=$want " "$TMP/err"; then
+    fail "${opt:-no PALLET_HEAPS}: the settings line should say heaps=$want"
+  else
+    pass "${opt:-no PALLET_HEAPS}: $want span heaps"
+  fi
 done
 
 # ---- PALLET_CANARY -------------------------------------------------------

@@ -175,6 +175,8 @@ static uint64_t get_decay(void) { return pl_opt.decay_ms; }
 static void set_decay(uint64_t v) { pl_opt.decay_ms = v; }
 static uint64_t get_retain(void) { return pl_opt.retain_chunks; }
 static void set_retain(uint64_t v) { pl_opt.retain_chunks = (size_t)v; }
+static uint64_t get_heaps(void) { return pl_opt.heaps; }
+static void set_heaps(uint64_t v) { pl_opt.heaps = (unsigned)v; }
 static uint64_t get_dirty(void) { return pl_opt.dirty_max; }
 static void set_dirty(uint64_t v) { pl_opt.dirty_max = (size_t)v; }
 
@@ -227,6 +229,13 @@ static void test_retain(void **state) {
   static const char *const bad[] = {COMMON_BAD, "1025", "2k", "1m"};
   check_num("PALLET_RETAIN_CHUNKS", get_retain, set_retain, good, 5, bad,
             sizeof bad / sizeof bad[0]);
+}
+
+static void test_heaps(void **state) {
+  (void)state;
+  static const struct num_case good[] = {{"1", 1}, {"2", 2}, {"16", 16}, {"08", 8}};
+  static const char *const bad[] = {COMMON_BAD, "0", "17", "1k", "4294967297"};
+  check_num("PALLET_HEAPS", get_heaps, set_heaps, good, 4, bad, sizeof bad / sizeof bad[0]);
 }
 
 static void test_dirty_max(void **state) {
@@ -337,6 +346,7 @@ int main(void) {
       cmocka_unit_test_setup(test_tcache_total, reset),
       cmocka_unit_test_setup(test_decay, reset),
       cmocka_unit_test_setup(test_retain, reset),
+      cmocka_unit_test_setup(test_heaps, reset),
       cmocka_unit_test_setup(test_dirty_max, reset),
       cmocka_unit_test_setup(test_purge, reset),
       cmocka_unit_test_setup(test_unknown, reset),

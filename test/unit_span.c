@@ -10,6 +10,7 @@
  * elsewhere while a test claims pages of its own chunk are held and given
  * back afterwards.  pl_span_heap_check() runs after every step.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -920,6 +921,73 @@ static void test_arena_full(void **state) {
   heap_ok();
 }
 
+/* Heaps.  A thread takes a new chunk for its home heap only when no
+ * heap has room; a span goes back to its own chunk's heap, whichever
+ * thread frees it; a thread whose home heap has no room takes a span
+ * another heap has before it maps a chunk. */
+typedef struct heap_thread {
+  pl_span_t *s;
+  unsigned home;
+} heap_thread_t;
+
+static void *heap_thread_alloc(void *arg) {
+  heap_thread_t *t = arg;
+  bool z;
+  t->home = pl_span_home();
+  t->s = pl_span_alloc(NPAGES, 1, PL_SPAN_LARGE, 0, &z, NULL);
+  return NULL;
+}
+
+static void test_heaps(void **state) {
+  (void)state;
+  if (pl_span_nheaps < 3) pl_span_nheaps = 3; /* (raised only: a chunk's heap stays valid) */
+  unsigned home = pl_span_home();
+  assert_true(home < pl_span_nheaps);
+  /* Whole chunks until one is new: then no heap has a free chunk left. */
+  pl_span_t *held[64];
+  size_t n = 0;
+  pl_span_totals_t t0, t1;
+  for (;;) {
+    assert_true(n < 56);
+    pl_span_totals(&t0);
+    held[n++] = whole_chunk();
+    pl_span_totals(&t1);
+    if (t1.chunks > t0.chunks) break;
+  }
+  assert_int_equal(held[n - 1]->chunk->heap, home);
+  /* A thread with another home heap. */
+  heap_thread_t t = {NULL, home};
+  for (int tries = 0; tries < 8 && t.home == home; tries++) {
+    if (t.s) held[n++] = t.s; /* (a new chunk of this thread's heap) */
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, heap_thread_alloc, &t), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_non_null(t.s);
+  }
+  assert_int_not_equal(t.home, home);
+  check_span_map(t.s);
+  heap_ok();
+  assert_int_equal(t.s->chunk->heap, t.home);
+  pl_chunk_t *theirs = t.s->chunk;
+  /* Freed here, it goes back to its own heap, coalesced whole. */
+  pl_span_free(t.s);
+  heap_ok();
+  pl_span_t found;
+  assert_true(pl_span_find((void *)theirs->base, &found));
+  assert_int_equal(found.state, PL_SPAN_FREE);
+  assert_int_equal(found.npages, NPAGES);
+  /* This thread's home heap has no whole chunk free: it takes the other
+   * heap's rather than a new one. */
+  pl_span_totals(&t0);
+  pl_span_t *s = whole_chunk();
+  pl_span_totals(&t1);
+  assert_true(s->chunk == theirs);
+  assert_int_equal(t1.chunks, t0.chunks);
+  pl_span_free(s);
+  for (size_t i = 0; i < n; i++) pl_span_free(held[i]);
+  heap_ok();
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_lengths),
@@ -942,6 +1010,7 @@ int main(void) {
       cmocka_unit_test(test_totals_and_unmap),
       cmocka_unit_test(test_arena_slots),
       cmocka_unit_test(test_arena_full),
+      cmocka_unit_test(test_heaps), /* last: it raises the heap count */
   };
   return cmocka_run_group_tests_name("unit_span", tests, setup, NULL);
 }
