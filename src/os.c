@@ -143,7 +143,7 @@ uint64_t pl_os_random(void) {
 
 unsigned pl_os_ncpus(void) {
   int saved = errno;
-  uint64_t mask[16] = {0}; /* 1024 CPUs */
+  uint64_t mask[64] = {0}; /* 4096 CPUs (a kernel built for more refuses: 1) */
   long n = syscall(SYS_sched_getaffinity, 0, sizeof mask, mask);
   unsigned count = 0;
   for (long i = 0; i < n / 8; i++) count += (unsigned)__builtin_popcountll(mask[i]);
