@@ -847,19 +847,21 @@ void pl_span_walk(void (*fn)(const pl_chunk_t *c, const pl_span_t *s, void *arg)
   }
 }
 
+/* pl_span_foreach_small's callback and its argument, for pl_span_walk. */
+typedef struct small_walk {
+  void (*fn)(const pl_span_t *s, void *arg);
+  void *arg;
+} small_walk_t;
+
+static void walk_small(const pl_chunk_t *c, const pl_span_t *s, void *arg) {
+  (void)c;
+  const small_walk_t *w = arg;
+  if (s->state == PL_SPAN_SMALL) w->fn(s, w->arg);
+}
+
 void pl_span_foreach_small(void (*fn)(const pl_span_t *s, void *arg), void *arg) {
-  for (unsigned i = 0, nh = nheaps(); i < nh; i++) {
-    heap_t *h = &heaps[i];
-    pl_lock(&h->lock);
-    for (pl_chunk_t *c = h->chunk_list; c; c = c->next) {
-      for (size_t p = 0; p < PL_CHUNK_PAGES;) {
-        pl_span_t *s = c->page_span[p];
-        if (s->state == PL_SPAN_SMALL) fn(s, arg);
-        p += s->npages;
-      }
-    }
-    pl_unlock(&h->lock);
-  }
+  small_walk_t w = {fn, arg};
+  pl_span_walk(walk_small, &w);
 }
 
 static int check_fail(const char *what, uintptr_t where) {
