@@ -56,7 +56,18 @@ static size_t nactive;
  * BURST_LONG_RUNS, which a burst of a few dozen blocks of a class makes
  * and a steady mix seldom does (bench-bursts 1000:4096, 1 B - 4 KiB
  * blocks by the thousand: 0.56-0.80x the time, +12 % peak RSS; the
- * server mixes, larson and realloc: within noise, +0-4 % peak RSS). */
+ * server mixes, larson and realloc: within noise, +0-4 % peak RSS).
+ * BURST_LONG_BYTES was 256 KiB until rounds of 1000 blocks of 1 B-16 KiB
+ * (bench-bursts --threads 2 1000:16384, 8 MB a round a thread) showed
+ * what it left out: such a round needs about 62 blocks of each class
+ * from 9 to 16 KiB (a class is 1 KiB wide there), and a bin of 16 KiB
+ * blocks could hold 16, so every round sent three quarters of them
+ * through the central lists, and the spans they emptied through the
+ * heap (about 35 spans carved and given back a round a thread).  At
+ * 1 MiB: 0.67x that run's time (7 interleaved runs; tcmalloc 0.28 s
+ * against 0.42 s, from 0.61), the server mixes, larson, realloc,
+ * buffers, pipeline and workingset within noise in time and within 4 %
+ * in peak RSS. */
 #define BURST_RUNS 2
 /* A small class already past its cap goes on growing after one refill
  * and one flush: a round that needs between 1 and 1.5 times the limit
@@ -71,16 +82,18 @@ static size_t nactive;
 #define BURST_SMALL_BYTES ((size_t)512 << 10)
 #define BURST_BYTES ((size_t)64 << 10)
 #define BURST_LONG_RUNS 3
-#define BURST_LONG_BYTES ((size_t)256 << 10)
+#define BURST_LONG_BYTES ((size_t)1 << 20)
 #define BURST_MAX 8192
 #define BURST_MIN_CAP 64
 /* Classes above BIG_SIZE (36 KiB to 256 KiB) have spans of one block or
  * two, so each block a bin lacks or overflows costs a span carved from
  * the heap or given back to it (about 250 instructions a block), and
  * their caps are 1 to 7 blocks.  Used in bursts (the runs above), they
- * grow up to BIG_BURST_BYTES of blocks, where the others stop at
- * BURST_LONG_BYTES: at 256 KiB a class of 64 KiB could not grow at
- * all.  With the default budget raised from 4 to 8 MiB in the same
+ * grow up to BIG_BURST_BYTES of blocks (the others stopped at 256 KiB
+ * then, where a class of 64 KiB could not grow at all; at 1 MiB, as the
+ * others since, 7 interleaved runs took bench-bands large to 0.84x the
+ * time but bench-buffers 32768:262144 and 4096:131072 with 8 threads to
+ * 1.11x and 1.09x the peak RSS).  With the default budget raised from 4 to 8 MiB in the same
  * change, against 8326d93 (medians of per-pair ratios of 5 interleaved
  * runs): bench-bands large (16 blocks of 32-256 KiB replaced at random)
  * 0.62x the time; bench-bursts 100:65536 (rounds of 100 blocks of

@@ -276,12 +276,12 @@ static void test_limit_growth(void **state) {
 
 /* A class used in bursts (eight caps' worth of blocks allocated, then all
  * freed, round after round) grows past its cap into an array of its own,
- * up to its burst cap (512 KiB of blocks up to 256 bytes, 256 KiB above
- * up to 32 KiB; test_big_class_growth has the classes past that),
- * and no block is handed out twice across the switch.  A class above
- * 256 bytes grows past 64 KiB of blocks too (on longer runs, tcache.c).
- * A class whose cap is already 256 KiB of blocks (32 KiB blocks) stays
- * within it under the same pattern. */
+ * up to its burst cap (512 KiB of blocks up to 256 bytes, 1 MiB above up
+ * to 32 KiB, within half the budget; test_big_class_growth has the
+ * classes past that), and no block is handed out twice across the
+ * switch.  A class above 256 bytes grows past 64 KiB of blocks too (on
+ * longer runs, tcache.c), and so does the class of 32 KiB blocks, whose
+ * cap is already 256 KiB of them. */
 static void test_burst_growth(void **state) {
   (void)state;
   static const size_t sizes[3] = {80, 3000, 32768};
@@ -290,10 +290,11 @@ static void test_burst_growth(void **state) {
     unsigned cls = pl_size_class(n);
     size_t size = pl_class_size(cls);
     uint32_t cap = pl_tcache_cap[cls];
-    size_t burst_bytes = cap >= 64 ? (size_t)512 << 10 : (size_t)256 << 10;
+    size_t burst_bytes = cap >= 64 ? (size_t)512 << 10 : (size_t)1 << 20;
+    if (burst_bytes > pl_tcache_max_bytes / 2) burst_bytes = pl_tcache_max_bytes / 2;
     bool may_burst = burst_bytes / size > cap;
-    assert_true(may_burst == (k < 2));
-    assert_true(pl_tcache_burst_cap[cls] > cap || !may_burst);
+    assert_true(may_burst);
+    assert_int_equal(pl_tcache_burst_cap[cls], burst_bytes / size);
     size_t nb = 8 * (size_t)cap;
     void **b = calloc(nb, sizeof *b);
     assert_non_null(b);
@@ -371,9 +372,10 @@ static void test_burst_keeps_growing(void **state) {
  * past its cap: rounds of 16 blocks of 64 KiB (cap 4, burst cap 8 with
  * this test's 1 MiB budget) end with the bin past its cap, within its
  * burst cap, and no block handed out twice.  Before, its burst cap was
- * its cap, and every round sent its blocks through the heap.  A 32 KiB
- * class (cap 8, whose burst cap is its cap) stays within it under the
- * same rounds (32 blocks). */
+ * its cap, and every round sent its blocks through the heap.  So does
+ * the 32 KiB class (cap 8, burst cap 16 with this budget) under rounds
+ * of 32 blocks; its burst cap was its cap before BURST_LONG_BYTES went
+ * from 256 KiB to 1 MiB. */
 static void test_big_class_growth(void **state) {
   (void)state;
   static const size_t sizes[2] = {65536, 32768};
@@ -382,14 +384,12 @@ static void test_big_class_growth(void **state) {
     unsigned cls = pl_size_class(n);
     uint32_t cap = pl_tcache_cap[cls];
     size_t batch = 4 * (size_t)cap;
-    if (k == 0) assert_true(pl_tcache_burst_cap[cls] >= 2 * cap);
+    assert_true(pl_tcache_burst_cap[cls] >= 2 * cap);
     burst_rounds(n, batch, 8);
     uint32_t limit = pl_tc->real_limit[cls];
-    if (k == 0 && (!in_burst(pl_tc, cls) || limit <= cap || limit > pl_tcache_burst_cap[cls]))
+    if (!in_burst(pl_tc, cls) || limit <= cap || limit > pl_tcache_burst_cap[cls])
       fail_msg("rounds of %zu blocks of %zu B: limit %u (cap %u, burst cap %u), own array %d",
                batch, n, limit, cap, pl_tcache_burst_cap[cls], in_burst(pl_tc, cls));
-    if (k == 1 && (in_burst(pl_tc, cls) || limit > cap))
-      fail_msg("rounds of %zu blocks of %zu B: limit %u past the cap %u", batch, n, limit, cap);
     assert_int_equal(pl_central_check(), 0);
   }
 }
