@@ -67,7 +67,8 @@ static size_t nactive;
  * 1 MiB: 0.67x that run's time (7 interleaved runs; tcmalloc 0.28 s
  * against 0.42 s, from 0.61), the server mixes, larson, realloc,
  * buffers, pipeline and workingset within noise in time and within 4 %
- * in peak RSS. */
+ * in peak RSS, but for bench-servermix: 1.03x and 1.06x in two sets of
+ * 15 runs (its bins of 512 B-32 KiB make such runs now and then). */
 #define BURST_RUNS 2
 /* A small class already past its cap goes on growing after one refill
  * and one flush: a round that needs between 1 and 1.5 times the limit
