@@ -14,8 +14,8 @@
 /* Most chunks drawn span by span; the others are summed in one line. */
 #define PL_HEAPMAP_MAX_CHUNKS 64
 
-/* Writes the SVG to out.  Takes a snapshot of the span heap under every
- * central lock and the heap lock into memory of its own (mapped for the
+/* Writes the SVG to out.  Takes a snapshot of the span heaps under every
+ * central lock and each heap's lock into memory of its own (mapped for the
  * purpose), releases the locks, then writes with stdio: nothing allocates
  * or writes while a lock is held, so out may be backed by malloc.
  * Returns 0, or -1 with errno set (EINVAL: out is NULL; ENOMEM: no memory

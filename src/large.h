@@ -8,9 +8,9 @@
  * map; they are unmapped when freed, leaving a tombstone in the map so that
  * a second free of the same address is reported as a double free.
  *
- * Locking: the span heap's lock for large blocks; a registry lock for the
- * list of huge blocks (taken after the heap lock, never around a system
- * call).
+ * Locking: a span heap's lock for large blocks (span.h); a registry lock
+ * for the list of huge blocks (taken after a heap lock, never around a
+ * system call).
  */
 #ifndef PL_LARGE_H
 #define PL_LARGE_H
@@ -27,7 +27,8 @@
  * parks the span there (flagged PL_SPAN_PENDING) and gives back the one
  * parked before; the next large allocation gives the parked one back
  * under the lock it takes anyway.  So a thread that frees and allocates
- * large blocks in turn takes the span heap's lock once for the two.  A
+ * large blocks in turn takes a span heap's lock once for the two (if the
+ * parked span is of the heap it locks; else the two are locked apart).  A
  * decay pass takes the parked span of a thread idle for the decay time
  * (the slot is only swapped atomically), and the shared one every time. */
 void *pl_large_alloc(size_t n, size_t align, bool zero, pl_span_t **pending) PL_HIDDEN;

@@ -1,7 +1,7 @@
 /*
  * span.c — the coalescing span heaps.  See span.h for the invariants.
  *
- * Descriptors come from a pool refilled from metadata before the heap lock
+ * Descriptors come from a pool refilled from metadata before a heap's lock
  * is taken, so that a split never has to map memory under the lock.
  */
 #include "span.h"
@@ -110,7 +110,7 @@ static bool desc_reserve(heap_t *h) {
   return true;
 }
 
-/* Takes the heap lock with at least n descriptors pooled (other threads
+/* Takes heap h's lock with at least n descriptors pooled (other threads
  * may take the reserved ones between desc_reserve and the lock, so the
  * pool is looked at under it).  false, unlocked, when out of memory. */
 static bool lock_with_descs(heap_t *h, size_t n) {
@@ -437,7 +437,7 @@ static bool take_soft_turn(uint64_t now) {
  * reuse, again and again: bench-servermix took 1.3 times as long.) */
 static size_t small_freed_pages;
 
-/* What giving a span back decided, under the heap lock, about purging
+/* What giving a span back decided, under its heap's lock, about purging
  * once the lock is dropped (the rules above). */
 typedef struct purge_plan {
   bool soft, hard, small;

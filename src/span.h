@@ -129,7 +129,7 @@ pl_span_t *pl_span_alloc(size_t npages, size_t align_pages, int state,
  * path, which reports it: every block there is free) or warm (the
  * span's word).  Called with s's class lock held. */
 void pl_span_set_cold(pl_span_t *s, uint64_t mask, bool cold) PL_HIDDEN;
-/* A copy of the span covering the page of p, taken under the heap lock
+/* A copy of the span covering the page of p, taken under its heap's lock
  * (its fields may change once the lock is dropped); false if p is in no
  * chunk of the heap.  For telling what a pointer that starts no block
  * points into: the page map names the span of a large or free span's
@@ -177,12 +177,13 @@ size_t pl_span_dirty_bytes(void) PL_HIDDEN;
 void pl_span_totals(pl_span_totals_t *t) PL_HIDDEN;
 /* Bytes of heap chunks resident in RAM. */
 size_t pl_span_resident(void) PL_HIDDEN;
-/* Calls fn on every span of every heap chunk in address order, under the
- * heap lock (the caller holds every central lock, so that SMALL spans'
- * block maps are stable).  fn must not call into pallet. */
+/* Calls fn on every span of every heap chunk, chunk by chunk, each
+ * chunk's spans in address order, under each heap's lock in turn (the
+ * caller holds every central lock, so that SMALL spans' block maps are
+ * stable).  fn must not call into pallet. */
 void pl_span_walk(void (*fn)(const pl_chunk_t *c, const pl_span_t *s, void *arg),
                   void *arg) PL_HIDDEN;
-/* Calls fn on every SMALL span, under the heap lock (the caller holds
+/* Calls fn on every SMALL span, under the heaps' locks (the caller holds
  * every central lock, so that the spans' block maps are stable). */
 void pl_span_foreach_small(void (*fn)(const pl_span_t *s, void *arg),
                            void *arg) PL_HIDDEN;
