@@ -57,6 +57,18 @@ PL_INLINE void pl_lock_init(pl_lock_t *l) {
   __atomic_store_n(&l->spins, 0, __ATOMIC_RELAXED);
 }
 
+/* One compare-and-swap from free to held; true if it took l. */
+PL_INLINE bool pl_lock_cas(pl_lock_t *l) {
+  int z = 0;
+  return __atomic_compare_exchange_n(&l->state, &z, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+}
+
+/* Takes l if it is free, without waiting; true if taken.  (The look
+ * first keeps a busy lock's line shared while it is held.) */
+PL_INLINE bool pl_trylock(pl_lock_t *l) {
+  return __atomic_load_n(&l->state, __ATOMIC_RELAXED) == 0 && pl_lock_cas(l);
+}
+
 static inline void pl_lock_slow(pl_lock_t *l) {
   int saved = errno;
   int spins = __atomic_load_n(&l->spins, __ATOMIC_RELAXED);
@@ -64,14 +76,10 @@ static inline void pl_lock_slow(pl_lock_t *l) {
   if (max > PL_LOCK_SPIN_MAX) max = PL_LOCK_SPIN_MAX;
   for (int n = 1; n <= max; n++) {
     __builtin_ia32_pause();
-    if (__atomic_load_n(&l->state, __ATOMIC_RELAXED) == 0) {
-      int z = 0;
-      if (__atomic_compare_exchange_n(&l->state, &z, 1, false,
-                                      __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
-        __atomic_store_n(&l->spins, spins + (n - spins) / 4, __ATOMIC_RELAXED);
-        errno = saved;
-        return;
-      }
+    if (pl_trylock(l)) {
+      __atomic_store_n(&l->spins, spins + (n - spins) / 4, __ATOMIC_RELAXED);
+      errno = saved;
+      return;
     }
   }
   while (__atomic_exchange_n(&l->state, 2, __ATOMIC_ACQUIRE) != 0)
@@ -81,19 +89,8 @@ static inline void pl_lock_slow(pl_lock_t *l) {
 }
 
 PL_INLINE void pl_lock(pl_lock_t *l) {
-  int z = 0;
-  if (PL_LIKELY(__atomic_compare_exchange_n(&l->state, &z, 1, false,
-                                            __ATOMIC_ACQUIRE,
-                                            __ATOMIC_RELAXED)))
-    return;
+  if (PL_LIKELY(pl_lock_cas(l))) return;
   pl_lock_slow(l);
-}
-
-/* Takes l if it is free, without waiting; true if taken. */
-PL_INLINE bool pl_trylock(pl_lock_t *l) {
-  int z = 0;
-  return __atomic_load_n(&l->state, __ATOMIC_RELAXED) == 0 &&
-         __atomic_compare_exchange_n(&l->state, &z, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
 }
 
 PL_INLINE void pl_unlock(pl_lock_t *l) {
