@@ -125,12 +125,19 @@ static bool lock_with_descs(heap_t *h, size_t n) {
 /* For an allocation: some heap locked with at least n descriptors
  * pooled, or NULL (none locked) when out of memory.  The calling
  * thread's home heap if it is free, else the next free one; if all are
- * busy, it waits for its home heap. */
+ * busy, it waits for its home heap.  Another heap whose descriptor pool
+ * runs low is passed over by the try-locks rather than refilled first:
+ * refilling a pool takes its heap's lock unconditionally, the very wait
+ * the try-locks are there to avoid. */
 static heap_t *lock_for_alloc(size_t n) {
   unsigned nh = nheaps(), home = home_heap(nh);
   for (unsigned i = 0; nh > 1 && i < nh; i++) {
     heap_t *h = &heaps[(home + i) % nh];
-    if (!desc_reserve(h)) return NULL;
+    if (i == 0) {
+      if (!desc_reserve(h)) return NULL;
+    } else if (__atomic_load_n(&h->desc_nfree, __ATOMIC_RELAXED) < DESC_LOW) {
+      continue;
+    }
     if (pl_trylock(&h->lock)) {
       if (h->desc_nfree >= n) return h;
       pl_unlock(&h->lock);
