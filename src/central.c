@@ -125,9 +125,8 @@ static pl_span_t *new_span(unsigned cls) {
   s->nfree = ci->nblocks;
   s->taken_end = 0;
   s->purged_pages = 0;
-  memset(s->free_map, 0, sizeof s->free_map);
-  for (size_t i = 0; i < ci->nblocks; i++)
-    s->free_map[i / 64] |= (uint64_t)1 << (i % 64);
+  for (size_t w = 0; w < PL_SPAN_BITMAP_WORDS; w++)
+    s->free_map[w] = ci->nblocks > w * 64 ? pl_low_bits64(ci->nblocks - w * 64) : 0;
   if (PL_UNLIKELY(pl_central_carve_hook != NULL))
     for (size_t i = 0; i < ci->nblocks; i++)
       pl_central_carve_hook((void *)(s->start + i * ci->size), cls);
