@@ -463,19 +463,29 @@ void pl_central_release_spares(void) {
   }
 }
 
-/* Pages of s every block on which is free in its bitmap. */
-static uint32_t free_pages(const pl_span_t *s, size_t size) {
-  uint32_t busy = 0;
-  for (size_t w = 0; w * 64 < s->nblocks; w++) {
-    uint64_t used = ~s->free_map[w];
-    if (w * 64 + 64 > s->nblocks) used &= ((uint64_t)1 << (s->nblocks - w * 64)) - 1;
-    while (used) {
-      size_t b = (size_t)__builtin_ctzll(used);
-      used &= used - 1;
-      busy |= pages_of(s, (void *)(s->start + (w * 64 + b) * size), size);
-    }
+/* Whether blocks first .. last of s are all free in its bitmap. */
+static bool all_free(const pl_span_t *s, size_t first, size_t last) {
+  for (size_t w = first / 64; w <= last / 64; w++) {
+    size_t lo = w * 64 > first ? 0 : first - w * 64, hi = last - w * 64 < 63 ? last - w * 64 + 1 : 64;
+    uint64_t want = pl_low_bits64(hi) & ~pl_low_bits64(lo);
+    if ((s->free_map[w] & want) != want) return false;
   }
-  return page_mask(0, s->npages - 1) & ~busy;
+  return true;
+}
+
+/* Pages of s every block on which is free in its bitmap: page by page,
+ * from the bits of the blocks that overlap it (a pass over the used
+ * blocks instead cost every decay pass time in proportion to the live
+ * blocks of every partly used span). */
+static uint32_t free_pages(const pl_span_t *s, unsigned cls) {
+  uint32_t pages = 0;
+  for (size_t p = 0; p < s->npages; p++) {
+    size_t first = pl_class_index(cls, p << PL_PAGE_SHIFT);
+    size_t last = pl_class_index(cls, ((p + 1) << PL_PAGE_SHIFT) - 1);
+    if (last >= s->nblocks) last = s->nblocks - 1;
+    if (first >= s->nblocks || all_free(s, first, last)) pages |= (uint32_t)1 << p;
+  }
+  return pages;
 }
 
 size_t pl_central_purge_idle_pages(unsigned min_passes) {
@@ -489,7 +499,7 @@ size_t pl_central_purge_idle_pages(unsigned min_passes) {
     for (pl_span_t *s = c->partial; s; s = s->next) {
       if ((size_t)s->nfree * size < PL_PAGE_SIZE) continue; /* no page can be free */
       if (pass - s->alloc_pass < min_passes) continue;
-      uint32_t todo = free_pages(s, size) & ~s->purged_pages;
+      uint32_t todo = free_pages(s, cls) & ~s->purged_pages;
       /* Under the class lock: no block on these pages can be taken
        * while they are purged. */
       while (todo) {

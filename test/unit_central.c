@@ -451,6 +451,51 @@ static void test_purge_idle_pages(void **state) {
   checks_ok();
 }
 
+/* A page is given back when every block overlapping it is free, also
+ * blocks that start on the page before or end on the page after.  With
+ * blocks of 3 KiB and pages of 8 KiB, a span of 3 pages holds 8 blocks:
+ * page 0 blocks 0-2 (2 ends on page 1), page 1 blocks 2-5, page 2
+ * blocks 5-7 (5 starts on page 1). */
+static void purge_expect(unsigned cls, void **b, const int *idx, size_t n, size_t pages) {
+  for (size_t i = 0; i < n; i++) pl_central_free_batch(cls, &b[idx[i]], 1);
+  pl_central_drain(cls);
+  assert_int_equal(pl_central_purge_idle_pages(0), pages * PL_PAGE_SIZE);
+}
+
+static void test_purge_idle_straddling(void **state) {
+  (void)state;
+  unsigned cls = pl_size_class(3072);
+  size_t size = pl_class_info[cls].size, nb = pl_class_info[cls].nblocks;
+  assert_true(size == 3072 && PL_PAGE_SIZE == 8192 && nb == 8);
+  static void *hold[1 << 16];
+  size_t nhold = take_every_free_block(cls, hold, 1 << 16);
+  void *b[8];
+  assert_int_equal(take_blocks(cls, b, nb), nb);
+  pl_span_t *s = pl_span_of(b[0]);
+  uintptr_t base = s->start;
+  assert_int_equal(s->npages, 3);
+  for (size_t i = 0; i < nb; i++) {
+    assert_ptr_equal(b[i], (void *)(base + i * size));
+    memset(b[i], 0x5a, size);
+  }
+  pl_central_purge_idle_pages(0); /* what other spans have idle goes first */
+  /* Page 0 but for block 2, which ends on page 1; page 2 but for block
+   * 5, which starts on page 1; the two in the middle of page 1: no page
+   * is free. */
+  purge_expect(cls, b, (const int[]){0, 1, 6, 7, 3, 4}, 6, 0);
+  purge_expect(cls, b, (const int[]){2}, 1, 1); /* page 0 */
+  assert_int_equal(pl_os_resident((void *)base, PL_PAGE_SIZE), 0);
+  const unsigned char *q = b[5];
+  for (size_t k = 0; k < size; k++)
+    if (q[k] != 0x5a) fail_msg("byte %zu of block 5 changed by the purge", k);
+  assert_int_equal(pl_os_resident((void *)(base + PL_PAGE_SIZE), 2 * PL_PAGE_SIZE), 2 * PL_PAGE_SIZE);
+  purge_expect(cls, b, (const int[]){5}, 1, 2); /* pages 1 and 2 */
+  checks_ok();
+  pl_central_free_batch(cls, hold, nhold);
+  pl_central_drain(cls);
+  checks_ok();
+}
+
 /* A new span's page words start cold ({0, 0}, span.h).  A batch warms
  * two of them at most, each only once every free block starting under it
  * holds its free key; the blocks taken hold it too, until malloc clears
@@ -574,6 +619,7 @@ int main(void) {
       cmocka_unit_test(test_transfer_order),
       cmocka_unit_test(test_double_free),
       cmocka_unit_test(test_purge_idle_pages),
+      cmocka_unit_test(test_purge_idle_straddling),
       cmocka_unit_test(test_cold_words),
       cmocka_unit_test(test_unused_arena_pointer),
   };
