@@ -73,12 +73,6 @@ PL_INLINE size_t pl_class_index(unsigned cls, size_t off) {
  * off * r are therefore all zero exactly when off is a multiple of s.
  * With rs = r << 22 (mod 2^64), off * rs is the low 42 bits of off * r
  * moved to the top: one shift of 44 leaves exactly bits 22..41. */
-/* The same test on the unshifted product off * r, for loops that also
- * want the block index (the product's bits from PL_RECIP_SHIFT up). */
-#define PL_RECIP_FRACTION_BITS ((((uint64_t)1 << PL_RECIP_SHIFT) - 1) & ~(((uint64_t)1 << 22) - 1))
-PL_INLINE bool pl_class_prod_starts_block(uint64_t off_times_recip) {
-  return (off_times_recip & PL_RECIP_FRACTION_BITS) == 0;
-}
 PL_INLINE uint64_t pl_class_recip_shifted(unsigned cls) {
   return pl_class_info[cls].recip << 22;
 }
@@ -87,6 +81,13 @@ PL_INLINE bool pl_class_prod_misaligned(uint64_t off_times_recip_shifted) {
 }
 PL_INLINE bool pl_class_off_misaligned(size_t off, uint64_t recip_shifted) {
   return pl_class_prod_misaligned(off * recip_shifted);
+}
+/* The same test on the unshifted product off * r (bits 22..41 all zero),
+ * for loops that also want the block index (its bits from
+ * PL_RECIP_SHIFT up). */
+#define PL_RECIP_FRACTION_BITS ((((uint64_t)1 << PL_RECIP_SHIFT) - 1) & ~(((uint64_t)1 << 22) - 1))
+PL_INLINE bool pl_class_prod_starts_block(uint64_t off_times_recip) {
+  return (off_times_recip & PL_RECIP_FRACTION_BITS) == 0;
 }
 
 /* The smallest class of size >= n whose size is a multiple of align (a
