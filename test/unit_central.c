@@ -219,6 +219,46 @@ static void test_batches(void **state) {
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) batch_case(sizes[i]);
 }
 
+/* One batch that empties more spans than free_to_spans gives back to the
+ * heap under one hold of the class lock (16): each goes back, none is
+ * lost or given twice, and the counts stay right. */
+static void test_batch_frees_many_spans(void **state) {
+  (void)state;
+  unsigned cls = pl_size_class(200000);
+  size_t nb = pl_class_info[cls].nblocks, n = 35 * nb;
+  assert_true(pl_class_info[cls].pages * PL_PAGE_SIZE > ((size_t)64 << 10)); /* no spare kept */
+  pl_central_drain(cls);
+  pl_central_totals_t t0, t1;
+  check_totals(cls, &t0);
+  void **b = calloc(n, sizeof *b);
+  uintptr_t *starts = calloc(n, sizeof *starts);
+  assert_non_null(b);
+  assert_non_null(starts);
+  assert_int_equal(take_blocks(cls, b, n), n);
+  size_t nstarts = 0;
+  for (size_t i = 0; i < n; i++) {
+    uintptr_t st = pl_span_of(b[i])->start;
+    size_t k = 0;
+    while (k < nstarts && starts[k] != st) k++;
+    if (k == nstarts) starts[nstarts++] = st;
+  }
+  assert_true(nstarts >= 35);
+  pl_central_free_batch(cls, b, n); /* more than the transfer array holds */
+  pl_central_drain(cls);
+  checks_ok();
+  check_totals(cls, &t1);
+  assert_int_equal(in_use(&t1), in_use(&t0));
+  size_t back = 0;
+  for (size_t k = 0; k < nstarts; k++) {
+    pl_span_t s;
+    assert_true(pl_span_find((void *)starts[k], &s));
+    if (s.state == PL_SPAN_FREE) back++;
+  }
+  if (back != nstarts) fail_msg("only %zu of %zu wholly free spans went back to the heap", back, nstarts);
+  free(b);
+  free(starts);
+}
+
 /* The transfer array is laid out in rows (central.c): batches freed into
  * it, of sizes that start and end inside rows and cross them, come back
  * last in, first out, each block once, in batches of other sizes. */
@@ -617,6 +657,7 @@ int main(void) {
       cmocka_unit_test(test_batches),
       cmocka_unit_test(test_every_class),
       cmocka_unit_test(test_transfer_order),
+      cmocka_unit_test(test_batch_frees_many_spans),
       cmocka_unit_test(test_double_free),
       cmocka_unit_test(test_purge_idle_pages),
       cmocka_unit_test(test_purge_idle_straddling),
