@@ -122,6 +122,30 @@ static size_t take_blocks(unsigned cls, void **out, size_t n) {
   return got;
 }
 
+/* The distinct starts of the spans of blocks b[0..n), into starts;
+ * returns how many. */
+static size_t span_starts(void *const *b, size_t n, uintptr_t *starts) {
+  size_t nstarts = 0;
+  for (size_t i = 0; i < n; i++) {
+    uintptr_t st = pl_span_of(b[i])->start;
+    size_t k = 0;
+    while (k < nstarts && starts[k] != st) k++;
+    if (k == nstarts) starts[nstarts++] = st;
+  }
+  return nstarts;
+}
+
+/* How many of the spans starting at starts[0..n) are free in the heap. */
+static size_t spans_back_in_heap(const uintptr_t *starts, size_t n) {
+  size_t back = 0;
+  for (size_t k = 0; k < n; k++) {
+    pl_span_t s;
+    assert_true(pl_span_find((void *)starts[k], &s));
+    if (s.state == PL_SPAN_FREE) back++;
+  }
+  return back;
+}
+
 static void batch_case(size_t request) {
   unsigned cls = pl_size_class(request);
   size_t size = pl_class_size(cls), nb = pl_class_info[cls].nblocks;
@@ -157,13 +181,7 @@ static void batch_case(size_t request) {
       fail_msg("class %u: block %zu was overwritten", cls, i);
 
   /* The spans the blocks came from. */
-  size_t nstarts = 0;
-  for (size_t i = 0; i < n; i++) {
-    uintptr_t st = pl_span_of(b[i])->start;
-    size_t k = 0;
-    while (k < nstarts && starts[k] != st) k++;
-    if (k == nstarts) starts[nstarts++] = st;
-  }
+  size_t nstarts = span_starts(b, n, starts);
   assert_true(nstarts >= (n + nb - 1) / nb);
 
   /* Every other block back. */
@@ -190,12 +208,7 @@ static void batch_case(size_t request) {
   for (size_t i = 0; i < m; i++) assert_true(block_is_free(b[i]));
   /* Wholly free spans went back to the heap, but for one spare. */
   assert_true(t3.spans <= t0.spans + 1);
-  size_t back = 0;
-  for (size_t k = 0; k < nstarts; k++) {
-    pl_span_t s;
-    assert_true(pl_span_find((void *)starts[k], &s));
-    if (s.state == PL_SPAN_FREE) back++;
-  }
+  size_t back = spans_back_in_heap(starts, nstarts);
   if (t0.spans == 0 && back + 1 < nstarts)
     fail_msg("class %u: only %zu of %zu wholly free spans went back to the heap",
              cls, back, nstarts);
@@ -235,25 +248,14 @@ static void test_batch_frees_many_spans(void **state) {
   assert_non_null(b);
   assert_non_null(starts);
   assert_int_equal(take_blocks(cls, b, n), n);
-  size_t nstarts = 0;
-  for (size_t i = 0; i < n; i++) {
-    uintptr_t st = pl_span_of(b[i])->start;
-    size_t k = 0;
-    while (k < nstarts && starts[k] != st) k++;
-    if (k == nstarts) starts[nstarts++] = st;
-  }
+  size_t nstarts = span_starts(b, n, starts);
   assert_true(nstarts >= 35);
   pl_central_free_batch(cls, b, n); /* more than the transfer array holds */
   pl_central_drain(cls);
   checks_ok();
   check_totals(cls, &t1);
   assert_int_equal(in_use(&t1), in_use(&t0));
-  size_t back = 0;
-  for (size_t k = 0; k < nstarts; k++) {
-    pl_span_t s;
-    assert_true(pl_span_find((void *)starts[k], &s));
-    if (s.state == PL_SPAN_FREE) back++;
-  }
+  size_t back = spans_back_in_heap(starts, nstarts);
   if (back != nstarts) fail_msg("only %zu of %zu wholly free spans went back to the heap", back, nstarts);
   free(b);
   free(starts);
