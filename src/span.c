@@ -72,24 +72,23 @@ static unsigned home_heap(unsigned nh) {
 
 unsigned pl_span_home(void) { return home_heap(nheaps()); }
 
-PL_INLINE void add_dirty(heap_t *h, size_t pages, bool add) {
-  __atomic_store_n(&h->dirty_pages, add ? h->dirty_pages + pages : h->dirty_pages - pages,
-                   __ATOMIC_RELAXED);
+/* Adds pages to, or takes them from, one of a heap's page counts (its
+ * lock held; other threads read the counts without it). */
+PL_INLINE void add_pages(size_t *count, size_t pages, bool add) {
+  __atomic_store_n(count, add ? *count + pages : *count - pages, __ATOMIC_RELAXED);
 }
-PL_INLINE void add_active(heap_t *h, size_t pages, bool add) {
-  __atomic_store_n(&h->active_pages, add ? h->active_pages + pages : h->active_pages - pages,
-                   __ATOMIC_RELAXED);
-}
-/* Sums over the heaps, read without their locks. */
-static size_t all_dirty_pages(void) {
-  size_t n = 0;
-  for (unsigned i = 0, nh = nheaps(); i < nh; i++) n += __atomic_load_n(&heaps[i].dirty_pages, __ATOMIC_RELAXED);
-  return n;
-}
-static size_t all_active_pages(void) {
-  size_t n = 0;
-  for (unsigned i = 0, nh = nheaps(); i < nh; i++) n += __atomic_load_n(&heaps[i].active_pages, __ATOMIC_RELAXED);
-  return n;
+/* The dirty and active pages of all the heaps, summed in one pass
+ * without their locks. */
+typedef struct page_sums {
+  size_t dirty, active;
+} page_sums_t;
+static page_sums_t all_pages(void) {
+  page_sums_t t = {0, 0};
+  for (unsigned i = 0, nh = nheaps(); i < nh; i++) {
+    t.dirty += __atomic_load_n(&heaps[i].dirty_pages, __ATOMIC_RELAXED);
+    t.active += __atomic_load_n(&heaps[i].active_pages, __ATOMIC_RELAXED);
+  }
+  return t;
 }
 
 /* ---- descriptors ---------------------------------------------------- */
@@ -172,7 +171,7 @@ static void bucket_insert(heap_t *h, pl_span_t *s) {
   if (s->next) s->next->prev = s;
   h->bucket[n] = s;
   h->bucket_map[n / 64] |= (uint64_t)1 << (n % 64);
-  add_dirty(h, s->ndirty, true);
+  add_pages(&h->dirty_pages, s->ndirty, true);
 }
 
 static void bucket_remove(heap_t *h, pl_span_t *s) {
@@ -184,7 +183,7 @@ static void bucket_remove(heap_t *h, pl_span_t *s) {
   if (s->next) s->next->prev = s->prev;
   if (h->bucket[n] == NULL) h->bucket_map[n / 64] &= ~((uint64_t)1 << (n % 64));
   s->next = s->prev = NULL;
-  add_dirty(h, s->ndirty, false);
+  add_pages(&h->dirty_pages, s->ndirty, false);
 }
 
 /* Smallest non-empty bucket >= n, or 0. */
@@ -408,7 +407,6 @@ static size_t dirty_limit_for(size_t active) {
   size_t ratio = active >> pl_span_dirty_shift;
   return floor > ratio ? floor : ratio;
 }
-static size_t dirty_limit_pages(void) { return dirty_limit_for(all_active_pages()); }
 
 /* Dirty memory above the limit is purged as frees come in.  A span of
  * small blocks comes back only once every block of it has been freed, so
@@ -461,7 +459,7 @@ static purge_plan_t give_back_locked(heap_t *h, pl_span_t *s, uint64_t now) {
    * is as likely to be needed again at once as a large block: it is
    * treated as one. */
   purge_plan_t p = {.small = s->state == PL_SPAN_SMALL && pl_class_info[s->cls].nblocks >= 8};
-  add_active(h, s->npages, false);
+  add_pages(&h->active_pages, s->npages, false);
   size_t small_freed = p.small ? __atomic_add_fetch(&small_freed_pages, s->npages, __ATOMIC_RELAXED)
                                : __atomic_load_n(&small_freed_pages, __ATOMIC_RELAXED);
   uint8_t flags = PL_SPAN_DIRTY;
@@ -473,8 +471,9 @@ static purge_plan_t give_back_locked(heap_t *h, pl_span_t *s, uint64_t now) {
   free_locked(h, s, flags, now);
   if (h->others_ms != now) {
     h->others_ms = now;
-    h->others_dirty = all_dirty_pages() - h->dirty_pages;
-    h->others_active = all_active_pages() - h->active_pages;
+    page_sums_t all = all_pages();
+    h->others_dirty = all.dirty - h->dirty_pages;
+    h->others_active = all.active - h->active_pages;
   }
   p.limit = dirty_limit_for(h->active_pages + h->others_active);
   size_t dirty = h->dirty_pages + h->others_dirty;
@@ -578,7 +577,7 @@ pl_span_t *pl_span_alloc(size_t npages, size_t align_pages, int state,
   s->flags = 0;
   s->listed = 0;
   map_span(s);
-  add_active(h, s->npages, true);
+  add_pages(&h->active_pages, s->npages, true);
   pl_unlock(&h->lock);
 out:
   if (also_free) pl_span_free(also_free); /* (not given back above) */
@@ -586,14 +585,18 @@ out:
   return s;
 }
 
-bool pl_span_over_half_limit(void) { return all_dirty_pages() > dirty_limit_pages() / 2; }
-
-size_t pl_span_purge_excess(void) {
-  size_t half = dirty_limit_pages() / 2;
-  return all_dirty_pages() > half ? pl_span_purge(0, false, half << PL_PAGE_SHIFT) : 0;
+bool pl_span_over_half_limit(void) {
+  page_sums_t all = all_pages();
+  return all.dirty > dirty_limit_for(all.active) / 2;
 }
 
-size_t pl_span_dirty_bytes(void) { return all_dirty_pages() << PL_PAGE_SHIFT; }
+size_t pl_span_purge_excess(void) {
+  page_sums_t all = all_pages();
+  size_t half = dirty_limit_for(all.active) / 2;
+  return all.dirty > half ? pl_span_purge(0, false, half << PL_PAGE_SHIFT) : 0;
+}
+
+size_t pl_span_dirty_bytes(void) { return all_pages().dirty << PL_PAGE_SHIFT; }
 
 void pl_span_shrink(pl_span_t *s, size_t npages) {
   if (npages >= s->npages) return;
@@ -608,7 +611,7 @@ void pl_span_shrink(pl_span_t *s, size_t npages) {
   s->npages = (uint32_t)npages;
   map_span(s);
   map_span(tail);
-  add_active(h, tail->npages, false);
+  add_pages(&h->active_pages, tail->npages, false);
   free_locked(h, tail, PL_SPAN_DIRTY, now);
   pl_unlock(&h->lock);
 }
@@ -635,7 +638,7 @@ bool pl_span_grow(pl_span_t *s, size_t npages) {
       }
       s->npages = (uint32_t)npages;
       map_span(s);
-      add_active(h, take, true);
+      add_pages(&h->active_pages, take, true);
       ok = true;
     }
   }
@@ -740,7 +743,7 @@ static size_t purge_heap(heap_t *h, uint64_t age_ms, bool unmap_chunks, size_t t
  * to its dirty memory. */
 size_t pl_span_purge(uint64_t age_ms, bool unmap_chunks, size_t target_dirty) {
   __atomic_store_n(&small_freed_pages, 0, __ATOMIC_RELAXED);
-  size_t target_pages = target_dirty >> PL_PAGE_SHIFT, all = all_dirty_pages();
+  size_t target_pages = target_dirty >> PL_PAGE_SHIFT, all = all_pages().dirty;
   size_t released = 0, kept = 0;
   for (unsigned i = 0, nh = nheaps(); i < nh; i++) {
     size_t d = __atomic_load_n(&heaps[i].dirty_pages, __ATOMIC_RELAXED);
