@@ -92,6 +92,7 @@ static PL_NOINLINE void give_back_idle_cache(pl_tcache_t *tc) {
 static PL_NOINLINE void free_tick(void) {
   pl_tls.free_tick = PL_FREE_TICK;
   pl_tcache_t *tc = pl_tc;
+  if (tc->state == PL_TC_ACTIVE) tc->free_rounds++;
   uint64_t now = pl_os_now_ms();
   if (tc->state == PL_TC_ACTIVE &&
       (__atomic_load_n(&tc->poked, __ATOMIC_RELAXED) ||

@@ -45,7 +45,7 @@ static size_t nactive;
 #define CAP_MAX 256
 #define START_LIMIT 4
 /* A class used in bursts: BURST_RUNS flushes in a row, after BURST_RUNS
- * refills in a row, then a refill.  Its bin's limit doubles at each such
+ * burst refills (see burst_refill) in a row, then a refill.  Its bin's limit doubles at each such
  * refill, up to BURST_SMALL_BYTES of blocks for classes whose cap is at
  * least BURST_MIN_CAP blocks (up to 256 bytes); at most BURST_MAX blocks
  * and half the thread's budget.  For bigger blocks a cap is a few dozen,
@@ -278,6 +278,9 @@ pl_tcache_t *pl_tcache_create(void) {
     tc->refills[c] = 0;
     tc->refill_run[c] = 0;
   }
+  tc->free_rounds = 0;
+  tc->flushing_frees = 0;
+  for (unsigned c = 1; c <= PL_NCLASSES; c++) tc->refill_due[c] = pl_tcache_frees(tc);
   tc->bins[0] = (pl_bin_t){0};
   tc->arr[0] = NULL;
   tc->trim_cursor = 0;
@@ -394,6 +397,23 @@ static void grow_burst(pl_tcache_t *tc, unsigned cls, uint32_t nl) {
   set_limit(tc, cls, nl);
 }
 
+/* Does this refill, bringing got blocks of class cls, count towards the
+ * runs of refills above?  Only in a burst, where the thread allocates
+ * more than it frees: fewer frees since the bin's last refill (of any
+ * class) than that refill brought blocks (all of which the thread has
+ * allocated since).  A thread that frees as it allocates, say a stage of
+ * a pipeline freeing what the stage before made, random-walks in each
+ * class, and its walks made runs of refills and of flushes often enough
+ * to grow many bins past their caps for good.  Classes above BIG_SIZE
+ * count every refill: one block there is a span, and blocks replaced at
+ * random (bench-bands large) needed their bins grown. */
+static bool burst_refill(pl_tcache_t *tc, unsigned cls, uint32_t got) {
+  uint32_t frees = pl_tcache_frees(tc);
+  bool burst = (int32_t)(frees - tc->refill_due[cls]) < 0 || pl_class_info[cls].size > BIG_SIZE;
+  tc->refill_due[cls] = frees + got;
+  return burst;
+}
+
 void *pl_tcache_refill_pop(pl_tcache_t *tc, unsigned cls) {
   pl_bin_t *b = &tc->bins[cls];
   void **a = tc->arr[cls];
@@ -421,7 +441,7 @@ void *pl_tcache_refill_pop(pl_tcache_t *tc, unsigned cls) {
   size_t got = pl_central_alloc_batch(cls, a, want);
   if (got == 0) return NULL;
   tc->overflowed[cls] = 0;
-  if (tc->refills[cls] < 255) tc->refills[cls]++;
+  if (burst_refill(tc, cls, (uint32_t)got) && tc->refills[cls] < 255) tc->refills[cls]++;
   got--;
   void **p = a[got];
   __atomic_store_n(&b->top, a + got, __ATOMIC_RELAXED);
@@ -432,11 +452,14 @@ void *pl_tcache_refill_pop(pl_tcache_t *tc, unsigned cls) {
 
 void pl_tcache_flush_push(pl_tcache_t *tc, unsigned cls, void *p) {
   pl_bin_t *b = &tc->bins[cls];
-  if (tc->overflowed[cls] < 255) tc->overflowed[cls]++;
-  if (tc->refills[cls]) {
+  tc->flushing_frees++;
+  /* The first flush since a refill ends that run of refills (whose burst
+   * refills may be none: then an older run must not count). */
+  if (tc->overflowed[cls] == 0) {
     tc->refill_run[cls] = tc->refills[cls];
     tc->refills[cls] = 0;
   }
+  if (tc->overflowed[cls] < 255) tc->overflowed[cls]++;
   /* A class that keeps overflowing without running empty in between is
    * freed more than allocated here (a consumer thread): let it hold more,
    * so that it flushes in bigger batches. */
@@ -459,7 +482,7 @@ void pl_tcache_flush_push(pl_tcache_t *tc, unsigned cls, void *p) {
 /* The trim.  A bin grows past its cap in bursts (pl_tcache_refill_pop),
  * and a steady mix can grow it too: a bin that random-walks between
  * running empty and overflowing makes runs of refills and of flushes
- * from time to time.  Left alone, such limits only grew: a pipeline of
+ * from time to time (fewer since burst_refill).  Left alone, such limits only grew: a pipeline of
  * 4 threads, each freeing the blocks the one before made (16 B - 4 KiB),
  * held 9.3 MB in its caches after 1.6 s for 0.13 MB live, and peaked at
  * 14.9 MB (glibc: 3 MB).  So at every free tick the trim looks at the

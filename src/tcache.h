@@ -78,9 +78,14 @@ typedef struct pl_tcache {
   pl_bin_t *bins; /* the owner's bins, in its pl_tls; NULL in the static caches */
   uint8_t state;
   uint8_t overflowed[PL_NCLASSES + 1]; /* flushes since the last refill */
-  uint8_t refills[PL_NCLASSES + 1];    /* refills since the last flush */
-  uint8_t refill_run[PL_NCLASSES + 1]; /* refills in the last run of them */
+  uint8_t refills[PL_NCLASSES + 1];    /* burst refills since the last flush */
+  uint8_t refill_run[PL_NCLASSES + 1]; /* burst refills in the last run of them */
   uint32_t trim_cursor;                /* the bin the trim looked at last */
+  uint32_t free_rounds;     /* free ticks (PL_FREE_TICK pushes) so far */
+  uint32_t flushing_frees;  /* frees that found their bin full */
+  /* pl_tcache_frees() at each bin's last refill plus the blocks that
+   * refill brought (tcache.c, burst_refill) */
+  uint32_t refill_due[PL_NCLASSES + 1];
   uint32_t real_limit[PL_NCLASSES + 1]; /* the limits (end may be lower) */
   uint64_t events;       /* slow-path events, for the budget's recount */
   uint32_t poked;        /* asked to give its cache back (idle thread) */
@@ -144,6 +149,12 @@ typedef struct pl_tls {
 } PL_ALIGNED(PL_CACHELINE) pl_tls_t;
 extern __thread pl_tls_t pl_tls __attribute__((tls_model(PL_TLS_MODEL))) PL_HIDDEN;
 #define pl_tc (pl_tls.tc)
+
+/* Frees the thread has made into its cache, modulo 2^32: whole free
+ * ticks, the current one's pushes, and those that flushed a full bin. */
+PL_INLINE uint32_t pl_tcache_frees(const pl_tcache_t *tc) {
+  return tc->free_rounds * PL_FREE_TICK + (PL_FREE_TICK - pl_tls.free_tick) + tc->flushing_frees;
+}
 
 /* The fast paths reach the calling thread's bin at byte offset off
  * (class * 32) through a handle, pl_my_bin(off), and the macros below.

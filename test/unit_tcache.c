@@ -462,6 +462,97 @@ static void test_trim(void **state) {
              r.held_quiet);
 }
 
+/* A thread that frees as much as it allocates, as a stage of a pipeline
+ * does: at each step it frees the oldest of 512 blocks (at first made by
+ * another thread) and allocates one of eight classes of 200 B - 3000 B
+ * (caps of 8 to 80 blocks) in its place.  Each bin's count walks at
+ * random, and runs
+ * it empty and full again and again, now and then twice in a row each
+ * way, which read as bursts before burst_refill (tcache.c): bins grew
+ * past their caps within the first 1,000 steps.  None may grow
+ * past its cap: every refill follows at least as many frees as the
+ * bin's last refill brought blocks. */
+enum { WALK_CLASSES = 8, WALK_QUEUE = 512 };
+static const size_t walk_sizes[WALK_CLASSES] = {200, 400, 700, 1000, 1500, 2000, 2500, 3000};
+struct walk_result {
+  void *queue[WALK_QUEUE];
+  long settle; /* steps after which no bin may grow past its cap */
+  uint32_t limit, cap;
+  unsigned cls;
+  long step; /* where a bin first grew past its cap, or -1 */
+  size_t central_ok;
+  const char *broken;
+  char msg[160];
+};
+
+static void *walk_worker(void *arg) {
+  struct walk_result *r = arg;
+  enum { CLASSES = WALK_CLASSES, QUEUE = WALK_QUEUE, STEPS = 400000 };
+  const size_t *sizes = walk_sizes;
+  void **queue = r->queue;
+  unsigned cls[CLASSES], where;
+  uint32_t limit[CLASSES];
+  uint64_t rng = 0x9e3779b97f4a7c15u;
+  pl_thread_start();
+  pl_tcache_t *tc = pl_tc;
+  for (int k = 0; k < CLASSES; k++) cls[k] = pl_size_class(sizes[k]);
+  if (r->settle > 0) /* a burst first: this thread makes the blocks */
+    for (int i = 0; i < QUEUE; i++) queue[i] = pallet_malloc(sizes[i % CLASSES]);
+  for (int k = 0; k < CLASSES; k++) limit[k] = tc->real_limit[cls[k]];
+  r->step = -1;
+  for (long i = 0; i < STEPS && r->step < 0; i++) {
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    pallet_free(queue[i % QUEUE]);
+    queue[i % QUEUE] = pallet_malloc(sizes[(rng >> 8) % CLASSES]);
+    for (int m = 0; m < CLASSES; m++) {
+      uint32_t l = tc->real_limit[cls[m]];
+      if (l > limit[m] && l > pl_tcache_cap[cls[m]] && i >= r->settle) {
+        r->step = i;
+        r->cls = cls[m];
+        r->limit = l;
+        r->cap = pl_tcache_cap[cls[m]];
+      }
+      limit[m] = l;
+    }
+  }
+  r->broken = bin_violation(tc, &where);
+  if (r->broken) snprintf(r->msg, sizeof r->msg, "%s", r->broken);
+  for (int i = 0; i < QUEUE; i++) pallet_free(queue[i]);
+  r->central_ok = pl_central_check() == 0;
+  return NULL;
+}
+
+static void walk_case(long settle) {
+  static struct walk_result r;
+  memset(&r, 0, sizeof r);
+  r.settle = settle;
+  if (settle == 0)
+    for (int i = 0; i < WALK_QUEUE; i++)
+      assert_non_null(r.queue[i] = pallet_malloc(walk_sizes[i % WALK_CLASSES]));
+  run_in_thread(walk_worker, &r);
+  if (r.broken) fail_msg("bin invariant broken: %s", r.msg);
+  assert_true(r.central_ok);
+  if (r.step >= 0)
+    fail_msg("step %ld: class %u (%zu B) grew to %u, past its cap %u", r.step, r.cls,
+             pl_class_size(r.cls), r.limit, r.cap);
+}
+
+static void test_walk_stays_at_cap(void **state) {
+  (void)state;
+  walk_case(0);
+}
+
+/* The same walk after a burst: the walking thread makes the first 512
+ * blocks itself.  That burst's run of refills, followed by the walk's
+ * first flushes, may grow bins past their caps at first; but the walk's
+ * refills then end that run, and from step 20,000 no bin may grow past
+ * its cap (bins grew again and again, from step 21,000 to 96,000 with
+ * five seeds, when the run was kept until the next burst refill). */
+static void test_walk_after_burst(void **state) {
+  (void)state;
+  walk_case(20000);
+}
+
 /* A bin this thread only frees into (a consumer's): once it has
  * overflowed twice with no refill between, each overflow flushes all of
  * it, and its limit grows to half the cap at most. */
@@ -1190,6 +1281,8 @@ int main(void) {
       cmocka_unit_test(test_burst_keeps_growing),
       cmocka_unit_test(test_big_class_growth),
       cmocka_unit_test(test_trim),
+      cmocka_unit_test(test_walk_stays_at_cap),
+      cmocka_unit_test(test_walk_after_burst),
       cmocka_unit_test(test_budget),
       cmocka_unit_test(test_budget_fast_fill),
       cmocka_unit_test_teardown(test_total_budget, release_holders),
