@@ -45,11 +45,12 @@ static size_t nactive;
 #define CAP_MAX 256
 #define START_LIMIT 4
 /* A class used in bursts: BURST_RUNS flushes in a row, after BURST_RUNS
- * burst refills (see burst_refill) in a row, then a refill.  Its bin's limit doubles at each such
- * refill, up to BURST_SMALL_BYTES of blocks for classes whose cap is at
- * least BURST_MIN_CAP blocks (up to 256 bytes); at most BURST_MAX blocks
- * and half the thread's budget.  For bigger blocks a cap is a few dozen,
- * and two flushes then two refills are common in a steady mix: letting
+ * burst refills (see burst_refill) in a row, then a refill.  Its bin's
+ * limit doubles at each such refill, up to BURST_SMALL_BYTES of blocks
+ * for classes whose cap is at least BURST_MIN_CAP blocks (up to 256
+ * bytes); at most BURST_MAX blocks and half the thread's budget.  For
+ * bigger blocks a cap is a few dozen, and two flushes then two refills
+ * are common in a steady mix: letting
  * them grow to 512 KiB on that signal cost bench-larson, bench-servermix
  * and bench-realloc about a quarter more peak RSS.  So they grow on it up
  * to BURST_BYTES only, and on to BURST_LONG_BYTES only after runs of
@@ -482,10 +483,10 @@ void pl_tcache_flush_push(pl_tcache_t *tc, unsigned cls, void *p) {
 /* The trim.  A bin grows past its cap in bursts (pl_tcache_refill_pop),
  * and a steady mix can grow it too: a bin that random-walks between
  * running empty and overflowing makes runs of refills and of flushes
- * from time to time (fewer since burst_refill).  Left alone, such limits only grew: a pipeline of
- * 4 threads, each freeing the blocks the one before made (16 B - 4 KiB),
- * held 9.3 MB in its caches after 1.6 s for 0.13 MB live, and peaked at
- * 14.9 MB (glibc: 3 MB).  So at every free tick the trim looks at the
+ * from time to time (far fewer since burst_refill).  Left alone, such
+ * limits only grew: a pipeline of 4 threads, each freeing the blocks
+ * the one before made (16 B - 4 KiB), held 9.3 MB in its caches after
+ * 1.6 s for 0.13 MB live, and peaked at 14.9 MB (glibc: 3 MB).  So at every free tick the trim looks at the
  * next PL_TRIM_BINS bins (each bin every 96 ticks, 12288 frees), and at
  * a bin past its cap:
  *  - ceiling: if, since the last look, the count never reached half the
