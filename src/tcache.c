@@ -486,9 +486,9 @@ void pl_tcache_flush_push(pl_tcache_t *tc, unsigned cls, void *p) {
  * from time to time (far fewer since burst_refill).  Left alone, such
  * limits only grew: a pipeline of 4 threads, each freeing the blocks
  * the one before made (16 B - 4 KiB), held 9.3 MB in its caches after
- * 1.6 s for 0.13 MB live, and peaked at 14.9 MB (glibc: 3 MB).  So at every free tick the trim looks at the
- * next PL_TRIM_BINS bins (each bin every 96 ticks, 12288 frees), and at
- * a bin past its cap:
+ * 1.6 s for 0.13 MB live, and peaked at 14.9 MB (glibc: 3 MB).  So at
+ * every free tick the trim looks at the next PL_TRIM_BINS bins (each
+ * bin every 96 ticks, 12288 frees), and at a bin past its cap:
  *  - ceiling: if, since the last look, the count never reached half the
  *    limit, the limit halves (not below the cap), blocks past it go back;
  *  - floor: if the count never went below the floor, the blocks under
