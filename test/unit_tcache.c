@@ -465,13 +465,12 @@ static void test_trim(void **state) {
 /* A thread that frees as much as it allocates, as a stage of a pipeline
  * does: at each step it frees the oldest of 512 blocks (at first made by
  * another thread) and allocates one of eight classes of 200 B - 3000 B
- * (caps of 8 to 80 blocks) in its place.  Each bin's count walks at
- * random, and runs
- * it empty and full again and again, now and then twice in a row each
- * way, which read as bursts before burst_refill (tcache.c): bins grew
- * past their caps within the first 1,000 steps.  None may grow
- * past its cap: every refill follows at least as many frees as the
- * bin's last refill brought blocks. */
+ * (caps of 8 to 78 blocks) in its place.  Each bin's count walks at
+ * random, and runs it empty and full again and again, now and then
+ * twice in a row each way, which read as bursts before burst_refill
+ * (tcache.c): bins grew past their caps within the first 1,000 steps.
+ * None may grow past its cap: every refill follows at least as many
+ * frees as the bin's last refill brought blocks. */
 enum { WALK_CLASSES = 8, WALK_QUEUE = 512 };
 static const size_t walk_sizes[WALK_CLASSES] = {200, 400, 700, 1000, 1500, 2000, 2500, 3000};
 struct walk_result {
@@ -487,24 +486,23 @@ struct walk_result {
 
 static void *walk_worker(void *arg) {
   struct walk_result *r = arg;
-  enum { CLASSES = WALK_CLASSES, QUEUE = WALK_QUEUE, STEPS = 400000 };
-  const size_t *sizes = walk_sizes;
+  enum { STEPS = 400000 };
   void **queue = r->queue;
-  unsigned cls[CLASSES], where;
-  uint32_t limit[CLASSES];
+  unsigned cls[WALK_CLASSES], where;
+  uint32_t limit[WALK_CLASSES];
   uint64_t rng = 0x9e3779b97f4a7c15u;
   pl_thread_start();
   pl_tcache_t *tc = pl_tc;
-  for (int k = 0; k < CLASSES; k++) cls[k] = pl_size_class(sizes[k]);
+  for (int k = 0; k < WALK_CLASSES; k++) cls[k] = pl_size_class(walk_sizes[k]);
   if (r->settle > 0) /* a burst first: this thread makes the blocks */
-    for (int i = 0; i < QUEUE; i++) queue[i] = pallet_malloc(sizes[i % CLASSES]);
-  for (int k = 0; k < CLASSES; k++) limit[k] = tc->real_limit[cls[k]];
+    for (int i = 0; i < WALK_QUEUE; i++) queue[i] = pallet_malloc(walk_sizes[i % WALK_CLASSES]);
+  for (int k = 0; k < WALK_CLASSES; k++) limit[k] = tc->real_limit[cls[k]];
   r->step = -1;
   for (long i = 0; i < STEPS && r->step < 0; i++) {
     rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-    pallet_free(queue[i % QUEUE]);
-    queue[i % QUEUE] = pallet_malloc(sizes[(rng >> 8) % CLASSES]);
-    for (int m = 0; m < CLASSES; m++) {
+    pallet_free(queue[i % WALK_QUEUE]);
+    queue[i % WALK_QUEUE] = pallet_malloc(walk_sizes[(rng >> 8) % WALK_CLASSES]);
+    for (int m = 0; m < WALK_CLASSES; m++) {
       uint32_t l = tc->real_limit[cls[m]];
       if (l > limit[m] && l > pl_tcache_cap[cls[m]] && i >= r->settle) {
         r->step = i;
@@ -517,7 +515,7 @@ static void *walk_worker(void *arg) {
   }
   r->broken = bin_violation(tc, &where);
   if (r->broken) snprintf(r->msg, sizeof r->msg, "%s", r->broken);
-  for (int i = 0; i < QUEUE; i++) pallet_free(queue[i]);
+  for (int i = 0; i < WALK_QUEUE; i++) pallet_free(queue[i]);
   r->central_ok = pl_central_check() == 0;
   return NULL;
 }
@@ -546,8 +544,9 @@ static void test_walk_stays_at_cap(void **state) {
  * blocks itself.  That burst's run of refills, followed by the walk's
  * first flushes, may grow bins past their caps at first; but the walk's
  * refills then end that run, and from step 20,000 no bin may grow past
- * its cap (bins grew again and again, from step 21,000 to 96,000 with
- * five seeds, when the run was kept until the next burst refill). */
+ * its cap.  (When the run was kept until the next burst refill, a bin
+ * grew past its cap after step 20,000 with each of five seeds, first at
+ * steps 21,000 to 96,000.) */
 static void test_walk_after_burst(void **state) {
   (void)state;
   walk_case(20000);
