@@ -401,6 +401,21 @@ static void run_in_thread(void *(*fn)(void *), void *arg) {
   assert_int_equal(pthread_join(t, NULL), 0);
 }
 
+/* The bin invariants of a worker thread's cache, as the worker found
+ * them (bins_check), reported by the test's thread (bins_check_ok). */
+struct bins_check {
+  const char *broken;
+  char msg[160];
+};
+static void bins_check(struct bins_check *c, const pl_tcache_t *tc) {
+  unsigned where;
+  c->broken = bin_violation(tc, &where);
+  if (c->broken) snprintf(c->msg, sizeof c->msg, "%s", c->broken);
+}
+static void bins_check_ok(const struct bins_check *c) {
+  if (c->broken) fail_msg("bin invariant broken: %s", c->msg);
+}
+
 /* The trim (tcache.c), in a thread of its own (a fresh cache): a bin
  * grown past its cap by rounds of 2048 blocks of 48 B keeps a limit that
  * holds a round while the rounds go on (each round fills it past half
@@ -412,15 +427,14 @@ struct trim_result {
   uint32_t cap, grown, after_rounds, after_quiet, held_quiet;
   uint64_t slow_events; /* refills and flushes in rounds 8 to 47 */
   size_t central_ok;
-  const char *broken;
-  char msg[160];
+  struct bins_check bins;
 };
 
 static void *trim_worker(void *arg) {
   struct trim_result *r = arg;
   enum { ROUND = 2048 };
   const size_t n = 48;
-  unsigned cls = pl_size_class(n), where;
+  unsigned cls = pl_size_class(n);
   void **b = calloc(ROUND, sizeof *b);
   if (b == NULL) return NULL;
   pl_thread_start();
@@ -440,8 +454,7 @@ static void *trim_worker(void *arg) {
   for (size_t i = 0; i < 200000; i++) pallet_free(pallet_malloc(n));
   r->after_quiet = tc->real_limit[cls];
   r->held_quiet = pl_bin_count(tc, cls);
-  r->broken = bin_violation(tc, &where);
-  if (r->broken) snprintf(r->msg, sizeof r->msg, "%s", r->broken);
+  bins_check(&r->bins, tc);
   r->central_ok = pl_central_check() == 0;
   free(b);
   return NULL;
@@ -451,7 +464,7 @@ static void test_trim(void **state) {
   (void)state;
   struct trim_result r = {0};
   run_in_thread(trim_worker, &r);
-  if (r.broken) fail_msg("bin invariant broken: %s", r.msg);
+  bins_check_ok(&r.bins);
   assert_true(r.central_ok);
   if (r.grown <= r.cap) fail_msg("rounds of 2048: limit %u, not past the cap %u", r.grown, r.cap);
   if (r.after_rounds < 2048 || r.slow_events > 2)
@@ -480,15 +493,14 @@ struct walk_result {
   unsigned cls;
   long step; /* where a bin first grew past its cap, or -1 */
   size_t central_ok;
-  const char *broken;
-  char msg[160];
+  struct bins_check bins;
 };
 
 static void *walk_worker(void *arg) {
   struct walk_result *r = arg;
   enum { STEPS = 400000 };
   void **queue = r->queue;
-  unsigned cls[WALK_CLASSES], where;
+  unsigned cls[WALK_CLASSES];
   uint32_t limit[WALK_CLASSES];
   uint64_t rng = 0x9e3779b97f4a7c15u;
   pl_thread_start();
@@ -513,8 +525,7 @@ static void *walk_worker(void *arg) {
       limit[m] = l;
     }
   }
-  r->broken = bin_violation(tc, &where);
-  if (r->broken) snprintf(r->msg, sizeof r->msg, "%s", r->broken);
+  bins_check(&r->bins, tc);
   for (int i = 0; i < WALK_QUEUE; i++) pallet_free(queue[i]);
   r->central_ok = pl_central_check() == 0;
   return NULL;
@@ -528,7 +539,7 @@ static void walk_case(long settle) {
     for (int i = 0; i < WALK_QUEUE; i++)
       assert_non_null(r.queue[i] = pallet_malloc(walk_sizes[i % WALK_CLASSES]));
   run_in_thread(walk_worker, &r);
-  if (r.broken) fail_msg("bin invariant broken: %s", r.msg);
+  bins_check_ok(&r.bins);
   assert_true(r.central_ok);
   if (r.step >= 0)
     fail_msg("step %ld: class %u (%zu B) grew to %u, past its cap %u", r.step, r.cls,
@@ -888,8 +899,7 @@ struct starter_result {
   bool moved;         /* the 64-byte bin left the starter region */
   bool distinct;      /* and holds no block twice */
   size_t lost;        /* blocks of that class neither live nor free */
-  const char *broken; /* a bin invariant broken, or NULL */
-  char msg[160];
+  struct bins_check bins;
 };
 
 static void *starter_worker(void *arg) {
@@ -908,7 +918,7 @@ static void *starter_worker(void *arg) {
       hi = (uintptr_t)(a + room_now(tc, pl_size_class(n)));
   }
   r->spread = hi - lo;
-  unsigned cls = pl_size_class(64), where;
+  unsigned cls = pl_size_class(64);
   size_t live0 = in_use(cls) - pl_tcache_count_class(cls);
   for (int i = 0; i < 256; i++) b[i] = pallet_malloc(64);
   for (int i = 0; i < 256; i++) pallet_free(b[i]);
@@ -918,8 +928,7 @@ static void *starter_worker(void *arg) {
     for (uint32_t k = 0; k < i; k++)
       if (tc->arr[cls][i] == tc->arr[cls][k]) r->distinct = false;
   r->lost = in_use(cls) - pl_tcache_count_class(cls) - live0;
-  r->broken = bin_violation(tc, &where);
-  if (r->broken) snprintf(r->msg, sizeof r->msg, "%s", r->broken);
+  bins_check(&r->bins, tc);
   return NULL;
 }
 
@@ -927,7 +936,7 @@ static void test_starter_arrays(void **state) {
   (void)state;
   struct starter_result r = {0};
   run_in_thread(starter_worker, &r);
-  if (r.broken) fail_msg("bin invariant broken: %s", r.msg);
+  bins_check_ok(&r.bins);
   if (r.spread > 4096)
     fail_msg("the bins of 16 classes spread over %zu bytes of slots", r.spread);
   assert_true(r.moved);
