@@ -83,9 +83,11 @@ typedef struct pl_tcache {
   uint32_t trim_cursor;                /* the bin the trim looked at last */
   uint32_t free_rounds;     /* free ticks (PL_FREE_TICK pushes) so far */
   uint32_t flushing_frees;  /* frees that found their bin full */
-  /* pl_tcache_frees() at each bin's last refill plus the blocks that
-   * refill brought (tcache.c, burst_refill) */
-  uint32_t refill_due[PL_NCLASSES + 1];
+  uint32_t refilled; /* blocks brought by refills, modulo 2^32 */
+  /* pl_tcache_frees() and refilled at each bin's last refill (tcache.c,
+   * burst_refill) */
+  uint32_t refill_frees[PL_NCLASSES + 1];
+  uint32_t refill_blocks[PL_NCLASSES + 1];
   uint32_t real_limit[PL_NCLASSES + 1]; /* the limits (end may be lower) */
   uint64_t events;       /* slow-path events, for the budget's recount */
   uint32_t poked;        /* asked to give its cache back (idle thread) */
