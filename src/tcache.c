@@ -254,6 +254,13 @@ static void registry_remove(pl_tcache_t *tc) {
   __atomic_store_n(&nactive, nactive - 1, __ATOMIC_RELAXED);
 }
 
+/* Frees the thread has made into its cache, modulo 2^32 (for
+ * burst_refill): whole free ticks, the current one's pushes, and those
+ * that flushed a full bin. */
+static uint32_t thread_frees(const pl_tcache_t *tc) {
+  return tc->free_rounds * PL_FREE_TICK + (PL_FREE_TICK - pl_tls.free_tick) + tc->flushing_frees;
+}
+
 pl_tcache_t *pl_tcache_create(void) {
   pl_lock(&registry_lock);
   pl_tcache_t *tc = pool;
@@ -267,6 +274,10 @@ pl_tcache_t *pl_tcache_create(void) {
   }
   tc->large_pending = NULL; /* (a recycled cache's was given back) */
   tc->bins = pl_tls.bins; /* this thread's: creation runs in the owner */
+  tc->free_rounds = 0;
+  tc->flushing_frees = 0;
+  tc->refilled = 0;
+  uint32_t frees = thread_frees(tc);
   for (unsigned c = 1; c <= PL_NCLASSES; c++) {
     void **slot = tc->slot_storage + starter_off[c];
     tc->real_limit[c] = pl_tcache_cap[c] < START_LIMIT ? pl_tcache_cap[c] : START_LIMIT;
@@ -278,12 +289,7 @@ pl_tcache_t *pl_tcache_create(void) {
     tc->overflowed[c] = 0;
     tc->refills[c] = 0;
     tc->refill_run[c] = 0;
-  }
-  tc->free_rounds = 0;
-  tc->flushing_frees = 0;
-  tc->refilled = 0;
-  for (unsigned c = 1; c <= PL_NCLASSES; c++) {
-    tc->refill_frees[c] = pl_tcache_frees(tc);
+    tc->refill_frees[c] = frees;
     tc->refill_blocks[c] = 0;
   }
   tc->bins[0] = (pl_bin_t){0};
@@ -421,7 +427,7 @@ static void grow_burst(pl_tcache_t *tc, unsigned cls, uint32_t nl) {
  * needed their bins grown. */
 #define BURST_FREES_X2 3 /* frees per block refilled, times 2 */
 static bool burst_refill(pl_tcache_t *tc, unsigned cls, uint32_t got) {
-  uint32_t frees = pl_tcache_frees(tc);
+  uint32_t frees = thread_frees(tc);
   uint64_t freed = frees - tc->refill_frees[cls];
   uint64_t brought = tc->refilled - tc->refill_blocks[cls];
   tc->refill_frees[cls] = frees;

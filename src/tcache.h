@@ -84,8 +84,8 @@ typedef struct pl_tcache {
   uint32_t free_rounds;     /* free ticks (PL_FREE_TICK pushes) so far */
   uint32_t flushing_frees;  /* frees that found their bin full */
   uint32_t refilled; /* blocks brought by refills, modulo 2^32 */
-  /* pl_tcache_frees() and refilled at each bin's last refill (tcache.c,
-   * burst_refill) */
+  /* The thread's frees (tcache.c, thread_frees) and refilled at each
+   * bin's last refill (burst_refill) */
   uint32_t refill_frees[PL_NCLASSES + 1];
   uint32_t refill_blocks[PL_NCLASSES + 1];
   uint32_t real_limit[PL_NCLASSES + 1]; /* the limits (end may be lower) */
@@ -151,12 +151,6 @@ typedef struct pl_tls {
 } PL_ALIGNED(PL_CACHELINE) pl_tls_t;
 extern __thread pl_tls_t pl_tls __attribute__((tls_model(PL_TLS_MODEL))) PL_HIDDEN;
 #define pl_tc (pl_tls.tc)
-
-/* Frees the thread has made into its cache, modulo 2^32: whole free
- * ticks, the current one's pushes, and those that flushed a full bin. */
-PL_INLINE uint32_t pl_tcache_frees(const pl_tcache_t *tc) {
-  return tc->free_rounds * PL_FREE_TICK + (PL_FREE_TICK - pl_tls.free_tick) + tc->flushing_frees;
-}
 
 /* The fast paths reach the calling thread's bin at byte offset off
  * (class * 32) through a handle, pl_my_bin(off), and the macros below.

@@ -557,8 +557,8 @@ static void test_trim(void **state) {
  * random, and runs it empty and full again and again, now and then
  * twice in a row each way, which read as bursts before burst_refill
  * (tcache.c): bins grew past their caps within the first 1,000 steps.
- * None may grow past its cap: every refill follows at least as many
- * frees as the bin's last refill brought blocks. */
+ * None may grow past its cap: every refill follows more frees than
+ * burst_refill allows per block refilled. */
 enum { WALK_CLASSES = 8, WALK_QUEUE = 512 };
 static const size_t walk_sizes[WALK_CLASSES] = {200, 400, 700, 1000, 1500, 2000, 2500, 3000};
 struct walk_result {
