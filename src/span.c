@@ -28,10 +28,16 @@ unsigned pl_span_nheaps = 1;
 /* One span heap: its chunks, their free spans, its descriptor pool. */
 typedef struct heap {
   pl_lock_t lock;
+  /* The descriptor pool: a list of descriptors given back, then the
+   * never-used end of the last batch mapped, desc_fresh[0 .. desc_nfresh)
+   * (taken in order, so that a batch's pages are touched only as its
+   * descriptors come into use); desc_nfree counts both. */
   pl_span_t *desc_free;
+  pl_span_t *desc_fresh;
+  size_t desc_nfresh;
   size_t desc_nfree;
   pl_chunk_t *chunk_list; /* every chunk of this heap */
-  size_t nchunks;
+  size_t nchunks; /* written under the lock, read by any thread */
   size_t unmapped_chunks;
   /* The ndirty pages of the free spans in the buckets, and pages of SMALL
    * and LARGE spans; written under the lock, read by any thread (the
@@ -100,10 +106,14 @@ static bool desc_reserve(heap_t *h) {
   pl_span_t *batch = pl_meta_alloc(DESC_BATCH * sizeof(pl_span_t), PL_CACHELINE);
   if (batch == NULL) return false;
   pl_lock(&h->lock);
-  for (size_t i = 0; i < DESC_BATCH; i++) {
-    batch[i].next = h->desc_free;
-    h->desc_free = &batch[i];
+  /* What is left of the last batch goes on the list (a few at most: the
+   * pool was low), and the new batch becomes the fresh end. */
+  for (; h->desc_nfresh != 0; h->desc_nfresh--, h->desc_fresh++) {
+    h->desc_fresh->next = h->desc_free;
+    h->desc_free = h->desc_fresh;
   }
+  h->desc_fresh = batch;
+  h->desc_nfresh = DESC_BATCH;
   __atomic_store_n(&h->desc_nfree, h->desc_nfree + DESC_BATCH, __ATOMIC_RELAXED);
   pl_unlock(&h->lock);
   return true;
@@ -148,10 +158,16 @@ static heap_t *lock_for_alloc(size_t n) {
 
 static pl_span_t *desc_take(heap_t *h) {
   pl_span_t *s = h->desc_free;
-  pl_assert(s != NULL);
-  h->desc_free = s->next;
+  if (s != NULL) {
+    h->desc_free = s->next;
+    memset(s, 0, sizeof *s);
+  } else {
+    /* A fresh one: still zero, as metadata comes. */
+    pl_assert(h->desc_nfresh != 0);
+    s = h->desc_fresh++;
+    h->desc_nfresh--;
+  }
   __atomic_store_n(&h->desc_nfree, h->desc_nfree - 1, __ATOMIC_RELAXED);
-  memset(s, 0, sizeof *s);
   return s;
 }
 
@@ -304,7 +320,7 @@ static bool chunk_grow(heap_t *h) {
   rec->next = h->chunk_list;
   if (h->chunk_list) h->chunk_list->prev = rec;
   h->chunk_list = rec;
-  h->nchunks++;
+  __atomic_store_n(&h->nchunks, h->nchunks + 1, __ATOMIC_RELAXED);
   bucket_insert(h, s);
   pl_chunk_map_set(rec->base, PL_CHUNK_SIZE, rec);
   pl_unlock(&h->lock);
@@ -561,6 +577,9 @@ pl_span_t *pl_span_alloc(size_t npages, size_t align_pages, int state,
     unsigned nh = nheaps();
     for (unsigned i = 1; i < nh && s == NULL; i++) {
       h = &heaps[(unsigned)(first - heaps + i) % nh];
+      /* A heap with no chunk has nothing to give (and would be handed
+       * descriptors, whose pages it then keeps, for nothing). */
+      if (__atomic_load_n(&h->nchunks, __ATOMIC_RELAXED) == 0) continue;
       if (!lock_with_descs(h, 2)) goto out;
       s = take_locked(h, need, npages, align_pages);
       if (s == NULL) pl_unlock(&h->lock);
@@ -687,7 +706,7 @@ static size_t purge_heap(heap_t *h, uint64_t age_ms, bool unmap_chunks, size_t t
             else
               h->chunk_list = c->next;
             if (c->next) c->next->prev = c->prev;
-            h->nchunks--;
+            __atomic_store_n(&h->nchunks, h->nchunks - 1, __ATOMIC_RELAXED);
             h->unmapped_chunks++;
           }
         }
