@@ -219,6 +219,27 @@ static size_t first_page(const pl_span_t *s) {
   return (s->start - s->chunk->base) >> PL_PAGE_SHIFT;
 }
 
+/* dst[0 .. n) = v, four stores a step (spans of the big classes have up
+ * to 64 page words and 32 pages: a store a step took 4 instructions a
+ * page, and the word loop's per-word choice of cold or warm 13 a word,
+ * 830 for a span of 256 KiB; bench-buffers spent 9 % of its
+ * instructions there). */
+static void fill_words(pl_pageword_bits_t *dst, uint64_t v, size_t n) {
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) dst[i] = dst[i + 1] = dst[i + 2] = dst[i + 3] = v;
+  for (; i < n; i++) dst[i] = v;
+}
+static void fill_spans(pl_span_t **dst, pl_span_t *s, size_t n) {
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) dst[i] = dst[i + 1] = dst[i + 2] = dst[i + 3] = s;
+  for (; i < n; i++) dst[i] = s;
+}
+PL_INLINE uint64_t pw_bits(pl_pageword_t w) {
+  uint64_t b;
+  memcpy(&b, &w, sizeof b);
+  return b;
+}
+
 /* Points the page map at s.  A SMALL span: every page's entry, and its
  * page words, which free() of any of its blocks reads: {0, 0} where a
  * block starts, since those words start cold (cold_words, warmed by the
@@ -246,20 +267,28 @@ static void map_span(pl_span_t *s) {
   /* Plain stores: gcc 12.2 at -O1 and above dropped every call of this
    * function when the page_info store was an __atomic_store_n in this loop
    * (test/unit_span catches that).  A page's entries change only while no
-   * block on it is live, so free() never reads one being written. */
-  pl_pageword_t cold = pl_pw_make(0, 0), warm = pl_pw_make(s->cls, s->start);
-  pl_pageword_t *words = s->chunk->page_info + first * PL_PW_PER_PAGE;
-  for (size_t p = first; p < end; p++) span[p] = s;
-  size_t nw = s->npages * PL_PW_PER_PAGE;
+   * block on it is live, so free() never reads one being written; each
+   * word is written once, whole (cold, or warm, never warm on the way to
+   * cold). */
+  fill_spans(span + first, s, s->npages);
+  pl_pageword_bits_t *words = (pl_pageword_bits_t *)(s->chunk->page_info + first * PL_PW_PER_PAGE);
+  uint64_t warm = pw_bits(pl_pw_make(s->cls, s->start)), cold = pw_bits(pl_pw_make(0, 0));
+  size_t nw = s->npages * PL_PW_PER_PAGE; /* (<= 64: no class's span is longer) */
   uint64_t mask = pl_low_bits64(nw) & ~pl_class_inner_words[s->cls];
-  for (size_t k = 0; k < nw; k++)
-    words[k] = k < 64 && ((mask >> k) & 1) ? cold : warm; /* (no class's span is longer) */
+  size_t k = 0;
+  for (uint64_t m = mask; m != 0; m &= m - 1) {
+    size_t c = (size_t)__builtin_ctzll(m);
+    fill_words(words + k, warm, c - k);
+    words[c] = cold;
+    k = c + 1;
+  }
+  fill_words(words + k, warm, nw - k);
   s->cold_words = mask;
 }
 
 /* Sets every page word of pages [first, first + n) of a chunk to w. */
 static void set_page_words(pl_chunk_t *c, size_t first, size_t n, pl_pageword_t w) {
-  for (size_t k = first * PL_PW_PER_PAGE; k < (first + n) * PL_PW_PER_PAGE; k++) c->page_info[k] = w;
+  fill_words((pl_pageword_bits_t *)(c->page_info + first * PL_PW_PER_PAGE), pw_bits(w), n * PL_PW_PER_PAGE);
 }
 
 /* Pages [first, first + n) of a chunk, free and flagged PL_SPAN_GHOST,

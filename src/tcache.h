@@ -89,6 +89,7 @@ typedef struct pl_tcache {
   uint32_t refill_frees[PL_NCLASSES + 1];
   uint32_t refill_blocks[PL_NCLASSES + 1];
   uint32_t real_limit[PL_NCLASSES + 1]; /* the limits (end may be lower) */
+  size_t limit_bytes;                   /* the limits' bytes: sum of limit x class size */
   uint64_t events;       /* slow-path events, for the budget's recount */
   uint32_t poked;        /* asked to give its cache back (idle thread) */
   uint64_t last_slow_ms; /* when this thread last reached the heap */
