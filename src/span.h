@@ -174,6 +174,9 @@ bool pl_span_over_half_limit(void) PL_HIDDEN;
 size_t pl_span_purge_excess(void) PL_HIDDEN;
 /* Bytes of dirty free spans (may be resident, hold old bytes). */
 size_t pl_span_dirty_bytes(void) PL_HIDDEN;
+/* Bytes of the spans in use, small-block and large, in all heaps (relaxed
+ * reads, no lock). */
+size_t pl_span_active_bytes(void) PL_HIDDEN;
 void pl_span_totals(pl_span_totals_t *t) PL_HIDDEN;
 /* Bytes of heap chunks resident in RAM. */
 size_t pl_span_resident(void) PL_HIDDEN;

@@ -80,6 +80,8 @@ typedef struct pl_tcache {
   uint8_t overflowed[PL_NCLASSES + 1]; /* flushes since the last refill */
   uint8_t refills[PL_NCLASSES + 1];    /* burst refills since the last flush */
   uint8_t refill_run[PL_NCLASSES + 1]; /* burst refills in the last run of them */
+  uint8_t walk_refills[PL_NCLASSES + 1]; /* refills of any kind since the last flush */
+  uint8_t walk_run[PL_NCLASSES + 1];     /* refills of any kind in the last run of them */
   uint32_t trim_cursor;                /* the bin the trim looked at last */
   uint32_t free_rounds;     /* free ticks (PL_FREE_TICK pushes) so far */
   uint32_t flushing_frees;  /* frees that found their bin full */
@@ -91,6 +93,7 @@ typedef struct pl_tcache {
   uint32_t real_limit[PL_NCLASSES + 1]; /* the limits (end may be lower) */
   size_t limit_bytes;                   /* the limits' bytes: sum of limit x class size */
   uint64_t events;       /* slow-path events, for the budget's recount */
+  uint64_t walk_quiet_until; /* no walk growth before this many events (tcache.c) */
   uint32_t poked;        /* asked to give its cache back (idle thread) */
   uint64_t last_slow_ms; /* when this thread last reached the heap */
   struct pl_tcache *next, *prev;       /* registry */
@@ -281,6 +284,11 @@ extern size_t pl_tcache_total_bytes PL_HIDDEN;
 /* The byte budget of each thread's cache now. */
 size_t pl_tcache_budget(void) PL_HIDDEN;
 extern uint32_t pl_tcache_cap[PL_NCLASSES + 1] PL_HIDDEN;
+/* A bin grows past its cap on a random walk's runs only while the
+ * thread's cache holds at most 1/PL_TCACHE_WALK_SHARE of the heap's
+ * memory in use, divided by the number of caches (tcache.c,
+ * walk_may_grow). */
+#define PL_TCACHE_WALK_SHARE 16
 /* What a bin may grow to in a class used in bursts (tcache.c). */
 extern uint32_t pl_tcache_burst_cap[PL_NCLASSES + 1] PL_HIDDEN;
 

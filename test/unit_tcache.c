@@ -551,22 +551,24 @@ static void test_trim(void **state) {
 }
 
 /* A thread that frees as much as it allocates, as a stage of a pipeline
- * does: at each step it frees the oldest of 512 blocks (at first made by
- * another thread) and allocates one of eight classes of 200 B - 3000 B
- * (caps of 8 to 78 blocks) in its place.  Each bin's count walks at
- * random, and runs it empty and full again and again, now and then
- * twice in a row each way, which read as bursts before burst_refill
- * (tcache.c): bins grew past their caps within the first 1,000 steps.
- * None may grow past its cap: every refill follows more frees than
- * burst_refill allows per block refilled. */
+ * does: at each step it frees the oldest of 512 blocks and allocates one
+ * of eight classes of 200 B - 3000 B (caps of 8 to 78 blocks) in its
+ * place.  Each bin's count walks at random, and runs it empty and full
+ * again and again, now and then twice in a row each way.  Such runs
+ * grow a bin past its cap only while the thread's cache holds at most
+ * 1/PL_TCACHE_WALK_SHARE of the heap in use (test_walk_growth_share
+ * below); after settle steps, a bin that grows past its cap while the
+ * cache, counted before the step, is over that share (with room for the
+ * step's own block and a span given back) fails the test. */
 enum { WALK_CLASSES = 8, WALK_QUEUE = 512 };
 static const size_t walk_sizes[WALK_CLASSES] = {200, 400, 700, 1000, 1500, 2000, 2500, 3000};
 struct walk_result {
   void *queue[WALK_QUEUE];
-  long settle; /* steps after which no bin may grow past its cap */
+  long settle; /* steps after which no bin may grow past its cap outside the share */
   uint32_t limit, cap;
   unsigned cls;
-  long step; /* where a bin first grew past its cap, or -1 */
+  size_t cache, heap; /* before the step where it did */
+  long step;          /* where a bin first did, or -1 */
   struct bins_check bins;
 };
 
@@ -586,15 +588,19 @@ static void *walk_worker(void *arg) {
   r->step = -1;
   for (long i = 0; i < STEPS && r->step < 0; i++) {
     rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    size_t cache = cached_bytes(tc), heap = pl_span_active_bytes();
     pallet_free(queue[i % WALK_QUEUE]);
     queue[i % WALK_QUEUE] = pallet_malloc(walk_sizes[(rng >> 8) % WALK_CLASSES]);
     for (int m = 0; m < WALK_CLASSES; m++) {
       uint32_t l = tc->real_limit[cls[m]];
-      if (l > limit[m] && l > pl_tcache_cap[cls[m]] && i >= r->settle) {
+      if (l > limit[m] && l > pl_tcache_cap[cls[m]] && i >= r->settle &&
+          (cache - 4096) * PL_TCACHE_WALK_SHARE > heap + ((size_t)64 << 10)) {
         r->step = i;
         r->cls = cls[m];
         r->limit = l;
         r->cap = pl_tcache_cap[cls[m]];
+        r->cache = cache;
+        r->heap = heap;
       }
       limit[m] = l;
     }
@@ -608,31 +614,109 @@ static void walk_case(long settle) {
   static struct walk_result r;
   memset(&r, 0, sizeof r);
   r.settle = settle;
-  if (settle == 0)
-    for (int i = 0; i < WALK_QUEUE; i++)
-      assert_non_null(r.queue[i] = pallet_malloc(walk_sizes[i % WALK_CLASSES]));
   run_in_thread(walk_worker, &r);
   bins_check_ok(&r.bins);
   if (r.step >= 0)
-    fail_msg("step %ld: class %u (%zu B) grew to %u, past its cap %u", r.step, r.cls,
-             pl_class_size(r.cls), r.limit, r.cap);
+    fail_msg("step %ld: class %u (%zu B) grew to %u, past its cap %u, with %zu bytes cached "
+             "and %zu in use in the heap",
+             r.step, r.cls, pl_class_size(r.cls), r.limit, r.cap, r.cache, r.heap);
 }
 
-static void test_walk_stays_at_cap(void **state) {
-  (void)state;
-  walk_case(0);
-}
-
-/* The same walk after a burst: the walking thread makes the first 512
+/* The walk after a burst: the walking thread makes the first 512
  * blocks itself.  That burst's run of refills, followed by the walk's
  * first flushes, may grow bins past their caps at first; but the walk's
  * refills then end that run, and from step 20,000 no bin may grow past
- * its cap.  (When the run was kept until the next burst refill, a bin
- * grew past its cap after step 20,000 with each of five seeds, first at
- * steps 21,000 to 96,000.) */
+ * its cap but within the share.  (When the run was kept until the next
+ * burst refill, a bin grew past its cap after step 20,000 with each of
+ * five seeds, first at steps 21,000 to 96,000, while the cache, about
+ * 300 KB, was far over 1/16 of the heap, 2-4 MB.) */
 static void test_walk_after_burst(void **state) {
   (void)state;
   walk_case(20000);
+}
+
+/* A walk's run grows a bin past its cap where the heap is big, and not
+ * where the thread's cache is a big part of it.  The worker drives one
+ * class of 1000 B (cap 16) through such a run: refills in a row, each
+ * after 64 frees of blocks of 200 B that the test's thread made (so
+ * more frees than burst_refill allows for a burst), which also raise
+ * the limit to the cap; two flushes in a row; then a refill, which
+ * decides.  Its cache holds about 600 KB besides: four blocks of each
+ * class of 10-32 KiB here, made by the test's thread, freed into it.
+ * Without more, the heap in use is a few MiB, under 16 times that: the
+ * limit must stay at the cap.  With 64 blocks of 1 MiB live (a heap of
+ * over 64 MiB, more than 16 times the cache times the two or three
+ * caches of the process) it must grow. */
+enum { WG_FILL = 32, WG_Y = 512, WG_X = 64, WG_BIG = 64 };
+struct walk_grow_arg {
+  void *fill[WG_FILL], *y[WG_Y], *x[WG_X];
+  uint32_t cap, before, after;
+  size_t cache, heap;
+};
+
+static void *walk_grow_worker(void *arg) {
+  struct walk_grow_arg *a = arg;
+  void *x[WG_X + 64];
+  size_t nx = 0, ny = WG_Y, nres = WG_X;
+  pl_thread_start();
+  pl_tcache_t *tc = pl_tc;
+  unsigned cx = pl_size_class(1000);
+  a->cap = pl_tcache_cap[cx];
+  for (int i = 0; i < WG_FILL; i++) pallet_free(a->fill[i]);
+  /* Refills in a row, each after 64 frees, until the limit is at the
+   * cap, and at least two. */
+  for (int r = 0; r < 2 || (r < 6 && tc->real_limit[cx] < a->cap); r++) {
+    for (int i = 0; i < 64; i++) pallet_free(a->y[--ny]);
+    while (pl_bin_count(tc, cx) > 0) x[nx++] = pallet_malloc(1000);
+    x[nx++] = pallet_malloc(1000); /* the refill */
+  }
+  a->before = tc->real_limit[cx];
+  /* Two flushes in a row: the bin filled to its limit, one more free. */
+  for (int i = 0; i < WG_X; i++) x[nx++] = a->x[--nres];
+  for (int f = 0; f < 2 && nx > 1; f++) {
+    while (pl_bin_count(tc, cx) < tc->real_limit[cx] && nx > 1) pallet_free(x[--nx]);
+    pallet_free(x[--nx]);
+  }
+  /* The deciding refill. */
+  a->cache = cached_bytes(tc);
+  a->heap = pl_span_active_bytes();
+  while (pl_bin_count(tc, cx) > 0) x[nx++] = pallet_malloc(1000);
+  x[nx++] = pallet_malloc(1000);
+  a->after = tc->real_limit[cx];
+  while (nx > 0) pallet_free(x[--nx]);
+  while (ny > 0) pallet_free(a->y[--ny]);
+  return NULL;
+}
+
+static void walk_grow_case(struct walk_grow_arg *a) {
+  static const size_t fill_sizes[] = {12 << 10, 14 << 10, 16 << 10, 20 << 10,
+                                      24 << 10, 28 << 10, 32 << 10, 10 << 10};
+  for (int i = 0; i < WG_FILL; i++) assert_non_null(a->fill[i] = pallet_malloc(fill_sizes[i % 8]));
+  for (int i = 0; i < WG_Y; i++) assert_non_null(a->y[i] = pallet_malloc(200));
+  for (int i = 0; i < WG_X; i++) assert_non_null(a->x[i] = pallet_malloc(1000));
+  run_in_thread(walk_grow_worker, a);
+  assert_int_equal(a->before, a->cap);
+}
+
+static void test_walk_growth_share(void **state) {
+  (void)state;
+  static struct walk_grow_arg small, big;
+  void *live[WG_BIG];
+  walk_grow_case(&small);
+  for (int i = 0; i < WG_BIG; i++) assert_non_null(live[i] = pallet_malloc((size_t)1 << 20));
+  walk_grow_case(&big);
+  for (int i = 0; i < WG_BIG; i++) pallet_free(live[i]);
+  /* The setups are what the two cases need. */
+  if (small.cache * PL_TCACHE_WALK_SHARE <= small.heap || big.cache * PL_TCACHE_WALK_SHARE > big.heap)
+    fail_msg("cache %zu of a heap of %zu, and %zu of %zu with 64 MiB live", small.cache,
+             small.heap, big.cache, big.heap);
+  if (small.after != small.cap)
+    fail_msg("a walk's run grew the bin to %u (cap %u) with %zu bytes cached of %zu in use",
+             small.after, small.cap, small.cache, small.heap);
+  if (big.after <= big.cap)
+    fail_msg("a walk's run left the bin at %u (cap %u) with %zu bytes cached of %zu in use",
+             big.after, big.cap, big.cache, big.heap);
+  assert_int_equal(pl_central_check(), 0);
 }
 
 /* A bin this thread only frees into (a consumer's): once it has
@@ -1362,8 +1446,8 @@ int main(void) {
       cmocka_unit_test(test_burst_keeps_growing),
       cmocka_unit_test(test_big_class_growth),
       cmocka_unit_test(test_trim),
-      cmocka_unit_test(test_walk_stays_at_cap),
       cmocka_unit_test(test_walk_after_burst),
+      cmocka_unit_test(test_walk_growth_share),
       cmocka_unit_test(test_budget),
       cmocka_unit_test(test_budget_fast_fill),
       cmocka_unit_test_teardown(test_total_budget, release_holders),
