@@ -289,9 +289,11 @@ size_t pl_central_alloc_batch(unsigned cls, void **out, size_t n) {
     void **o = out + got, **end = out + n;
     /* Blocks below index warm_end start under warm words: all of them,
      * or those before the first block under the lowest cold word. */
-    size_t warm_end = PL_SPAN_MAX_BLOCKS;
-    if (PL_UNLIKELY(s->cold_words))
-      warm_end = (((size_t)__builtin_ctzll(s->cold_words) << PL_PW_SHIFT) + size - 1) / size;
+    size_t warm_end = s->nblocks; /* (no bit is set past it: take_range stops there) */
+    if (PL_UNLIKELY(s->cold_words)) {
+      size_t first_cold = (((size_t)__builtin_ctzll(s->cold_words) << PL_PW_SHIFT) + size - 1) / size;
+      if (first_cold < warm_end) warm_end = first_cold;
+    }
     /* (The span's count is updated once, below.) */
     o = take_range(s, o, end, size, 0, warm_end);
     /* The rest, warming words as it goes. */
