@@ -280,7 +280,8 @@ pl_tcache_t *pl_tcache_create(void) {
   tc->flushing_frees = 0;
   tc->refilled = 0;
   tc->limit_bytes = 0;
-  tc->walk_quiet_until = 0;
+  tc->walk_recheck_at = 0;
+  tc->walk_may = false;
   uint32_t frees = thread_frees(tc);
   for (unsigned c = 1; c <= PL_NCLASSES; c++) {
     void **slot = tc->slot_storage + starter_off[c];
@@ -468,18 +469,18 @@ static bool burst_refill(pl_tcache_t *tc, unsigned cls, uint32_t got) {
  * among caches, bench-larson's peak RSS was 7-9 % higher than with
  * burst refills alone, with it 2-3 %.)  The cache is counted
  * (cache_bytes, about 800 instructions) only when a walk's run would
- * grow a bin, and after a no, not again for WALK_RECHECK slow-path
+ * grow a bin, and its answer holds for the next WALK_RECHECK slow-path
  * events: in bench-workingset, whose cache is about a tenth of its heap,
- * 1,201 counts in 2 million operations, all noes, took 0.6 instructions
- * an operation. */
+ * counting at each such run (1,201 counts in 2 million operations, all
+ * noes) took 0.6 instructions an operation. */
 #define WALK_RECHECK 64
 static bool walk_may_grow(pl_tcache_t *tc) {
-  if (tc->events < tc->walk_quiet_until) return false;
+  if (tc->events < tc->walk_recheck_at) return tc->walk_may;
   size_t caches = __atomic_load_n(&nactive, __ATOMIC_RELAXED);
-  if (cache_bytes(tc) * PL_TCACHE_WALK_SHARE * (caches ? caches : 1) <= pl_span_active_bytes())
-    return true;
-  tc->walk_quiet_until = tc->events + WALK_RECHECK;
-  return false;
+  tc->walk_may =
+      cache_bytes(tc) * PL_TCACHE_WALK_SHARE * (caches ? caches : 1) <= pl_span_active_bytes();
+  tc->walk_recheck_at = tc->events + WALK_RECHECK;
+  return tc->walk_may;
 }
 
 void *pl_tcache_refill_pop(pl_tcache_t *tc, unsigned cls) {

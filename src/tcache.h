@@ -93,7 +93,8 @@ typedef struct pl_tcache {
   uint32_t real_limit[PL_NCLASSES + 1]; /* the limits (end may be lower) */
   size_t limit_bytes;                   /* the limits' bytes: sum of limit x class size */
   uint64_t events;       /* slow-path events, for the budget's recount */
-  uint64_t walk_quiet_until; /* no walk growth before this many events (tcache.c) */
+  uint64_t walk_recheck_at; /* walk_may holds until this many events (tcache.c) */
+  bool walk_may;            /* may a walk's run grow a bin (walk_may_grow) */
   uint32_t poked;        /* asked to give its cache back (idle thread) */
   uint64_t last_slow_ms; /* when this thread last reached the heap */
   struct pl_tcache *next, *prev;       /* registry */
