@@ -436,10 +436,10 @@ static void grow_burst(pl_tcache_t *tc, unsigned cls, uint32_t nl) {
  * refilled.  Before, such walks made runs of refills and of flushes
  * often enough to grow many bins past their caps for good; now they
  * grow a bin only while the thread's cache is a small part of the heap
- * (walk_may_grow).  (Counting
- * the frees against the bin's own last refill alone left bursts with
- * temporaries in several classes at their caps: 1.35x-1.46x the
- * instructions.)  Classes above BIG_SIZE count every refill: one block
+ * (walk_may_grow).  (Counting the frees against the bin's own last
+ * refill alone left bursts with temporaries in several classes at their
+ * caps: 1.35x-1.46x the instructions.)  Classes above BIG_SIZE count
+ * every refill: one block
  * there is a span, and blocks replaced at random (bench-bands large)
  * needed their bins grown. */
 #define BURST_FREES_X2 3 /* frees per block refilled, times 2 */
@@ -458,14 +458,14 @@ static bool burst_refill(pl_tcache_t *tc, unsigned cls, uint32_t got) {
  * memory in use (the spans of all heaps) divided among the threads'
  * caches: where the heap is big, what a walking bin parks is a small
  * part of it, and each doubling of a bin's limit makes its walk reach
- * empty or full about four times less often.
- * With burst refills alone, a thread replacing 4,096 blocks of 256 B-4
- * KiB at random ran 25.2 allocator instructions an operation (above a
- * bump allocator) against 12.4 before burst_refill, and one replacing
- * 2,000 of 1-16 KiB 34.6 against 18.5, in 1.07x and 1.09x the time;
- * with a share of 1/16, 12.6 and 20.5, while bench-pipeline's peak RSS
- * stays at 4.6-4.9 MiB (8.6-8.8 with no bound on the share, 8.2-8.3 before
- * burst_refill).  With 1/32: 19.4 and 31.2.  (Without the division
+ * empty or full about four times less often.  With burst refills
+ * alone, a thread replacing 4,096 blocks of 256 B-4 KiB at random ran
+ * 25.2 allocator instructions an operation (above a bump allocator)
+ * against 12.4 before burst_refill, and one replacing 2,000 of 1-16 KiB
+ * 34.6 against 18.5, in 1.07x and 1.09x the time; with a share of 1/16,
+ * 12.6 and 20.5, while bench-pipeline's peak RSS stays at 4.6-4.9 MiB
+ * (8.6-8.8 with no bound on the share, 8.2-8.3 before burst_refill).
+ * With 1/32: 19.4 and 31.2.  (Without the division
  * among caches, bench-larson's peak RSS was 7-9 % higher than with
  * burst refills alone, with it 2-3 %.)  The cache is counted
  * (cache_bytes, about 800 instructions) only when a walk's run would
