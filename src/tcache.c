@@ -439,9 +439,8 @@ static void grow_burst(pl_tcache_t *tc, unsigned cls, uint32_t nl) {
  * (walk_may_grow).  (Counting the frees against the bin's own last
  * refill alone left bursts with temporaries in several classes at their
  * caps: 1.35x-1.46x the instructions.)  Classes above BIG_SIZE count
- * every refill: one block
- * there is a span, and blocks replaced at random (bench-bands large)
- * needed their bins grown. */
+ * every refill: one block there is a span, and blocks replaced at
+ * random (bench-bands large) needed their bins grown. */
 #define BURST_FREES_X2 3 /* frees per block refilled, times 2 */
 static bool burst_refill(pl_tcache_t *tc, unsigned cls, uint32_t got) {
   uint32_t frees = thread_frees(tc);
