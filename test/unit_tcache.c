@@ -550,91 +550,6 @@ static void test_trim(void **state) {
              r.held_quiet);
 }
 
-/* A thread that frees as much as it allocates, as a stage of a pipeline
- * does: at each step it frees the oldest of 512 blocks and allocates one
- * of eight classes of 200 B - 3000 B (caps of 8 to 78 blocks) in its
- * place.  Each bin's count walks at random, and runs it empty and full
- * again and again, now and then twice in a row each way.  Such runs
- * grow a bin past its cap only while the thread's cache holds at most
- * 1/PL_TCACHE_WALK_SHARE of the heap in use (test_walk_growth_share
- * below); after settle steps, a bin that grows past its cap while the
- * cache, counted before the step, is over that share (with room for the
- * step's own block and a span given back) fails the test. */
-enum { WALK_CLASSES = 8, WALK_QUEUE = 512 };
-static const size_t walk_sizes[WALK_CLASSES] = {200, 400, 700, 1000, 1500, 2000, 2500, 3000};
-struct walk_result {
-  void *queue[WALK_QUEUE];
-  long settle; /* steps after which no bin may grow past its cap outside the share */
-  uint32_t limit, cap;
-  unsigned cls;
-  size_t cache, heap; /* before the step where it did */
-  long step;          /* where a bin first did, or -1 */
-  struct bins_check bins;
-};
-
-static void *walk_worker(void *arg) {
-  struct walk_result *r = arg;
-  enum { STEPS = 400000 };
-  void **queue = r->queue;
-  unsigned cls[WALK_CLASSES];
-  uint32_t limit[WALK_CLASSES];
-  uint64_t rng = 0x9e3779b97f4a7c15u;
-  pl_thread_start();
-  pl_tcache_t *tc = pl_tc;
-  for (int k = 0; k < WALK_CLASSES; k++) cls[k] = pl_size_class(walk_sizes[k]);
-  if (r->settle > 0) /* a burst first: this thread makes the blocks */
-    for (int i = 0; i < WALK_QUEUE; i++) queue[i] = pallet_malloc(walk_sizes[i % WALK_CLASSES]);
-  for (int k = 0; k < WALK_CLASSES; k++) limit[k] = tc->real_limit[cls[k]];
-  r->step = -1;
-  for (long i = 0; i < STEPS && r->step < 0; i++) {
-    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-    size_t cache = cached_bytes(tc), heap = pl_span_active_bytes();
-    pallet_free(queue[i % WALK_QUEUE]);
-    queue[i % WALK_QUEUE] = pallet_malloc(walk_sizes[(rng >> 8) % WALK_CLASSES]);
-    for (int m = 0; m < WALK_CLASSES; m++) {
-      uint32_t l = tc->real_limit[cls[m]];
-      if (l > limit[m] && l > pl_tcache_cap[cls[m]] && i >= r->settle &&
-          (cache - 4096) * PL_TCACHE_WALK_SHARE > heap + ((size_t)64 << 10)) {
-        r->step = i;
-        r->cls = cls[m];
-        r->limit = l;
-        r->cap = pl_tcache_cap[cls[m]];
-        r->cache = cache;
-        r->heap = heap;
-      }
-      limit[m] = l;
-    }
-  }
-  for (int i = 0; i < WALK_QUEUE; i++) pallet_free(queue[i]);
-  bins_check(&r->bins, tc);
-  return NULL;
-}
-
-static void walk_case(long settle) {
-  static struct walk_result r;
-  memset(&r, 0, sizeof r);
-  r.settle = settle;
-  run_in_thread(walk_worker, &r);
-  bins_check_ok(&r.bins);
-  if (r.step >= 0)
-    fail_msg("step %ld: class %u (%zu B) grew to %u, past its cap %u, with %zu bytes cached "
-             "and %zu in use in the heap",
-             r.step, r.cls, pl_class_size(r.cls), r.limit, r.cap, r.cache, r.heap);
-}
-
-/* The walk after a burst: the walking thread makes the first 512
- * blocks itself.  That burst's run of refills, followed by the walk's
- * first flushes, may grow bins past their caps at first; but the walk's
- * refills then end that run, and from step 20,000 no bin may grow past
- * its cap but within the share.  (When the run was kept until the next
- * burst refill, a bin grew past its cap after step 20,000 with each of
- * five seeds, first at steps 21,000 to 96,000, while the cache, about
- * 300 KB, was far over 1/16 of the heap, 2-4 MB.) */
-static void test_walk_after_burst(void **state) {
-  (void)state;
-  walk_case(20000);
-}
-
 /* A walk's run grows a bin past its cap where the heap is big, and not
  * where the thread's cache is a big part of it.  The worker drives one
  * class of 1000 B (cap 16) through such a run: refills in a row, each
@@ -652,6 +567,7 @@ struct walk_grow_arg {
   void *fill[WG_FILL], *y[WG_Y], *x[WG_X];
   uint32_t cap, before, after;
   size_t cache, heap;
+  unsigned burst_refills, flushes; /* (test_burst_run_ends_at_flush) */
 };
 
 static void *walk_grow_worker(void *arg) {
@@ -716,6 +632,79 @@ static void test_walk_growth_share(void **state) {
   if (big.after <= big.cap)
     fail_msg("a walk's run left the bin at %u (cap %u) with %zu bytes cached of %zu in use",
              big.after, big.cap, big.cache, big.heap);
+  assert_int_equal(pl_central_check(), 0);
+}
+
+/* The first flush after a refill ends that run of refills: a burst's
+ * run must not count for refills that come after its flushes.  The
+ * worker takes class X (1000 B) to its cap by walk-like refills, then
+ * runs a burst (refills in a row with no free between: burst refills),
+ * flushes once (the run ends), refills once after 64 frees of other
+ * blocks (not a burst refill), flushes twice and refills: that refill
+ * follows two flushes, but of a run of one refill, not a burst, so the
+ * bin stays at its cap, however big the heap.  (Kept until the next
+ * burst refill, the burst's run grew it: the previous form of this test,
+ * a random walk of 400,000 steps after a burst, found that with each of
+ * five seeds, first at steps 21,000 to 96,000.) */
+static void *run_end_worker(void *arg) {
+  struct walk_grow_arg *a = arg;
+  void *x[WG_X + 128];
+  size_t nx = 0, ny = WG_Y, nres = WG_X;
+  pl_thread_start();
+  pl_tcache_t *tc = pl_tc;
+  unsigned cx = pl_size_class(1000);
+  a->cap = pl_tcache_cap[cx];
+  /* Up to the cap, by refills each after 64 frees. */
+  for (int r = 0; r < 6 && tc->real_limit[cx] < a->cap; r++) {
+    for (int i = 0; i < 64; i++) pallet_free(a->y[--ny]);
+    while (pl_bin_count(tc, cx) > 0) x[nx++] = pallet_malloc(1000);
+    x[nx++] = pallet_malloc(1000);
+  }
+  a->before = tc->real_limit[cx];
+  /* The burst: three refills with no free between. */
+  for (int r = 0; r < 3; r++) {
+    while (pl_bin_count(tc, cx) > 0) x[nx++] = pallet_malloc(1000);
+    x[nx++] = pallet_malloc(1000);
+  }
+  a->burst_refills = tc->refills[cx];
+  /* One flush, which ends the run. */
+  for (int i = 0; i < WG_X; i++) x[nx++] = a->x[--nres];
+  while (pl_bin_count(tc, cx) < tc->real_limit[cx] && nx > 1) pallet_free(x[--nx]);
+  pallet_free(x[--nx]);
+  /* One refill, after 64 frees of other blocks. */
+  for (int i = 0; i < 64; i++) pallet_free(a->y[--ny]);
+  while (pl_bin_count(tc, cx) > 0) x[nx++] = pallet_malloc(1000);
+  x[nx++] = pallet_malloc(1000);
+  /* Two flushes, then the deciding refill. */
+  for (int f = 0; f < 2 && nx > 1; f++) {
+    while (pl_bin_count(tc, cx) < tc->real_limit[cx] && nx > 1) pallet_free(x[--nx]);
+    pallet_free(x[--nx]);
+  }
+  a->flushes = tc->overflowed[cx];
+  while (pl_bin_count(tc, cx) > 0) x[nx++] = pallet_malloc(1000);
+  x[nx++] = pallet_malloc(1000);
+  a->after = tc->real_limit[cx];
+  while (nx > 0) pallet_free(x[--nx]);
+  while (ny > 0) pallet_free(a->y[--ny]);
+  return NULL;
+}
+
+static void test_burst_run_ends_at_flush(void **state) {
+  (void)state;
+  static struct walk_grow_arg a;
+  static const size_t fill_sizes[] = {12 << 10, 14 << 10};
+  for (int i = 0; i < WG_FILL; i++) assert_non_null(a.fill[i] = pallet_malloc(fill_sizes[i % 2]));
+  for (int i = 0; i < WG_FILL; i++) pallet_free(a.fill[i]);
+  for (int i = 0; i < WG_Y; i++) assert_non_null(a.y[i] = pallet_malloc(200));
+  for (int i = 0; i < WG_X; i++) assert_non_null(a.x[i] = pallet_malloc(1000));
+  run_in_thread(run_end_worker, &a);
+  assert_int_equal(a.before, a.cap);
+  /* The setup: the burst made a run, and the deciding refill follows two flushes. */
+  if (a.burst_refills < 2 || a.flushes != 2)
+    fail_msg("the burst made %u burst refills; %u flushes before the deciding refill",
+             a.burst_refills, a.flushes);
+  if (a.after != a.cap)
+    fail_msg("a burst's run, ended by a flush, still grew the bin to %u (cap %u)", a.after, a.cap);
   assert_int_equal(pl_central_check(), 0);
 }
 
@@ -1446,8 +1435,8 @@ int main(void) {
       cmocka_unit_test(test_burst_keeps_growing),
       cmocka_unit_test(test_big_class_growth),
       cmocka_unit_test(test_trim),
-      cmocka_unit_test(test_walk_after_burst),
       cmocka_unit_test(test_walk_growth_share),
+      cmocka_unit_test(test_burst_run_ends_at_flush),
       cmocka_unit_test(test_budget),
       cmocka_unit_test(test_budget_fast_fill),
       cmocka_unit_test_teardown(test_total_budget, release_holders),
