@@ -271,7 +271,8 @@ static void map_span(pl_span_t *s) {
    * word is written once, whole (cold, or warm, never warm on the way to
    * cold). */
   fill_spans(span + first, s, s->npages);
-  pl_pageword_bits_t *words = (pl_pageword_bits_t *)(s->chunk->page_info + first * PL_PW_PER_PAGE);
+  pl_pageword_bits_t *words =
+      (pl_pageword_bits_t *)(s->chunk->page_info + first * PL_PW_PER_PAGE);
   uint64_t warm = pw_bits(pl_pw_make(s->cls, s->start)), cold = pw_bits(pl_pw_make(0, 0));
   size_t nw = s->npages * PL_PW_PER_PAGE; /* (<= 64: no class's span is longer) */
   uint64_t mask = pl_low_bits64(nw) & ~pl_class_inner_words[s->cls];
@@ -288,7 +289,8 @@ static void map_span(pl_span_t *s) {
 
 /* Sets every page word of pages [first, first + n) of a chunk to w. */
 static void set_page_words(pl_chunk_t *c, size_t first, size_t n, pl_pageword_t w) {
-  fill_words((pl_pageword_bits_t *)(c->page_info + first * PL_PW_PER_PAGE), pw_bits(w), n * PL_PW_PER_PAGE);
+  fill_words((pl_pageword_bits_t *)(c->page_info + first * PL_PW_PER_PAGE), pw_bits(w),
+             n * PL_PW_PER_PAGE);
 }
 
 /* Pages [first, first + n) of a chunk, free and flagged PL_SPAN_GHOST,
