@@ -570,37 +570,67 @@ struct walk_grow_arg {
   unsigned burst_refills, flushes; /* (test_burst_run_ends_at_flush) */
 };
 
+/* The worker's hold on class X (1000 B): its blocks out, the blocks of
+ * 200 B it has yet to free, the reserve of X blocks from the test's
+ * thread. */
+struct xdrive {
+  struct walk_grow_arg *a;
+  pl_tcache_t *tc;
+  unsigned cx;
+  void *x[WG_X + 128];
+  size_t nx, ny, nres;
+};
+
+static void xdrive_start(struct xdrive *d, struct walk_grow_arg *a) {
+  memset(d, 0, sizeof *d);
+  d->a = a;
+  pl_thread_start();
+  d->tc = pl_tc;
+  d->cx = pl_size_class(1000);
+  d->ny = WG_Y;
+  d->nres = WG_X;
+  a->cap = pl_tcache_cap[d->cx];
+}
+/* X's bin run empty, then one malloc more: a refill. */
+static void xdrive_refill(struct xdrive *d) {
+  while (pl_bin_count(d->tc, d->cx) > 0) d->x[d->nx++] = pallet_malloc(1000);
+  d->x[d->nx++] = pallet_malloc(1000);
+}
+/* 64 frees of other blocks, then a refill: not a burst refill. */
+static void xdrive_walk_refill(struct xdrive *d) {
+  for (int i = 0; i < 64; i++) pallet_free(d->a->y[--d->ny]);
+  xdrive_refill(d);
+}
+/* X's bin filled to its limit, then one free more: a flush (the
+ * reserve joins the blocks out at the first). */
+static void xdrive_flush(struct xdrive *d) {
+  while (d->nres > 0) d->x[d->nx++] = d->a->x[--d->nres];
+  while (pl_bin_count(d->tc, d->cx) < d->tc->real_limit[d->cx] && d->nx > 1)
+    pallet_free(d->x[--d->nx]);
+  pallet_free(d->x[--d->nx]);
+}
+static void xdrive_end(struct xdrive *d) {
+  d->a->after = d->tc->real_limit[d->cx];
+  while (d->nx > 0) pallet_free(d->x[--d->nx]);
+  while (d->ny > 0) pallet_free(d->a->y[--d->ny]);
+}
+
 static void *walk_grow_worker(void *arg) {
   struct walk_grow_arg *a = arg;
-  void *x[WG_X + 64];
-  size_t nx = 0, ny = WG_Y, nres = WG_X;
-  pl_thread_start();
-  pl_tcache_t *tc = pl_tc;
-  unsigned cx = pl_size_class(1000);
-  a->cap = pl_tcache_cap[cx];
+  static struct xdrive d;
+  xdrive_start(&d, a);
   for (int i = 0; i < WG_FILL; i++) pallet_free(a->fill[i]);
   /* Refills in a row, each after 64 frees, until the limit is at the
    * cap, and at least two. */
-  for (int r = 0; r < 2 || (r < 6 && tc->real_limit[cx] < a->cap); r++) {
-    for (int i = 0; i < 64; i++) pallet_free(a->y[--ny]);
-    while (pl_bin_count(tc, cx) > 0) x[nx++] = pallet_malloc(1000);
-    x[nx++] = pallet_malloc(1000); /* the refill */
-  }
-  a->before = tc->real_limit[cx];
-  /* Two flushes in a row: the bin filled to its limit, one more free. */
-  for (int i = 0; i < WG_X; i++) x[nx++] = a->x[--nres];
-  for (int f = 0; f < 2 && nx > 1; f++) {
-    while (pl_bin_count(tc, cx) < tc->real_limit[cx] && nx > 1) pallet_free(x[--nx]);
-    pallet_free(x[--nx]);
-  }
+  for (int r = 0; r < 2 || (r < 6 && d.tc->real_limit[d.cx] < a->cap); r++) xdrive_walk_refill(&d);
+  a->before = d.tc->real_limit[d.cx];
+  xdrive_flush(&d);
+  xdrive_flush(&d);
   /* The deciding refill. */
-  a->cache = cached_bytes(tc);
+  a->cache = cached_bytes(d.tc);
   a->heap = pl_span_active_bytes();
-  while (pl_bin_count(tc, cx) > 0) x[nx++] = pallet_malloc(1000);
-  x[nx++] = pallet_malloc(1000);
-  a->after = tc->real_limit[cx];
-  while (nx > 0) pallet_free(x[--nx]);
-  while (ny > 0) pallet_free(a->y[--ny]);
+  xdrive_refill(&d);
+  xdrive_end(&d);
   return NULL;
 }
 
@@ -648,44 +678,21 @@ static void test_walk_growth_share(void **state) {
  * five seeds, first at steps 21,000 to 96,000.) */
 static void *run_end_worker(void *arg) {
   struct walk_grow_arg *a = arg;
-  void *x[WG_X + 128];
-  size_t nx = 0, ny = WG_Y, nres = WG_X;
-  pl_thread_start();
-  pl_tcache_t *tc = pl_tc;
-  unsigned cx = pl_size_class(1000);
-  a->cap = pl_tcache_cap[cx];
+  static struct xdrive d;
+  xdrive_start(&d, a);
   /* Up to the cap, by refills each after 64 frees. */
-  for (int r = 0; r < 6 && tc->real_limit[cx] < a->cap; r++) {
-    for (int i = 0; i < 64; i++) pallet_free(a->y[--ny]);
-    while (pl_bin_count(tc, cx) > 0) x[nx++] = pallet_malloc(1000);
-    x[nx++] = pallet_malloc(1000);
-  }
-  a->before = tc->real_limit[cx];
+  for (int r = 0; r < 6 && d.tc->real_limit[d.cx] < a->cap; r++) xdrive_walk_refill(&d);
+  a->before = d.tc->real_limit[d.cx];
   /* The burst: three refills with no free between. */
-  for (int r = 0; r < 3; r++) {
-    while (pl_bin_count(tc, cx) > 0) x[nx++] = pallet_malloc(1000);
-    x[nx++] = pallet_malloc(1000);
-  }
-  a->burst_refills = tc->refills[cx];
-  /* One flush, which ends the run. */
-  for (int i = 0; i < WG_X; i++) x[nx++] = a->x[--nres];
-  while (pl_bin_count(tc, cx) < tc->real_limit[cx] && nx > 1) pallet_free(x[--nx]);
-  pallet_free(x[--nx]);
-  /* One refill, after 64 frees of other blocks. */
-  for (int i = 0; i < 64; i++) pallet_free(a->y[--ny]);
-  while (pl_bin_count(tc, cx) > 0) x[nx++] = pallet_malloc(1000);
-  x[nx++] = pallet_malloc(1000);
-  /* Two flushes, then the deciding refill. */
-  for (int f = 0; f < 2 && nx > 1; f++) {
-    while (pl_bin_count(tc, cx) < tc->real_limit[cx] && nx > 1) pallet_free(x[--nx]);
-    pallet_free(x[--nx]);
-  }
-  a->flushes = tc->overflowed[cx];
-  while (pl_bin_count(tc, cx) > 0) x[nx++] = pallet_malloc(1000);
-  x[nx++] = pallet_malloc(1000);
-  a->after = tc->real_limit[cx];
-  while (nx > 0) pallet_free(x[--nx]);
-  while (ny > 0) pallet_free(a->y[--ny]);
+  for (int r = 0; r < 3; r++) xdrive_refill(&d);
+  a->burst_refills = d.tc->refills[d.cx];
+  xdrive_flush(&d); /* which ends the run */
+  xdrive_walk_refill(&d);
+  xdrive_flush(&d);
+  xdrive_flush(&d);
+  a->flushes = d.tc->overflowed[d.cx];
+  xdrive_refill(&d); /* the deciding one */
+  xdrive_end(&d);
   return NULL;
 }
 
