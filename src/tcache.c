@@ -464,9 +464,9 @@ static bool burst_refill(pl_tcache_t *tc, unsigned cls, uint32_t got) {
  * 34.6 against 18.5, in 1.07x and 1.09x the time; with a share of 1/16,
  * 12.6 and 20.5, while bench-pipeline's peak RSS stays at 4.6-4.9 MiB
  * (8.6-8.8 with no bound on the share, 8.2-8.3 before burst_refill).
- * With 1/32: 19.4 and 31.2.  (Without the division
- * among caches, bench-larson's peak RSS was 7-9 % higher than with
- * burst refills alone, with it 2-3 %.)  The cache is counted
+ * With 1/32: 19.4 and 31.2.  (Without the division among caches,
+ * bench-larson's peak RSS was 7-9 % higher than with burst refills
+ * alone, with it 2-3 %.)  The cache is counted
  * (cache_bytes, about 800 instructions) only when a walk's run would
  * grow a bin, and its answer holds for the next WALK_RECHECK slow-path
  * events: in bench-workingset, whose cache is about a tenth of its heap,

@@ -572,7 +572,7 @@ struct walk_grow_arg {
 
 /* The worker's hold on class X (1000 B): its blocks out, the blocks of
  * 200 B it has yet to free, the reserve of X blocks from the test's
- * thread. */
+ * thread.  Starting, it frees the fill blocks into its cache. */
 struct xdrive {
   struct walk_grow_arg *a;
   pl_tcache_t *tc;
@@ -590,6 +590,7 @@ static void xdrive_start(struct xdrive *d, struct walk_grow_arg *a) {
   d->ny = WG_Y;
   d->nres = WG_X;
   a->cap = pl_tcache_cap[d->cx];
+  for (int i = 0; i < WG_FILL; i++) pallet_free(a->fill[i]);
 }
 /* X's bin run empty, then one malloc more: a refill. */
 static void xdrive_refill(struct xdrive *d) {
@@ -619,7 +620,6 @@ static void *walk_grow_worker(void *arg) {
   struct walk_grow_arg *a = arg;
   static struct xdrive d;
   xdrive_start(&d, a);
-  for (int i = 0; i < WG_FILL; i++) pallet_free(a->fill[i]);
   /* Refills in a row, each after 64 frees, until the limit is at the
    * cap, and at least two. */
   for (int r = 0; r < 2 || (r < 6 && d.tc->real_limit[d.cx] < a->cap); r++) xdrive_walk_refill(&d);
@@ -634,13 +634,14 @@ static void *walk_grow_worker(void *arg) {
   return NULL;
 }
 
-static void walk_grow_case(struct walk_grow_arg *a) {
+/* Runs worker on a, with the blocks it frees made here. */
+static void walk_grow_case(struct walk_grow_arg *a, void *(*worker)(void *)) {
   static const size_t fill_sizes[] = {12 << 10, 14 << 10, 16 << 10, 20 << 10,
                                       24 << 10, 28 << 10, 32 << 10, 10 << 10};
   for (int i = 0; i < WG_FILL; i++) assert_non_null(a->fill[i] = pallet_malloc(fill_sizes[i % 8]));
   for (int i = 0; i < WG_Y; i++) assert_non_null(a->y[i] = pallet_malloc(200));
   for (int i = 0; i < WG_X; i++) assert_non_null(a->x[i] = pallet_malloc(1000));
-  run_in_thread(walk_grow_worker, a);
+  run_in_thread(worker, a);
   assert_int_equal(a->before, a->cap);
 }
 
@@ -648,9 +649,9 @@ static void test_walk_growth_share(void **state) {
   (void)state;
   static struct walk_grow_arg small, big;
   void *live[WG_BIG];
-  walk_grow_case(&small);
+  walk_grow_case(&small, walk_grow_worker);
   for (int i = 0; i < WG_BIG; i++) assert_non_null(live[i] = pallet_malloc((size_t)1 << 20));
-  walk_grow_case(&big);
+  walk_grow_case(&big, walk_grow_worker);
   for (int i = 0; i < WG_BIG; i++) pallet_free(live[i]);
   /* The setups are what the two cases need. */
   if (small.cache * PL_TCACHE_WALK_SHARE <= small.heap || big.cache * PL_TCACHE_WALK_SHARE > big.heap)
@@ -699,13 +700,7 @@ static void *run_end_worker(void *arg) {
 static void test_burst_run_ends_at_flush(void **state) {
   (void)state;
   static struct walk_grow_arg a;
-  static const size_t fill_sizes[] = {12 << 10, 14 << 10};
-  for (int i = 0; i < WG_FILL; i++) assert_non_null(a.fill[i] = pallet_malloc(fill_sizes[i % 2]));
-  for (int i = 0; i < WG_FILL; i++) pallet_free(a.fill[i]);
-  for (int i = 0; i < WG_Y; i++) assert_non_null(a.y[i] = pallet_malloc(200));
-  for (int i = 0; i < WG_X; i++) assert_non_null(a.x[i] = pallet_malloc(1000));
-  run_in_thread(run_end_worker, &a);
-  assert_int_equal(a.before, a.cap);
+  walk_grow_case(&a, run_end_worker);
   /* The setup: the burst made a run, and the deciding refill follows two flushes. */
   if (a.burst_refills < 2 || a.flushes != 2)
     fail_msg("the burst made %u burst refills; %u flushes before the deciding refill",
