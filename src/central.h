@@ -10,7 +10,10 @@
  * out-of-band descriptor, so no link of the central lists is ever stored
  * inside user memory, and a block given back to its span twice is caught
  * there for certain.  A span whose blocks are all free goes back to the span
- * heap (one spare span of up to 64 KiB is kept per class, against thrashing).
+ * heap, unless it is the class's spare (its only listed span, of up to
+ * 64 KiB, against thrashing) or the kept spans of all classes are still
+ * within the dirty bound: then it stays with its class (kept) for its
+ * next refills, until the next decay pass gives it back.
  *
  * Invariant per class:  free blocks in listed spans == nfree_blocks, and
  * for every span  nfree == popcount(free_map) <= nblocks.
@@ -54,7 +57,8 @@ int pl_central_check(void) PL_HIDDEN;
  * a block already free is reported as a double free). */
 void pl_central_drain(unsigned cls) PL_HIDDEN;
 /* Returns the transfer arrays' blocks to their spans and releases the
- * wholly free spans of every class to the span heap (malloc_trim). */
+ * wholly free spans of every class, kept or not, to the span heap
+ * (malloc_trim, every decay pass). */
 void pl_central_release_spares(void) PL_HIDDEN;
 
 /* Gives back to the OS the pages of partly used spans on which every
@@ -64,6 +68,8 @@ void pl_central_release_spares(void) PL_HIDDEN;
  * pages read as zero, not as junk).  Returns the bytes given back. */
 size_t pl_central_purge_idle_pages(unsigned min_passes) PL_HIDDEN;
 
+/* Bytes of the kept spans of all classes (a relaxed read). */
+size_t pl_central_kept_bytes(void) PL_HIDDEN;
 /* Bytes parked in all transfer arrays (each class read under its lock). */
 size_t pl_central_xfer_bytes(void) PL_HIDDEN;
 /* Takes / releases every class lock, in ascending class order. */

@@ -650,6 +650,8 @@ size_t pl_span_dirty_bytes(void) { return all_pages().dirty << PL_PAGE_SHIFT; }
 
 size_t pl_span_active_bytes(void) { return all_pages().active << PL_PAGE_SHIFT; }
 
+size_t pl_span_dirty_limit(void) { return dirty_limit_for(all_pages().active) << PL_PAGE_SHIFT; }
+
 void pl_span_shrink(pl_span_t *s, size_t npages) {
   if (npages >= s->npages) return;
   uint64_t now = pl_os_now_ms();

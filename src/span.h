@@ -66,6 +66,9 @@ typedef enum {
  * it until its next call into the span heap (large.c), which gives it back
  * under the same lock.  A free of it is a double free. */
 #define PL_SPAN_PENDING 8u
+/* SMALL span flag: every block free, and kept by its class's central list
+ * past the spare rule, for the class's next refills (central.c). */
+#define PL_SPAN_KEPT 16u
 #define PL_SPAN_MAX_BLOCKS 512
 #define PL_SPAN_BITMAP_WORDS (PL_SPAN_MAX_BLOCKS / 64)
 
@@ -76,7 +79,7 @@ typedef struct pl_span {
   uint32_t npages;
   uint8_t state;               /* pl_span_state_t */
   uint8_t cls;                 /* SMALL: size class */
-  uint8_t flags;               /* FREE: PL_SPAN_DIRTY, _ZERO, _GHOST; LARGE: _PENDING */
+  uint8_t flags;               /* FREE: PL_SPAN_DIRTY, _ZERO, _GHOST; LARGE: _PENDING; SMALL: _KEPT */
   uint8_t listed;              /* SMALL: on its class's partial list */
   uint64_t free_since;         /* FREE: when it became free (ms) */
   /* FREE: of its pages, how many may be resident: the dirty limit's
@@ -177,6 +180,9 @@ size_t pl_span_dirty_bytes(void) PL_HIDDEN;
 /* Bytes of the spans in use, small-block and large, in all heaps (relaxed
  * reads, no lock). */
 size_t pl_span_active_bytes(void) PL_HIDDEN;
+/* The dirty bound now (see pl_span_free), in bytes: max(pl_span_dirty_min,
+ * active bytes >> pl_span_dirty_shift). */
+size_t pl_span_dirty_limit(void) PL_HIDDEN;
 void pl_span_totals(pl_span_totals_t *t) PL_HIDDEN;
 /* Bytes of heap chunks resident in RAM. */
 size_t pl_span_resident(void) PL_HIDDEN;

@@ -3,8 +3,10 @@
  * of blocks are distinct, aligned blocks of SMALL spans of their class,
  * marked allocated in their span's bitmap; the per-class totals agree
  * with a walk of the span heap; blocks given back return to the bitmap, a
- * span whose blocks all come back goes back to the heap (one spare kept
- * per class); a block given back twice stops the program with
+ * span whose blocks all come back goes back to the heap or, within the
+ * dirty bound, stays with its class (kept) and is used again by its next
+ * batch (one spare kept per class besides); a block given back twice
+ * stops the program with
  * "double free 0x<address>" (death tests in forked children).
  * pl_central_check() and pl_span_heap_check() run after every step.
  */
@@ -135,6 +137,29 @@ static size_t span_starts(void *const *b, size_t n, uintptr_t *starts) {
   return nstarts;
 }
 
+/* A class keeps a spare span only up to this size (central.c). */
+#define SPARE_BYTES ((size_t)64 << 10)
+
+/* How many of the spans starting at starts[0..n) their class keeps. */
+static size_t spans_kept(const uintptr_t *starts, size_t n) {
+  size_t kept = 0;
+  for (size_t k = 0; k < n; k++) {
+    const pl_span_t *s = pl_span_of((void *)starts[k]);
+    if (s != NULL && s->state == PL_SPAN_SMALL && (s->flags & PL_SPAN_KEPT)) kept++;
+  }
+  return kept;
+}
+
+/* Sets the dirty bound, which bounds the kept spans too, to max(floor,
+ * the heap's active bytes >> shift); returns the old settings in
+ * *old_floor and *old_shift. */
+static void set_dirty_bound(size_t floor, unsigned shift, size_t *old_floor, unsigned *old_shift) {
+  *old_floor = pl_span_dirty_min;
+  *old_shift = pl_span_dirty_shift;
+  pl_span_dirty_min = floor;
+  pl_span_dirty_shift = shift;
+}
+
 /* How many of the spans starting at starts[0..n) are free in the heap. */
 static size_t spans_back_in_heap(const uintptr_t *starts, size_t n) {
   size_t back = 0;
@@ -206,12 +231,14 @@ static void batch_case(size_t request) {
   check_totals(cls, &t3);
   assert_int_equal(in_use(&t3), in_use(&t0));
   for (size_t i = 0; i < m; i++) assert_true(block_is_free(b[i]));
-  /* Wholly free spans went back to the heap, but for one spare. */
-  assert_true(t3.spans <= t0.spans + 1);
+  /* Wholly free spans went back to the heap or were kept, but for one
+   * spare. */
+  size_t kept = spans_kept(starts, nstarts);
+  assert_true(t3.spans <= t0.spans + 1 + kept);
   size_t back = spans_back_in_heap(starts, nstarts);
-  if (t0.spans == 0 && back + 1 < nstarts)
-    fail_msg("class %u: only %zu of %zu wholly free spans went back to the heap",
-             cls, back, nstarts);
+  if (t0.spans == 0 && back + kept + 1 < nstarts)
+    fail_msg("class %u: only %zu of %zu wholly free spans went back to the heap "
+             "(%zu kept)", cls, back, nstarts, kept);
 
   pl_central_release_spares();
   checks_ok();
@@ -239,7 +266,12 @@ static void test_batch_frees_many_spans(void **state) {
   (void)state;
   unsigned cls = pl_size_class(200000);
   size_t nb = pl_class_info[cls].nblocks, n = 35 * nb;
-  assert_true(pl_class_info[cls].pages * PL_PAGE_SIZE > ((size_t)64 << 10)); /* no spare kept */
+  assert_true(pl_class_info[cls].pages * PL_PAGE_SIZE > SPARE_BYTES); /* no spare kept */
+  /* None kept either: a dirty bound of 0. */
+  size_t old_floor;
+  unsigned old_shift;
+  pl_central_release_spares();
+  set_dirty_bound(0, 63, &old_floor, &old_shift);
   pl_central_drain(cls);
   pl_central_totals_t t0, t1;
   check_totals(cls, &t0);
@@ -257,8 +289,92 @@ static void test_batch_frees_many_spans(void **state) {
   assert_int_equal(in_use(&t1), in_use(&t0));
   size_t back = spans_back_in_heap(starts, nstarts);
   if (back != nstarts) fail_msg("only %zu of %zu wholly free spans went back to the heap", back, nstarts);
+  assert_int_equal(pl_central_kept_bytes(), 0);
+  set_dirty_bound(old_floor, old_shift, &old_floor, &old_shift);
   free(b);
   free(starts);
+}
+
+/* Spans of two blocks of 44 KiB (88 KiB: no spare): emptied, they stay with
+ * the class within the dirty bound, counted in the kept bytes and in the
+ * class's totals; the next batches take the same spans back, and the
+ * count drops to 0; past the bound, the rest go back to the heap;
+ * pl_central_release_spares gives every kept span back.  Spans of one
+ * block are never kept. */
+static void test_kept_spans(void **state) {
+  (void)state;
+  unsigned cls = pl_size_class(45000);
+  size_t span_bytes = (size_t)pl_class_info[cls].pages * PL_PAGE_SIZE;
+  assert_int_equal(pl_class_info[cls].nblocks, 2);
+  assert_true(span_bytes > SPARE_BYTES);
+  enum { NSPANS = 24 };
+  size_t n = 2 * NSPANS;
+  void *b[2 * NSPANS], *again[2 * NSPANS];
+  uintptr_t starts[2 * NSPANS], starts2[2 * NSPANS];
+  pl_central_release_spares();
+  assert_int_equal(pl_central_kept_bytes(), 0);
+  pl_central_totals_t t0, t1, t2;
+  check_totals(cls, &t0);
+  assert_int_equal(t0.spans, 0);
+  size_t old_floor;
+  unsigned old_shift;
+  set_dirty_bound((size_t)16 << 20, 4, &old_floor, &old_shift);
+
+  assert_int_equal(take_blocks(cls, b, n), n);
+  size_t nstarts = span_starts(b, n, starts);
+  assert_int_equal(nstarts, NSPANS);
+  pl_central_free_batch(cls, b, n);
+  pl_central_drain(cls);
+  checks_ok();
+  assert_int_equal(spans_kept(starts, nstarts), NSPANS);
+  assert_int_equal(spans_back_in_heap(starts, nstarts), 0);
+  assert_int_equal(pl_central_kept_bytes(), NSPANS * span_bytes);
+  check_totals(cls, &t1);
+  assert_int_equal(t1.spans, NSPANS);
+  assert_int_equal(in_use(&t1), 0);
+
+  /* Taken again: the same spans, none kept any more. */
+  assert_int_equal(take_blocks(cls, again, n), n);
+  checks_ok();
+  assert_int_equal(span_starts(again, n, starts2), NSPANS);
+  for (size_t k = 0; k < NSPANS; k++) {
+    size_t j = 0;
+    while (j < NSPANS && starts2[j] != starts[k]) j++;
+    if (j == NSPANS) fail_msg("kept span %#lx not used again", (unsigned long)starts[k]);
+  }
+  for (size_t i = 0; i < n; i++) check_block(cls, again[i]);
+  assert_int_equal(spans_kept(starts, nstarts), 0);
+  assert_int_equal(pl_central_kept_bytes(), 0);
+
+  /* A bound of 5 spans' bytes: 5 kept, the rest back in the heap. */
+  size_t ignored_floor;
+  unsigned ignored_shift;
+  set_dirty_bound(5 * span_bytes, 63, &ignored_floor, &ignored_shift);
+  pl_central_free_batch(cls, again, n);
+  pl_central_drain(cls);
+  checks_ok();
+  assert_int_equal(spans_kept(starts, nstarts), 5);
+  assert_int_equal(spans_back_in_heap(starts, nstarts), NSPANS - 5);
+  assert_int_equal(pl_central_kept_bytes(), 5 * span_bytes);
+
+  pl_central_release_spares();
+  checks_ok();
+  assert_int_equal(pl_central_kept_bytes(), 0);
+  assert_int_equal(spans_back_in_heap(starts, nstarts), NSPANS);
+  check_totals(cls, &t2);
+  assert_int_equal(t2.spans, 0);
+
+  /* Spans of one block (104 KiB) go back to the heap, bound or not. */
+  unsigned one = pl_size_class(100000);
+  assert_int_equal(pl_class_info[one].nblocks, 1);
+  assert_int_equal(take_blocks(one, b, 3), 3);
+  assert_int_equal(span_starts(b, 3, starts), 3);
+  pl_central_free_batch(one, b, 3);
+  pl_central_drain(one);
+  checks_ok();
+  assert_int_equal(spans_back_in_heap(starts, 3), 3);
+  assert_int_equal(pl_central_kept_bytes(), 0);
+  set_dirty_bound(old_floor, old_shift, &old_floor, &old_shift);
 }
 
 /* The transfer array is laid out in rows (central.c): batches freed into
@@ -321,20 +437,22 @@ static void test_every_class(void **state) {
 
 struct df_arg {
   unsigned cls;
-  int how; /* 0: twice in two batches, 1: twice in one batch, 2: spare span */
+  int how; /* 0: twice in two batches, 1: twice in one batch, 2: spare span, 3: kept span */
 };
 
 static void child_double_free(void *arg) {
   const struct df_arg *a = arg;
   void *b[2];
-  if (a->how == 2) {
+  if (a->how >= 2) {
     pl_central_release_spares();
     TU_CHILD_REQUIRE(pl_central_alloc_batch(a->cls, b, 1) == 1);
     fprintf(stderr, "block %p\n", b[0]);
     pl_central_free_batch(a->cls, b, 1);
+    pl_central_drain(a->cls);
     pl_central_totals_t t;
     pl_central_totals(a->cls, &t);
-    TU_CHILD_REQUIRE(t.spans == 1); /* kept as the spare */
+    TU_CHILD_REQUIRE(t.spans == 1); /* kept as the spare (2), or kept (3) */
+    TU_CHILD_REQUIRE(a->how == 2 ? pl_central_kept_bytes() == 0 : pl_central_kept_bytes() > 0);
     pl_central_free_batch(a->cls, b, 1);
     pl_central_drain(a->cls);
     return;
@@ -380,6 +498,8 @@ static void test_double_free(void **state) {
     }
   struct df_arg spare = {pl_size_class(64), 2};
   expect_double_free(&spare);
+  struct df_arg kept = {pl_size_class(45000), 3};
+  expect_double_free(&kept);
   /* The parent is untouched. */
   checks_ok();
 }
@@ -660,6 +780,7 @@ int main(void) {
       cmocka_unit_test(test_every_class),
       cmocka_unit_test(test_transfer_order),
       cmocka_unit_test(test_batch_frees_many_spans),
+      cmocka_unit_test(test_kept_spans),
       cmocka_unit_test(test_double_free),
       cmocka_unit_test(test_purge_idle_pages),
       cmocka_unit_test(test_purge_idle_straddling),
