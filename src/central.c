@@ -98,8 +98,11 @@ static void xfer_get(unsigned cls, size_t at, void **dst, size_t n) {
  * heap's lock, buckets and coalescing: a thread allocating and freeing
  * rounds of 1,000 blocks of 1-64 KiB (classes whose spans hold 1 to 8
  * blocks) spent most of its time there.  Every decay pass gives the kept
- * spans back (pl_central_release_spares), so they go within a quarter
- * of the decay time of their last use, as the transfer arrays do.
+ * spans back (pl_central_release_spares), as it drains the transfer
+ * arrays, each free since it was kept: so the same pass purges those
+ * kept for the decay time (after a burst of frees, the kept spans are
+ * memory a quiet program no longer needs, where a span given back at
+ * once would have been purged at once, past the dirty bound).
  * kept_bytes: their bytes, over all classes (changed under the class
  * lock of the span, read without). */
 static size_t kept_bytes;
@@ -119,6 +122,7 @@ static bool keep_empty(pl_central_t *c, pl_span_t *s) {
     return false;
   }
   s->flags = PL_SPAN_KEPT;
+  s->free_since = pl_os_now_ms();
   s->next = c->kept;
   s->prev = NULL;
   c->kept = s;
@@ -501,8 +505,10 @@ void pl_central_release_spares(void) {
     pl_central_drain(cls);
     for (;;) {
       pl_span_t *victim = NULL;
+      uint64_t since = UINT64_MAX;
       pl_lock(&c->lock);
       if (c->kept != NULL) {
+        since = c->kept->free_since;
         victim = unkeep(c);
         c->nspans--;
         c->nfree_blocks -= victim->nblocks;
@@ -518,7 +524,7 @@ void pl_central_release_spares(void) {
       }
       pl_unlock(&c->lock);
       if (victim == NULL) break;
-      pl_span_free(victim);
+      pl_span_free_since(victim, since);
     }
   }
 }

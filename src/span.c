@@ -497,9 +497,10 @@ typedef struct purge_plan {
 } purge_plan_t;
 
 /* Gives s (SMALL or LARGE, out of any list) back to its heap h, whose
- * lock is held, and plans the purge.  The limit and the dirty memory it
- * is held against are those of all the heaps together. */
-static purge_plan_t give_back_locked(heap_t *h, pl_span_t *s, uint64_t now) {
+ * lock is held, free since the time since (<= now), and plans the purge.
+ * The limit and the dirty memory it is held against are those of all the
+ * heaps together. */
+static purge_plan_t give_back_locked(heap_t *h, pl_span_t *s, uint64_t now, uint64_t since) {
   pl_dassert(s->state == PL_SPAN_SMALL || s->state == PL_SPAN_LARGE);
   /* A span of fewer than 8 blocks (classes above about 8 KiB) empties
    * whenever its few blocks are freed, as in any churn of big blocks, and
@@ -515,7 +516,7 @@ static purge_plan_t give_back_locked(heap_t *h, pl_span_t *s, uint64_t now) {
     set_page_words(s->chunk, first, s->npages, pl_pw_ghost(s->cls, first));
     flags |= PL_SPAN_GHOST;
   }
-  free_locked(h, s, flags, now);
+  free_locked(h, s, flags, since);
   if (h->others_ms != now) {
     h->others_ms = now;
     page_sums_t all = all_pages();
@@ -544,11 +545,13 @@ static void run_purge_plan(purge_plan_t p, uint64_t now) {
     pl_span_purge(0, false, (p.small ? p.limit / 4 : p.limit) << PL_PAGE_SHIFT);
 }
 
-void pl_span_free(pl_span_t *s) {
+void pl_span_free(pl_span_t *s) { pl_span_free_since(s, UINT64_MAX); }
+
+void pl_span_free_since(pl_span_t *s, uint64_t since) {
   uint64_t now = pl_os_now_ms();
   heap_t *h = heap_of(s);
   pl_lock(&h->lock);
-  purge_plan_t p = give_back_locked(h, s, now);
+  purge_plan_t p = give_back_locked(h, s, now, since < now ? since : now);
   pl_unlock(&h->lock);
   if (PL_UNLIKELY(p.soft || p.hard)) run_purge_plan(p, now);
 }
@@ -598,7 +601,7 @@ pl_span_t *pl_span_alloc(size_t npages, size_t align_pages, int state,
   heap_t *h = lock_for_alloc(2);
   if (h == NULL) goto out;
   if (also_free && heap_of(also_free) == h) {
-    plan = give_back_locked(h, also_free, now);
+    plan = give_back_locked(h, also_free, now, now);
     also_free = NULL;
   }
   s = take_locked(h, need, npages, align_pages);

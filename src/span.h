@@ -81,7 +81,7 @@ typedef struct pl_span {
   uint8_t cls;                 /* SMALL: size class */
   uint8_t flags;               /* FREE: PL_SPAN_DIRTY, _ZERO, _GHOST; LARGE: _PENDING; SMALL: _KEPT */
   uint8_t listed;              /* SMALL: on its class's partial list */
-  uint64_t free_since;         /* FREE: when it became free (ms) */
+  uint64_t free_since;         /* FREE: when it became free (ms); SMALL, KEPT: when kept */
   /* FREE: of its pages, how many may be resident: the dirty limit's
    * count.  An estimate: freed pages count whole, purged ones not at all,
    * and pages carved off the front are taken to be the dirty ones first.
@@ -140,6 +140,10 @@ void pl_span_set_cold(pl_span_t *s, uint64_t mask, bool cold) PL_HIDDEN;
 bool pl_span_find(const void *p, pl_span_t *out) PL_HIDDEN;
 /* Gives a SMALL or LARGE span back to the heap, coalescing it. */
 void pl_span_free(pl_span_t *s) PL_HIDDEN;
+/* The same for a span whose memory has been unused since the time since
+ * (pl_os_now_ms; a later time counts as now): it ages as a free span
+ * from then (a kept span, central.c). */
+void pl_span_free_since(pl_span_t *s, uint64_t since) PL_HIDDEN;
 /* Shrinks a LARGE span in place to npages, freeing the tail. */
 void pl_span_shrink(pl_span_t *s, size_t npages) PL_HIDDEN;
 /* Grows a LARGE span in place to npages if the span after it is free and

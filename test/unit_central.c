@@ -12,6 +12,8 @@
  */
 #include "testutil.h" /* first: it sets _GNU_SOURCE */
 
+#include <time.h>
+
 #include "central.h"
 #include "pallet.h"
 #include "common.h"
@@ -350,6 +352,7 @@ static void test_kept_spans(void **state) {
   size_t ignored_floor;
   unsigned ignored_shift;
   set_dirty_bound(5 * span_bytes, 63, &ignored_floor, &ignored_shift);
+  uint64_t kept_at = pl_os_now_ms();
   pl_central_free_batch(cls, again, n);
   pl_central_drain(cls);
   checks_ok();
@@ -357,10 +360,21 @@ static void test_kept_spans(void **state) {
   assert_int_equal(spans_back_in_heap(starts, nstarts), NSPANS - 5);
   assert_int_equal(pl_central_kept_bytes(), 5 * span_bytes);
 
+  /* Given back later, a kept span is free since it was kept (it ages
+   * towards its purge from then). */
+  struct timespec pause = {0, 200 * 1000000L};
+  nanosleep(&pause, NULL);
   pl_central_release_spares();
   checks_ok();
   assert_int_equal(pl_central_kept_bytes(), 0);
   assert_int_equal(spans_back_in_heap(starts, nstarts), NSPANS);
+  for (size_t k = 0; k < nstarts; k++) {
+    pl_span_t found;
+    assert_true(pl_span_find((void *)starts[k], &found));
+    if (found.free_since > kept_at + 100)
+      fail_msg("span %#lx free since %llu ms, kept at %llu ms", (unsigned long)starts[k],
+               (unsigned long long)found.free_since, (unsigned long long)kept_at);
+  }
   check_totals(cls, &t2);
   assert_int_equal(t2.spans, 0);
 
