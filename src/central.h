@@ -60,6 +60,9 @@ void pl_central_drain(unsigned cls) PL_HIDDEN;
  * wholly free spans of every class, kept or not, to the span heap
  * (malloc_trim, every decay pass). */
 void pl_central_release_spares(void) PL_HIDDEN;
+/* Releases the kept spans of every class to the span heap (the heap's
+ * at-once purges, span.h).  A call made while one runs returns at once. */
+void pl_central_release_kept(void) PL_HIDDEN;
 
 /* Gives back to the OS the pages of partly used spans on which every
  * block is free in its span's bitmap (blocks in caches and transfer

@@ -203,6 +203,7 @@ void pl_init_slow(void) {
     pl_span_dirty_min = pl_opt.dirty_max;
     set_heaps();
     pl_span_others_busy = pl_tcache_others_busy;
+    pl_span_release_kept = pl_central_release_kept;
     if (pl_opt.junk) pl_central_carve_hook = pl_junk_fresh;
     pl_sizeclass_init();
     pl_tcache_init_caps();

@@ -23,6 +23,7 @@ size_t pl_span_retain_chunks = 1;
 size_t pl_span_dirty_min = (size_t)16 << 20;
 unsigned pl_span_dirty_shift = 4;
 bool (*pl_span_others_busy)(uint64_t now);
+void (*pl_span_release_kept)(void);
 unsigned pl_span_nheaps = 1;
 
 /* One span heap: its chunks, their free spans, its descriptor pool. */
@@ -541,8 +542,10 @@ static void run_purge_plan(purge_plan_t p, uint64_t now) {
     p.soft = take_soft_turn(now);
   }
   if (PL_UNLIKELY(p.soft)) pl_span_purge(PURGE_MIN_AGE_MS, false, (p.limit / 2) << PL_PAGE_SHIFT);
-  if (PL_UNLIKELY(p.hard))
+  if (PL_UNLIKELY(p.hard)) {
+    if (p.small && pl_span_release_kept != NULL) pl_span_release_kept();
     pl_span_purge(0, false, (p.small ? p.limit / 4 : p.limit) << PL_PAGE_SHIFT);
+  }
 }
 
 void pl_span_free(pl_span_t *s) { pl_span_free_since(s, UINT64_MAX); }

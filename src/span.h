@@ -222,6 +222,12 @@ extern unsigned pl_span_dirty_shift PL_HIDDEN;
  * and it may take freed spans again: pl_span_free turns its at-once
  * purges into age-gated ones.  NULL: never asked (unit tests set it). */
 extern bool (*pl_span_others_busy)(uint64_t now) PL_HIDDEN;
+/* Set by a higher layer (lifecycle.c): gives back to the heap the wholly
+ * free spans the central lists keep (central.c), before an at-once purge
+ * made because small-block spans worth half the dirty bound came back:
+ * the working set has shrunk, and those go with the rest.  NULL: none
+ * kept (unit tests of the heap alone). */
+extern void (*pl_span_release_kept)(void) PL_HIDDEN;
 
 void pl_span_fork_prepare(void) PL_HIDDEN;
 void pl_span_fork_parent(void) PL_HIDDEN;

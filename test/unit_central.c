@@ -301,7 +301,8 @@ static void test_batch_frees_many_spans(void **state) {
  * the class within the dirty bound, counted in the kept bytes and in the
  * class's totals; the next batches take the same spans back, and the
  * count drops to 0; past the bound, the rest go back to the heap;
- * pl_central_release_spares gives every kept span back.  Spans of one
+ * pl_central_release_spares gives every kept span back; after the heap's
+ * at-once purge none is kept until a span is carved again.  Spans of one
  * block are never kept. */
 static void test_kept_spans(void **state) {
   (void)state;
@@ -377,6 +378,29 @@ static void test_kept_spans(void **state) {
   }
   check_totals(cls, &t2);
   assert_int_equal(t2.spans, 0);
+
+  /* The heap's at-once purge (pl_central_release_kept): the kept spans go
+   * back, and none is kept until a span is carved again. */
+  set_dirty_bound((size_t)16 << 20, 4, &ignored_floor, &ignored_shift);
+  assert_int_equal(take_blocks(cls, b, n), n); /* carves spans */
+  assert_int_equal(span_starts(b, n, starts), NSPANS);
+  pl_central_free_batch(cls, b, n / 2);
+  pl_central_drain(cls);
+  assert_true(pl_central_kept_bytes() > 0);
+  pl_central_release_kept();
+  checks_ok();
+  assert_int_equal(pl_central_kept_bytes(), 0);
+  pl_central_free_batch(cls, b + n / 2, n - n / 2);
+  pl_central_drain(cls);
+  checks_ok();
+  assert_int_equal(pl_central_kept_bytes(), 0);
+  assert_int_equal(spans_back_in_heap(starts, NSPANS), NSPANS);
+  assert_int_equal(take_blocks(cls, b, 2), 2); /* carves a span: keeping resumes */
+  pl_central_free_batch(cls, b, 2);
+  pl_central_drain(cls);
+  checks_ok();
+  assert_int_equal(pl_central_kept_bytes(), span_bytes);
+  pl_central_release_spares();
 
   /* Spans of one block (104 KiB) go back to the heap, bound or not. */
   unsigned one = pl_size_class(100000);
