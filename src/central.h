@@ -11,9 +11,10 @@
  * inside user memory, and a block given back to its span twice is caught
  * there for certain.  A span whose blocks are all free goes back to the span
  * heap, unless it is the class's spare (its only listed span, of up to
- * 64 KiB, against thrashing) or the kept spans of all classes are still
- * within the dirty bound: then it stays with its class (kept) for its
- * next refills, until the next decay pass gives it back.
+ * 64 KiB, against thrashing) or the kept spans of all classes and the
+ * heap's dirty memory are still within the dirty bound: then it stays
+ * with its class (kept) for its next refills, until the next decay pass
+ * gives it back.
  *
  * Invariant per class:  free blocks in listed spans == nfree_blocks, and
  * for every span  nfree == popcount(free_map) <= nblocks.

@@ -656,7 +656,11 @@ size_t pl_span_dirty_bytes(void) { return all_pages().dirty << PL_PAGE_SHIFT; }
 
 size_t pl_span_active_bytes(void) { return all_pages().active << PL_PAGE_SHIFT; }
 
-size_t pl_span_dirty_limit(void) { return dirty_limit_for(all_pages().active) << PL_PAGE_SHIFT; }
+size_t pl_span_dirty_room(void) {
+  page_sums_t all = all_pages();
+  size_t limit = dirty_limit_for(all.active);
+  return limit > all.dirty ? (limit - all.dirty) << PL_PAGE_SHIFT : 0;
+}
 
 void pl_span_shrink(pl_span_t *s, size_t npages) {
   if (npages >= s->npages) return;

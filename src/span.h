@@ -184,9 +184,10 @@ size_t pl_span_dirty_bytes(void) PL_HIDDEN;
 /* Bytes of the spans in use, small-block and large, in all heaps (relaxed
  * reads, no lock). */
 size_t pl_span_active_bytes(void) PL_HIDDEN;
-/* The dirty bound now (see pl_span_free), in bytes: max(pl_span_dirty_min,
- * active bytes >> pl_span_dirty_shift). */
-size_t pl_span_dirty_limit(void) PL_HIDDEN;
+/* Room under the dirty bound now (see pl_span_free), in bytes: the bound,
+ * max(pl_span_dirty_min, active bytes >> pl_span_dirty_shift), minus the
+ * dirty bytes of all heaps; 0 when they are over it. */
+size_t pl_span_dirty_room(void) PL_HIDDEN;
 void pl_span_totals(pl_span_totals_t *t) PL_HIDDEN;
 /* Bytes of heap chunks resident in RAM. */
 size_t pl_span_resident(void) PL_HIDDEN;

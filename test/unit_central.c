@@ -298,7 +298,8 @@ static void test_batch_frees_many_spans(void **state) {
 }
 
 /* Spans of two blocks of 44 KiB (88 KiB: no spare): emptied, they stay with
- * the class within the dirty bound, counted in the kept bytes and in the
+ * the class within the dirty bound (less the heap's dirty memory),
+ * counted in the kept bytes and in the
  * class's totals; the next batches take the same spans back, and the
  * count drops to 0; past the bound, the rest go back to the heap;
  * pl_central_release_spares gives every kept span back; after the heap's
@@ -322,6 +323,7 @@ static void test_kept_spans(void **state) {
   size_t old_floor;
   unsigned old_shift;
   set_dirty_bound((size_t)16 << 20, 4, &old_floor, &old_shift);
+  pl_span_purge(0, false, 0);
 
   assert_int_equal(take_blocks(cls, b, n), n);
   size_t nstarts = span_starts(b, n, starts);
@@ -349,10 +351,13 @@ static void test_kept_spans(void **state) {
   assert_int_equal(spans_kept(starts, nstarts), 0);
   assert_int_equal(pl_central_kept_bytes(), 0);
 
-  /* A bound of 5 spans' bytes: 5 kept, the rest back in the heap. */
+  /* A bound of 5 spans' bytes and no dirty memory in the heap: 5 kept,
+   * the rest back in the heap (now dirty, past the bound). */
   size_t ignored_floor;
   unsigned ignored_shift;
   set_dirty_bound(5 * span_bytes, 63, &ignored_floor, &ignored_shift);
+  pl_span_purge(0, false, 0);
+  assert_int_equal(pl_span_dirty_bytes(), 0);
   uint64_t kept_at = pl_os_now_ms();
   pl_central_free_batch(cls, again, n);
   pl_central_drain(cls);
@@ -360,6 +365,16 @@ static void test_kept_spans(void **state) {
   assert_int_equal(spans_kept(starts, nstarts), 5);
   assert_int_equal(spans_back_in_heap(starts, nstarts), NSPANS - 5);
   assert_int_equal(pl_central_kept_bytes(), 5 * span_bytes);
+  assert_true(pl_span_dirty_bytes() >= 5 * span_bytes);
+  /* The heap's dirty memory counts against the bound: a kept span taken
+   * and emptied again is not kept. */
+  assert_int_equal(take_blocks(cls, again, 2), 2);
+  assert_int_equal(pl_central_kept_bytes(), 4 * span_bytes);
+  pl_central_free_batch(cls, again, 2);
+  pl_central_drain(cls);
+  checks_ok();
+  assert_int_equal(pl_central_kept_bytes(), 4 * span_bytes);
+  assert_int_equal(spans_back_in_heap(starts, nstarts), NSPANS - 4);
 
   /* Given back later, a kept span is free since it was kept (it ages
    * towards its purge from then). */
@@ -382,6 +397,7 @@ static void test_kept_spans(void **state) {
   /* The heap's at-once purge (pl_central_release_kept): the kept spans go
    * back, and none is kept until a span is carved again. */
   set_dirty_bound((size_t)16 << 20, 4, &ignored_floor, &ignored_shift);
+  pl_span_purge(0, false, 0);
   assert_int_equal(take_blocks(cls, b, n), n); /* carves spans */
   assert_int_equal(span_starts(b, n, starts), NSPANS);
   pl_central_free_batch(cls, b, n / 2);
