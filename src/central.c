@@ -648,6 +648,19 @@ void pl_central_totals(unsigned cls, pl_central_totals_t *t) {
   pl_unlock(&c->lock);
 }
 
+/* Reports a span of the given kind (central, kept) that breaks an
+ * invariant; returns -1. */
+static int check_fail_span(const char *kind, const pl_span_t *s) {
+  pl_msg_t m = {.len = 0};
+  pl_msg_str(&m, "pallet: heap check: ");
+  pl_msg_str(&m, kind);
+  pl_msg_str(&m, " span inconsistent at ");
+  pl_msg_hex(&m, s->start);
+  pl_msg_str(&m, "\n");
+  pl_msg_write(&m);
+  return -1;
+}
+
 int pl_central_check(void) {
   int rc = 0;
   for (unsigned cls = 1; cls <= PL_NCLASSES && rc == 0; cls++) {
@@ -668,12 +681,7 @@ int pl_central_check(void) {
       }
       if (s->state != PL_SPAN_SMALL || s->cls != cls || !s->listed ||
           pop != s->nfree || s->nfree == 0 || s->nfree > s->nblocks || !untaken_free) {
-        pl_msg_t m = {.len = 0};
-        pl_msg_str(&m, "pallet: heap check: central span inconsistent at ");
-        pl_msg_hex(&m, s->start);
-        pl_msg_str(&m, "\n");
-        pl_msg_write(&m);
-        rc = -1;
+        rc = check_fail_span("central", s);
         break;
       }
       listed_free += s->nfree;
@@ -683,12 +691,7 @@ int pl_central_check(void) {
       for (size_t w = 0; w < PL_SPAN_BITMAP_WORDS; w++) pop += (size_t)__builtin_popcountll(s->free_map[w]);
       if (s->state != PL_SPAN_SMALL || s->cls != cls || s->listed || s->flags != PL_SPAN_KEPT ||
           pop != s->nblocks || s->nfree != s->nblocks) {
-        pl_msg_t m = {.len = 0};
-        pl_msg_str(&m, "pallet: heap check: kept span inconsistent at ");
-        pl_msg_hex(&m, s->start);
-        pl_msg_str(&m, "\n");
-        pl_msg_write(&m);
-        rc = -1;
+        rc = check_fail_span("kept", s);
         break;
       }
       listed_free += s->nfree;
