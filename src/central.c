@@ -118,12 +118,13 @@ static size_t kept_bytes;
 static bool keep_ok = true;
 
 /* Keeps s, wholly free and off the partial list, if it holds more than
- * one block and the kept spans of all classes stay within the room the
- * heap's dirty memory leaves under the dirty bound with it.  A span of one block (classes above 32 KiB) is the block
- * itself: the heap can do more with its pages, coalesced with their
- * neighbours, than the class can (a vector growing by realloc frees one
- * and at once wants a span of the next class, which may be those very
- * pages); keeping them too made bench-realloc's peak RSS 7 % higher. */
+ * one block and the kept spans of all classes stay, with it, within the
+ * room the heap's dirty memory leaves under the dirty bound.  A span of
+ * one block (classes above 32 KiB) is the block itself: the heap can do
+ * more with its pages, coalesced with their neighbours, than the class
+ * can (a vector growing by realloc frees one and at once wants a span of
+ * the next class, which may be those very pages); keeping them too made
+ * bench-realloc's peak RSS 7 % higher. */
 static bool keep_empty(pl_central_t *c, pl_span_t *s) {
   size_t bytes = (size_t)s->npages << PL_PAGE_SHIFT;
   if (s->nblocks < 2 || !__atomic_load_n(&keep_ok, __ATOMIC_RELAXED)) return false;
@@ -529,14 +530,16 @@ static void release_kept_class(pl_central_t *c) {
   }
 }
 
+/* Set while pl_central_release_kept runs (reset in a forked child). */
+static int releasing_kept;
+
 void pl_central_release_kept(void) {
-  static int running;
   __atomic_store_n(&keep_ok, false, __ATOMIC_RELAXED);
   if (__atomic_load_n(&kept_bytes, __ATOMIC_RELAXED) == 0 ||
-      __atomic_exchange_n(&running, 1, __ATOMIC_ACQUIRE))
+      __atomic_exchange_n(&releasing_kept, 1, __ATOMIC_ACQUIRE))
     return;
   for (unsigned cls = 1; cls <= PL_NCLASSES; cls++) release_kept_class(&central[cls]);
-  __atomic_store_n(&running, 0, __ATOMIC_RELEASE);
+  __atomic_store_n(&releasing_kept, 0, __ATOMIC_RELEASE);
 }
 
 void pl_central_release_spares(void) {
@@ -722,5 +725,8 @@ void pl_central_unlock_all(void) {
 void pl_central_fork_prepare(void) { pl_central_lock_all(); }
 void pl_central_fork_parent(void) { pl_central_unlock_all(); }
 void pl_central_fork_child(void) {
+  /* A thread of the parent may have been giving kept spans back: the
+   * child has no such thread. */
+  releasing_kept = 0;
   for (unsigned cls = 1; cls <= PL_NCLASSES; cls++) pl_lock_init(&central[cls].lock);
 }

@@ -16,8 +16,9 @@
  * with its class (kept) for its next refills, until the next decay pass
  * gives it back.
  *
- * Invariant per class:  free blocks in listed spans == nfree_blocks, and
- * for every span  nfree == popcount(free_map) <= nblocks.
+ * Invariant per class:  free blocks in listed and kept spans ==
+ * nfree_blocks, and for every span  nfree == popcount(free_map) <=
+ * nblocks; a kept span is off the partial list, with every block free.
  * Locking: one lock per class, each on its own cache line; a class lock
  * may be held while the span heap lock is taken, never the reverse.
  */
