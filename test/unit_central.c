@@ -297,14 +297,14 @@ static void test_batch_frees_many_spans(void **state) {
   free(starts);
 }
 
-/* Spans of two blocks of 44 KiB (88 KiB: no spare): emptied, they stay with
- * the class within the dirty bound (less the heap's dirty memory),
- * counted in the kept bytes and in the
- * class's totals; the next batches take the same spans back, and the
- * count drops to 0; past the bound, the rest go back to the heap;
- * pl_central_release_spares gives every kept span back; after the heap's
- * at-once purge none is kept until a span is carved again.  Spans of one
- * block are never kept. */
+/* Spans of two blocks of 44 KiB (88 KiB: no spare): emptied, they stay
+ * with the class within the dirty bound (less the heap's dirty memory),
+ * counted in the kept bytes and in the class's totals; the next batches
+ * take the same spans back, and the count drops to 0; past the bound,
+ * the rest go back to the heap; pl_central_release_spares gives every
+ * kept span back, free since it was kept; after the heap's at-once purge
+ * none is kept until a span is carved again.  Spans of one block are
+ * never kept.  (No decay pass runs here: nothing calls malloc or free.) */
 static void test_kept_spans(void **state) {
   (void)state;
   unsigned cls = pl_size_class(45000);
