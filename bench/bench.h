@@ -194,7 +194,7 @@ struct bench_job {
  * first start to after the last join; *sum is the jobs' sums added. */
 static inline double bench_run_jobs(const char *name, int t, long long count, uint64_t seed,
                                     unsigned salt, void *(*fn)(void *), uint64_t *sum) {
-  struct bench_job *j = calloc((size_t)t, sizeof *j);
+  struct bench_job *j = (struct bench_job *)calloc((size_t)t, sizeof *j);
   if (j == NULL)
     bench_die(name, "out of memory");
   double t0 = bench_now();

@@ -20,6 +20,14 @@ noinst_PROGRAMS += bench/bench-bands bench/bench-workingset \
 	bench/bench-footprint bench/bench-servermix bench/bench-bursts \
 	bench/bench-buffers bench/bench-pipeline
 
+# C++ objects through operator new and delete (a C++17 compiler only).
+if HAVE_CXX17
+noinst_PROGRAMS += bench/bench-cxxobjects
+bench_bench_cxxobjects_SOURCES = bench/cxxobjects.cc bench/bench.h
+bench_bench_cxxobjects_CXXFLAGS = $(PL_CXXFLAGS)
+bench_bench_cxxobjects_LDADD = $(BENCH_LIBS)
+endif
+
 bench_bench_bands_SOURCES = bench/bands.c bench/bench.h
 bench_bench_bands_CFLAGS = $(BENCH_CFLAGS)
 bench_bench_bands_LDADD = $(BENCH_LIBS)

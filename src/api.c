@@ -444,14 +444,22 @@ static PL_NOINLINE void *malloc_empty_bin(size_t n) {
   return p ? p : enomem();
 }
 
-API void *pallet_malloc(size_t n) {
+static PL_NOINLINE void *malloc_not_small(size_t n) { return alloc_any(n, false); }
+
+/* malloc's fast path, shared with C++'s operator new: a pop from the bin
+ * of n's class; empty_bin(n) when that bin is empty, not_small(n) when n
+ * is above the small classes.  (Given constant functions, the calls are
+ * direct tail calls.) */
+PL_INLINE void *malloc_fast(size_t n, void *(*empty_bin)(size_t), void *(*not_small)(size_t)) {
   unsigned off;
-  if (PL_UNLIKELY(!pl_bin_offset(n, &off))) return alloc_any(n, false);
+  if (PL_UNLIKELY(!pl_bin_offset(n, &off))) return not_small(n);
   pl_mybin_t b = pl_my_bin(off);
   void **t = PL_MYBIN_LOAD(b, top);
   if (PL_LIKELY(!PL_MYBIN_EQ(t, b, floor))) return bin_pop(b, t);
-  return malloc_empty_bin(n);
+  return empty_bin(n);
 }
+
+API void *pallet_malloc(size_t n) { return malloc_fast(n, malloc_empty_bin, malloc_not_small); }
 
 API void pallet_free(void *p) {
   uintptr_t off = (uintptr_t)p - pl_arena_base;
@@ -944,4 +952,100 @@ void *__glibc_morecore(ptrdiff_t increment) {
   (void)increment;
   return NULL;
 }
+
+/* ---- C++: the replaceable operators new and delete ------------------- */
+
+/* The global allocation and deallocation functions of C++ (C++17: plain,
+ * array, nothrow, sized and aligned forms), under their Itanium C++ ABI
+ * names, as jemalloc, tcmalloc and mimalloc define them.  Without them,
+ * a C++ program's new and delete reach pallet through libstdc++'s
+ * (one call more each way, and sized delete through plain delete).  new
+ * takes malloc's fast path; a failure calls the program's new-handler
+ * and tries again while there is one, then throws std::bad_alloc through
+ * the C++ runtime's own thrower (looked up weakly: pallet links no C++
+ * runtime, and a C program never calls these).  Every form of delete is
+ * free(): the size and alignment it is given are not needed to find the
+ * block, and a misuse is reported as free()'s. */
+typedef void (*pl_new_handler_t)(void);
+extern pl_new_handler_t _ZSt15get_new_handlerv(void) __attribute__((weak)); /* std::get_new_handler */
+extern void _ZSt17__throw_bad_allocv(void) __attribute__((weak, noreturn)); /* libstdc++ */
+extern void _ZNSt3__117__throw_bad_allocEv(void) __attribute__((weak, noreturn)); /* libc++ */
+
+/* new of n bytes aligned to a (0: malloc's alignment) found no memory:
+ * the new-handler loop.  A nothrow form returns NULL where the others
+ * throw.  (A handler that throws from a nothrow form is not caught here:
+ * pallet is C.) */
+static PL_NOINLINE PL_COLD void *new_failed(size_t n, size_t a, bool nothrow) {
+  for (;;) {
+    pl_new_handler_t h = _ZSt15get_new_handlerv ? _ZSt15get_new_handlerv() : NULL;
+    if (h == NULL) break;
+    h();
+    void *p = a ? pallet_memalign(a, n) : pallet_malloc(n);
+    if (p != NULL) return p;
+  }
+  if (nothrow) return NULL;
+  if (_ZSt17__throw_bad_allocv) _ZSt17__throw_bad_allocv();
+  if (_ZNSt3__117__throw_bad_allocEv) _ZNSt3__117__throw_bad_allocEv();
+  pl_msg_t m = {.len = 0};
+  pl_msg_str(&m, "pallet: operator new(): out of memory for ");
+  pl_msg_dec(&m, n);
+  pl_msg_str(&m, " bytes, and no C++ runtime to throw std::bad_alloc\n");
+  pl_msg_fatal(&m);
+}
+
+static PL_NOINLINE void *new_empty_bin(size_t n) {
+  void *p = malloc_empty_bin(n);
+  return p ? p : new_failed(n, 0, false);
+}
+static PL_NOINLINE void *new_not_small(size_t n) {
+  void *p = alloc_any(n, false);
+  return p ? p : new_failed(n, 0, false);
+}
+
+/* (Reached only through the aliases below.) */
+#define CXX_API static __attribute__((aligned(64), used))
+
+CXX_API void *cxx_new(size_t n) { return malloc_fast(n, new_empty_bin, new_not_small); }
+
+CXX_API void *cxx_new_nothrow(size_t n, const void *nothrow_tag) {
+  (void)nothrow_tag;
+  void *p = pallet_malloc(n);
+  return p ? p : new_failed(n, 0, true);
+}
+
+CXX_API void *cxx_new_aligned(size_t n, size_t a) {
+  void *p = pallet_memalign(a, n);
+  return p ? p : new_failed(n, a, false);
+}
+
+CXX_API void *cxx_new_aligned_nothrow(size_t n, size_t a, const void *nothrow_tag) {
+  (void)nothrow_tag;
+  void *p = pallet_memalign(a, n);
+  return p ? p : new_failed(n, a, true);
+}
+
+/* operator new(size_t) and new[](size_t); their nothrow and aligned forms */
+PL_ALIAS(_Znwm, cxx_new);
+PL_ALIAS(_Znam, cxx_new);
+PL_ALIAS(_ZnwmRKSt9nothrow_t, cxx_new_nothrow);
+PL_ALIAS(_ZnamRKSt9nothrow_t, cxx_new_nothrow);
+PL_ALIAS(_ZnwmSt11align_val_t, cxx_new_aligned);
+PL_ALIAS(_ZnamSt11align_val_t, cxx_new_aligned);
+PL_ALIAS(_ZnwmSt11align_val_tRKSt9nothrow_t, cxx_new_aligned_nothrow);
+PL_ALIAS(_ZnamSt11align_val_tRKSt9nothrow_t, cxx_new_aligned_nothrow);
+/* operator delete(void *) and delete[](void *), with a size, an
+ * alignment, both, or nothrow_t: free(), whose one argument comes first
+ * (the others, in later registers, are not read) */
+PL_ALIAS(_ZdlPv, pallet_free);
+PL_ALIAS(_ZdaPv, pallet_free);
+PL_ALIAS(_ZdlPvm, pallet_free);
+PL_ALIAS(_ZdaPvm, pallet_free);
+PL_ALIAS(_ZdlPvRKSt9nothrow_t, pallet_free);
+PL_ALIAS(_ZdaPvRKSt9nothrow_t, pallet_free);
+PL_ALIAS(_ZdlPvSt11align_val_t, pallet_free);
+PL_ALIAS(_ZdaPvSt11align_val_t, pallet_free);
+PL_ALIAS(_ZdlPvmSt11align_val_t, pallet_free);
+PL_ALIAS(_ZdaPvmSt11align_val_t, pallet_free);
+PL_ALIAS(_ZdlPvSt11align_val_tRKSt9nothrow_t, pallet_free);
+PL_ALIAS(_ZdaPvSt11align_val_tRKSt9nothrow_t, pallet_free);
 #endif

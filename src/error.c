@@ -47,6 +47,11 @@ void pl_msg_write(const pl_msg_t *m) {
   errno = saved;
 }
 
+void pl_msg_fatal(const pl_msg_t *m) {
+  pl_msg_write(m);
+  abort();
+}
+
 void pl_fatal_ptr(const char *func, const char *what, const void *addr) {
   pl_msg_t m = {.len = 0};
   pl_msg_str(&m, "pallet: ");
@@ -56,8 +61,7 @@ void pl_fatal_ptr(const char *func, const char *what, const void *addr) {
   pl_msg_str(&m, " ");
   pl_msg_hex(&m, (uintptr_t)addr);
   pl_msg_str(&m, "\n");
-  pl_msg_write(&m);
-  abort();
+  pl_msg_fatal(&m);
 }
 
 void pl_assert_fail(const char *expr, const char *file, int line) {

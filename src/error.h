@@ -19,5 +19,7 @@ void pl_msg_str(pl_msg_t *m, const char *s) PL_HIDDEN;
 void pl_msg_hex(pl_msg_t *m, uintptr_t v) PL_HIDDEN;
 void pl_msg_dec(pl_msg_t *m, uint64_t v) PL_HIDDEN;
 void pl_msg_write(const pl_msg_t *m) PL_HIDDEN;
+/* Writes m, then abort(). */
+void pl_msg_fatal(const pl_msg_t *m) PL_HIDDEN PL_NORETURN PL_COLD;
 
 #endif /* PL_ERROR_H */

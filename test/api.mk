@@ -77,6 +77,17 @@ test_link_allstatic_SOURCES = test/link_override.c
 test_link_allstatic_LDFLAGS = $(AM_LDFLAGS) -all-static
 test_link_allstatic_LDADD = libpallet.la $(PTHREAD_LIBS)
 
+# C++'s operators new and delete, from the shared libpallet.
+if HAVE_CMOCKA
+if HAVE_CXX17
+check_PROGRAMS += test/api_cxx
+TESTS += test/api_cxx
+test_api_cxx_SOURCES = test/api_cxx.cc test/testutil.h
+test_api_cxx_CXXFLAGS = $(PL_CXXFLAGS) $(CMOCKA_CFLAGS)
+test_api_cxx_LDADD = libpallet.la $(CMOCKA_LIBS) $(PTHREAD_LIBS) -ldl
+endif
+endif
+
 # libpallet.so loaded with dlopen() (the program's malloc stays glibc's).
 check_PROGRAMS += test/link_dlopen
 TESTS += test/link_dlopen.sh

@@ -6,7 +6,7 @@
 # script, sort on a generated file, sqlite3 with 10k rows, node with
 # worker threads, and redis-server under redis-benchmark.  With
 # LD_DEBUG=bindings it also checks that malloc and free really bind to
-# libpallet (sort and python3).
+# libpallet (sort and python3), and C++'s operators new and delete (node).
 #
 # A program that is not installed is reported as skipped, but fewer than
 # 5 programs run is a failure (CI installs them all).
@@ -321,26 +321,28 @@ else
 fi
 
 # ---- do malloc and free really bind to libpallet? -------------------------
+# check_bindings NAME "SYMBOLS" COMMAND...: each symbol, as COMMAND and
+# its libraries look it up, binds to libpallet, never to libc or libstdc++.
 check_bindings() {
-  local name=$1; shift
+  local name=$1 syms=$2; shift 2
   local log="$TMP/bindings-$name.log" sym bad=0
   (cd "$TMP" && LD_DEBUG=bindings LD_DEBUG_OUTPUT="$log" LD_PRELOAD=$lib timeout "$LIMIT" "$@") > /dev/null 2>&1
   cat "$log".* > "$log" 2>/dev/null
-  for sym in malloc free calloc realloc; do
+  for sym in $syms; do
     if ! grep -q "to $lib.*symbol \`$sym'" "$log" &&
        ! grep -q "to $(dirname "$lib")/libpallet\.so[^ ]* .*symbol \`$sym'" "$log"; then
       echo "FAIL: bindings of $name: no binding of \`$sym' to libpallet"
       bad=1
     fi
-    if grep -q "to [^ ]*libc\.so\.6 .*normal symbol \`$sym'" "$log"; then
-      echo "FAIL: bindings of $name: \`$sym' bound to libc:"
-      grep "to [^ ]*libc\.so\.6 .*normal symbol \`$sym'" "$log" | head -3 | sed 's/^/  | /'
+    if grep -q "to [^ ]*lib\(c\|stdc++\)\.so\.6 .*normal symbol \`$sym'" "$log"; then
+      echo "FAIL: bindings of $name: \`$sym' bound to libc or libstdc++:"
+      grep "to [^ ]*lib\(c\|stdc++\)\.so\.6 .*normal symbol \`$sym'" "$log" | head -3 | sed 's/^/  | /'
       bad=1
     fi
   done
   ran=$((ran + 1))
   if [ $bad -eq 0 ]; then
-    echo "PASS: bindings of $name (malloc, free, calloc, realloc bound to libpallet)"
+    echo "PASS: bindings of $name ($syms bound to libpallet)"
     passed=$((passed + 1))
   else
     failed=$((failed + 1))
@@ -348,10 +350,15 @@ check_bindings() {
 }
 if have sort; then
   seq 1 1000 | sort -r > "$TMP/seq.txt"
-  check_bindings sort sort -n "$TMP/seq.txt"
+  check_bindings sort "malloc free calloc realloc" sort -n "$TMP/seq.txt"
 fi
 if have python3; then
-  check_bindings python3 python3 -c 'import json; print(len(json.dumps([list(range(100))] * 100)))'
+  check_bindings python3 "malloc free calloc realloc" \
+    python3 -c 'import json; print(len(json.dumps([list(range(100))] * 100)))'
+fi
+if have node; then
+  check_bindings node "_Znwm _Znam _ZdlPv malloc free" \
+    node -e 'let a = []; for (let i = 0; i < 1000; i++) a.push({i}); console.log(a.length)'
 fi
 
 echo "preload_programs: $passed passed, $failed failed, $skipped skipped (library: $lib)"

@@ -37,7 +37,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#ifdef __cplusplus /* (cmocka.h declares its functions without extern "C") */
+extern "C" {
+#endif
 #include <cmocka.h>
+#ifdef __cplusplus
+}
+#endif
 
 #include "pallet.h"
 
@@ -128,7 +134,7 @@ static inline uint64_t tu_pattern_word(uint64_t seed, size_t wi)
  * 8-byte aligned, which every pallet block is). */
 TU_FN void tu_fill(void *p, size_t n, uint64_t seed)
 {
-  uint64_t *w = p;
+  uint64_t *w = (uint64_t *)p;
   size_t nw = n / 8, i;
   for (i = 0; i < nw; i++)
     w[i] = tu_pattern_word(seed, i);
@@ -140,7 +146,7 @@ TU_FN void tu_fill(void *p, size_t n, uint64_t seed)
  * `seed`, or (size_t)-1 when all n bytes match. */
 TU_FN size_t tu_check(const void *p, size_t n, uint64_t seed)
 {
-  const uint64_t *w = p;
+  const uint64_t *w = (const uint64_t *)p;
   size_t nw = n / 8, i;
   for (i = 0; i < nw; i++)
     if (w[i] != tu_pattern_word(seed, i)) {
@@ -159,7 +165,7 @@ TU_FN size_t tu_check(const void *p, size_t n, uint64_t seed)
 /* Returns the first offset < n holding a non-zero byte, or (size_t)-1. */
 TU_FN size_t tu_first_nonzero(const void *p, size_t n)
 {
-  const unsigned char *c = p;
+  const unsigned char *c = (const unsigned char *)p;
   size_t i = 0;
   while (i < n && ((uintptr_t)(c + i) & 7) != 0) {
     if (c[i] != 0) return i;

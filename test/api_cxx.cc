@@ -1,0 +1,295 @@
+/*
+ * api_cxx.cc — C++'s replaceable operators new and delete, as libpallet
+ * (the override build) defines them: every form resolves to libpallet,
+ * new returns pallet's blocks (aligned as asked), a failed new calls the
+ * new-handler and then throws std::bad_alloc (the nothrow forms return
+ * nullptr), every form of delete gives the block back, and a misused
+ * delete stops the program with free()'s message.  Linked against the
+ * shared libpallet, so that dladdr() can name the object each operator
+ * comes from.
+ */
+#include <dlfcn.h>
+
+#include <cstddef>
+#include <map>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "testutil.h"
+
+/* A request no allocator can meet (above PTRDIFF_MAX). */
+static std::size_t huge_request() { return tu_opaque((std::size_t)1 << 62); }
+
+/* p, in a way the compiler cannot follow: it may otherwise drop a new
+ * and delete pair it can see whole, or warn about a second delete. */
+template <typename T> static T *hide(T *p) {
+  __asm__ volatile("" : "+r"(p) : : "memory");
+  return p;
+}
+
+/* The object that defines the function at address f. */
+static bool from_libpallet(void *f) {
+  Dl_info di;
+  return dladdr(f, &di) != 0 && di.dli_fname != NULL && strstr(di.dli_fname, "libpallet") != NULL;
+}
+
+typedef void *(*new_fn)(std::size_t);
+typedef void *(*new_nothrow_fn)(std::size_t, const std::nothrow_t &);
+typedef void *(*new_al_fn)(std::size_t, std::align_val_t);
+typedef void *(*new_al_nothrow_fn)(std::size_t, std::align_val_t, const std::nothrow_t &);
+typedef void (*del_fn)(void *);
+typedef void (*del_sized_fn)(void *, std::size_t);
+typedef void (*del_nothrow_fn)(void *, const std::nothrow_t &);
+typedef void (*del_al_fn)(void *, std::align_val_t);
+typedef void (*del_sized_al_fn)(void *, std::size_t, std::align_val_t);
+typedef void (*del_al_nothrow_fn)(void *, std::align_val_t, const std::nothrow_t &);
+
+static void test_operators_resolve_to_pallet(void **state) {
+  (void)state;
+  void *ops[] = {
+      (void *)static_cast<new_fn>(&::operator new),
+      (void *)static_cast<new_fn>(&::operator new[]),
+      (void *)static_cast<new_nothrow_fn>(&::operator new),
+      (void *)static_cast<new_nothrow_fn>(&::operator new[]),
+      (void *)static_cast<new_al_fn>(&::operator new),
+      (void *)static_cast<new_al_fn>(&::operator new[]),
+      (void *)static_cast<new_al_nothrow_fn>(&::operator new),
+      (void *)static_cast<new_al_nothrow_fn>(&::operator new[]),
+      (void *)static_cast<del_fn>(&::operator delete),
+      (void *)static_cast<del_fn>(&::operator delete[]),
+      (void *)static_cast<del_sized_fn>(&::operator delete),
+      (void *)static_cast<del_sized_fn>(&::operator delete[]),
+      (void *)static_cast<del_nothrow_fn>(&::operator delete),
+      (void *)static_cast<del_nothrow_fn>(&::operator delete[]),
+      (void *)static_cast<del_al_fn>(&::operator delete),
+      (void *)static_cast<del_al_fn>(&::operator delete[]),
+      (void *)static_cast<del_sized_al_fn>(&::operator delete),
+      (void *)static_cast<del_sized_al_fn>(&::operator delete[]),
+      (void *)static_cast<del_al_nothrow_fn>(&::operator delete),
+      (void *)static_cast<del_al_nothrow_fn>(&::operator delete[]),
+  };
+  for (std::size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+    if (!from_libpallet(ops[i])) fail_msg("operator %zu of 20 does not come from libpallet", i);
+  }
+  /* The control: a C++ runtime function that pallet does not define. */
+  assert_false(from_libpallet((void *)&std::get_new_handler));
+}
+
+static void test_new_gives_pallet_blocks(void **state) {
+  (void)state;
+  /* new(0): distinct, usable blocks. */
+  void *a = ::operator new(0), *b = ::operator new(0);
+  assert_non_null(a);
+  assert_non_null(b);
+  assert_ptr_not_equal(a, b);
+  ::operator delete(a);
+  ::operator delete(b);
+  const std::size_t sizes[] = {1, 24, 100, 1000, 5000, 40000, 300000, 5u << 20};
+  for (std::size_t n : sizes) {
+    char *p = static_cast<char *>(::operator new(n));
+    char *q = static_cast<char *>(::operator new[](n));
+    assert_true(tu_is_aligned(p, 16) && tu_is_aligned(q, 16));
+    /* Blocks pallet handed out: its usable size, pallet's checks. */
+    assert_true(pallet_malloc_usable_size(p) >= n);
+    assert_true(pallet_malloc_usable_size(q) >= n);
+    tu_fill(p, n, n);
+    tu_fill(q, n, n + 1);
+    assert_int_equal(tu_check(p, n, n), (std::size_t)-1);
+    assert_int_equal(tu_check(q, n, n + 1), (std::size_t)-1);
+    ::operator delete(p, n);
+    ::operator delete[](q);
+  }
+  assert_int_equal(pallet_heap_check(), 0);
+}
+
+static void test_aligned_new(void **state) {
+  (void)state;
+  for (std::size_t a = 32; a <= ((std::size_t)1 << 16); a <<= 1) {
+    const std::size_t sizes[] = {1, a - 1, a, 3 * a + 5, 100000};
+    for (std::size_t n : sizes) {
+      void *p = ::operator new(n, std::align_val_t(a));
+      void *q = ::operator new[](n, std::align_val_t(a), std::nothrow);
+      assert_non_null(q);
+      if (!tu_is_aligned(p, a) || !tu_is_aligned(q, a)) fail_msg("new(%zu, align %zu) misaligned", n, a);
+      assert_true(pallet_malloc_usable_size(p) >= n);
+      tu_fill(p, n, a);
+      assert_int_equal(tu_check(p, n, a), (std::size_t)-1);
+      ::operator delete(p, n, std::align_val_t(a));
+      ::operator delete[](q, std::align_val_t(a), std::nothrow);
+    }
+  }
+  assert_int_equal(pallet_heap_check(), 0);
+}
+
+static int handler_calls;
+static void counting_handler() {
+  if (++handler_calls == 3) std::set_new_handler(nullptr);
+}
+
+static void test_failed_new(void **state) {
+  (void)state;
+  std::size_t n = huge_request();
+  /* No handler: std::bad_alloc, through pallet's C frames. */
+  std::set_new_handler(nullptr);
+  bool thrown = false;
+  try {
+    void *p = ::operator new(n);
+    ::operator delete(p);
+  } catch (const std::bad_alloc &) {
+    thrown = true;
+  }
+  assert_true(thrown);
+  thrown = false;
+  try {
+    void *p = ::operator new[](n, std::align_val_t(64));
+    ::operator delete[](p);
+  } catch (const std::bad_alloc &) {
+    thrown = true;
+  }
+  assert_true(thrown);
+  /* The nothrow forms. */
+  assert_null(::operator new(n, std::nothrow));
+  assert_null(::operator new[](n, std::nothrow));
+  assert_null(::operator new(n, std::align_val_t(4096), std::nothrow));
+  /* A handler is called until it goes away, then bad_alloc. */
+  handler_calls = 0;
+  std::set_new_handler(counting_handler);
+  thrown = false;
+  try {
+    void *p = ::operator new(n);
+    ::operator delete(p);
+  } catch (const std::bad_alloc &) {
+    thrown = true;
+  }
+  assert_true(thrown);
+  assert_int_equal(handler_calls, 3);
+  /* And by the nothrow forms, which then return nullptr. */
+  handler_calls = 0;
+  std::set_new_handler(counting_handler);
+  assert_null(::operator new[](n, std::nothrow));
+  assert_int_equal(handler_calls, 3);
+  assert_null(std::get_new_handler());
+}
+
+/* A handler that makes memory available: the retry after it succeeds.
+ * In a child, the address space is capped just above what the process
+ * maps, so that a new of 256 MiB (its own mapping) fails; the handler
+ * lifts the cap. */
+static void lifting_handler() {
+  handler_calls++;
+  struct rlimit none = {RLIM_INFINITY, RLIM_INFINITY};
+  TU_CHILD_REQUIRE(setrlimit(RLIMIT_AS, &none) == 0);
+}
+
+static std::size_t vm_size_bytes() {
+  FILE *f = fopen("/proc/self/statm", "r");
+  unsigned long pages = 0;
+  TU_CHILD_REQUIRE(f != NULL && fscanf(f, "%lu", &pages) == 1);
+  fclose(f);
+  return pages * tu_page_size();
+}
+
+static void child_handler_makes_room(void *arg) {
+  (void)arg;
+  std::size_t n = (std::size_t)256 << 20;
+  struct rlimit cap = {vm_size_bytes() + ((std::size_t)64 << 20), RLIM_INFINITY};
+  TU_CHILD_REQUIRE(setrlimit(RLIMIT_AS, &cap) == 0);
+  TU_CHILD_REQUIRE(::operator new(n, std::nothrow) == nullptr); /* no handler yet */
+  handler_calls = 0;
+  std::set_new_handler(lifting_handler);
+  char *p = static_cast<char *>(::operator new(n));
+  TU_CHILD_REQUIRE(handler_calls == 1);
+  p[0] = 1;
+  p[n - 1] = 2;
+  ::operator delete(p, n);
+  /* The same through an aligned nothrow form. */
+  TU_CHILD_REQUIRE(setrlimit(RLIMIT_AS, &cap) == 0);
+  std::set_new_handler(lifting_handler);
+  void *q = ::operator new[](n, std::align_val_t(1 << 16), std::nothrow);
+  TU_CHILD_REQUIRE(q != nullptr && tu_is_aligned(q, 1 << 16) && handler_calls == 2);
+  ::operator delete[](q, std::align_val_t(1 << 16));
+}
+
+static void test_handler_retry(void **state) {
+  (void)state;
+  tu_expect_clean_exit("a new-handler that makes room", child_handler_makes_room, NULL);
+}
+
+/* Standard containers, checked against a plain record of what they
+ * should hold. */
+static void test_containers(void **state) {
+  (void)state;
+  enum { KEYS = 20011 };
+  static int want_len[KEYS];
+  std::map<int, std::string> m;
+  std::vector<std::vector<long>> vv;
+  for (int i = 0; i < 20000; i++) {
+    int k = (int)((long)i * 7919 % KEYS);
+    m[k] = std::string(16 + i % 200, char('a' + k % 26));
+    want_len[k] = 16 + i % 200;
+    if (i % 3 == 0) {
+      int e = (int)((long)i * 31 % KEYS);
+      m.erase(e);
+      want_len[e] = 0;
+    }
+    vv.emplace_back(std::size_t(i % 300), long(i));
+    if (vv.size() > 500) vv.erase(vv.begin(), vv.begin() + 250);
+  }
+  std::size_t present = 0;
+  for (int k = 0; k < KEYS; k++) present += want_len[k] != 0;
+  assert_int_equal(m.size(), present);
+  for (const auto &kv : m) {
+    assert_int_equal(kv.second.size(), want_len[kv.first]);
+    assert_int_equal(kv.second.find_first_not_of(char('a' + kv.first % 26)), std::string::npos);
+  }
+  for (const auto &v : vv)
+    for (long x : v) assert_int_equal(x, v.empty() ? 0 : v[0]);
+  m.clear();
+  vv.clear();
+  vv.shrink_to_fit();
+  assert_int_equal(pallet_heap_check(), 0);
+}
+
+static void child_delete_twice(void *arg) {
+  std::size_t n = *static_cast<std::size_t *>(arg);
+  char *p = hide(new char[n]), *again = hide(p);
+  delete[] p;
+  delete[] again;
+}
+
+static void child_delete_interior(void *arg) {
+  std::size_t n = *static_cast<std::size_t *>(arg);
+  long *p = hide(static_cast<long *>(::operator new(n)));
+  ::operator delete(p + tu_opaque(2), n);
+}
+
+static void child_delete_stack(void *arg) {
+  (void)arg;
+  long local[4] = {0, 1, 2, 3};
+  ::operator delete(tu_opaque(1) ? static_cast<void *>(local) : nullptr);
+}
+
+static void test_misused_delete(void **state) {
+  (void)state;
+  const std::size_t sizes[] = {48, 3000, 100000, 8u << 20};
+  for (std::size_t n : sizes) {
+    tu_expect_abort("delete[] twice", child_delete_twice, &n, "free(): double free");
+    tu_expect_abort("delete of an interior pointer", child_delete_interior, &n, "free(): invalid pointer");
+  }
+  tu_expect_abort("delete of a stack address", child_delete_stack, NULL, "free(): invalid pointer");
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_operators_resolve_to_pallet),
+      cmocka_unit_test(test_new_gives_pallet_blocks),
+      cmocka_unit_test(test_aligned_new),
+      cmocka_unit_test(test_failed_new),
+      cmocka_unit_test(test_handler_retry),
+      cmocka_unit_test(test_containers),
+      cmocka_unit_test(test_misused_delete),
+  };
+  tu_watchdog("api_cxx", 120);
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
