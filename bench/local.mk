@@ -76,7 +76,7 @@ bench_bumpalloc_la_SOURCES = bench/bumpalloc.c
 bench_bumpalloc_la_CFLAGS = $(BENCH_CFLAGS) -fvisibility=hidden
 bench_bumpalloc_la_LDFLAGS = -module -avoid-version -shared -rpath /nowhere
 
-EXTRA_DIST += bench/runner bench/run.sh bench/README.md
+EXTRA_DIST += bench/runner bench/run.sh bench/README.md bench/pair
 
 BENCH_RUN = python3 $(top_srcdir)/bench/runner \
 	--bindir $(abs_top_builddir)/bench \
