@@ -34,44 +34,33 @@ static bool from_libpallet(void *f) {
   return dladdr(f, &di) != 0 && di.dli_fname != NULL && strstr(di.dli_fname, "libpallet") != NULL;
 }
 
-typedef void *(*new_fn)(std::size_t);
-typedef void *(*new_nothrow_fn)(std::size_t, const std::nothrow_t &);
-typedef void *(*new_al_fn)(std::size_t, std::align_val_t);
-typedef void *(*new_al_nothrow_fn)(std::size_t, std::align_val_t, const std::nothrow_t &);
-typedef void (*del_fn)(void *);
-typedef void (*del_sized_fn)(void *, std::size_t);
-typedef void (*del_nothrow_fn)(void *, const std::nothrow_t &);
-typedef void (*del_al_fn)(void *, std::align_val_t);
-typedef void (*del_sized_al_fn)(void *, std::size_t, std::align_val_t);
-typedef void (*del_al_nothrow_fn)(void *, std::align_val_t, const std::nothrow_t &);
+/* Whether operator new or delete, in the form whose type is F, comes from
+ * libpallet: the plain and the array operator.  (static_cast picks the
+ * overload.) */
+template <typename F> static void check_form(F plain, F array, const char *form) {
+  if (!from_libpallet((void *)plain)) fail_msg("operator %s does not come from libpallet", form);
+  if (!from_libpallet((void *)array)) fail_msg("operator[] %s does not come from libpallet", form);
+}
+#define CHECK_NEW(...)                                                           \
+  check_form(static_cast<void *(*)(__VA_ARGS__)>(&::operator new),              \
+             static_cast<void *(*)(__VA_ARGS__)>(&::operator new[]), "new(" #__VA_ARGS__ ")")
+#define CHECK_DELETE(...)                                                        \
+  check_form(static_cast<void (*)(__VA_ARGS__)>(&::operator delete),            \
+             static_cast<void (*)(__VA_ARGS__)>(&::operator delete[]), "delete(" #__VA_ARGS__ ")")
 
 static void test_operators_resolve_to_pallet(void **state) {
   (void)state;
-  void *ops[] = {
-      (void *)static_cast<new_fn>(&::operator new),
-      (void *)static_cast<new_fn>(&::operator new[]),
-      (void *)static_cast<new_nothrow_fn>(&::operator new),
-      (void *)static_cast<new_nothrow_fn>(&::operator new[]),
-      (void *)static_cast<new_al_fn>(&::operator new),
-      (void *)static_cast<new_al_fn>(&::operator new[]),
-      (void *)static_cast<new_al_nothrow_fn>(&::operator new),
-      (void *)static_cast<new_al_nothrow_fn>(&::operator new[]),
-      (void *)static_cast<del_fn>(&::operator delete),
-      (void *)static_cast<del_fn>(&::operator delete[]),
-      (void *)static_cast<del_sized_fn>(&::operator delete),
-      (void *)static_cast<del_sized_fn>(&::operator delete[]),
-      (void *)static_cast<del_nothrow_fn>(&::operator delete),
-      (void *)static_cast<del_nothrow_fn>(&::operator delete[]),
-      (void *)static_cast<del_al_fn>(&::operator delete),
-      (void *)static_cast<del_al_fn>(&::operator delete[]),
-      (void *)static_cast<del_sized_al_fn>(&::operator delete),
-      (void *)static_cast<del_sized_al_fn>(&::operator delete[]),
-      (void *)static_cast<del_al_nothrow_fn>(&::operator delete),
-      (void *)static_cast<del_al_nothrow_fn>(&::operator delete[]),
-  };
-  for (std::size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
-    if (!from_libpallet(ops[i])) fail_msg("operator %zu of 20 does not come from libpallet", i);
-  }
+  /* All twenty: four forms of new, six of delete, plain and array. */
+  CHECK_NEW(std::size_t);
+  CHECK_NEW(std::size_t, const std::nothrow_t &);
+  CHECK_NEW(std::size_t, std::align_val_t);
+  CHECK_NEW(std::size_t, std::align_val_t, const std::nothrow_t &);
+  CHECK_DELETE(void *);
+  CHECK_DELETE(void *, std::size_t);
+  CHECK_DELETE(void *, const std::nothrow_t &);
+  CHECK_DELETE(void *, std::align_val_t);
+  CHECK_DELETE(void *, std::size_t, std::align_val_t);
+  CHECK_DELETE(void *, std::align_val_t, const std::nothrow_t &);
   /* The control: a C++ runtime function that pallet does not define. */
   assert_false(from_libpallet((void *)&std::get_new_handler));
 }
@@ -122,6 +111,17 @@ static void test_aligned_new(void **state) {
   assert_int_equal(pallet_heap_check(), 0);
 }
 
+/* Whether new(n) (or new[](n) aligned to a, if a) throws std::bad_alloc. */
+static bool new_throws(std::size_t n, std::size_t a = 0) {
+  try {
+    void *p = a ? ::operator new[](n, std::align_val_t(a)) : ::operator new(n);
+    ::operator delete(p);
+  } catch (const std::bad_alloc &) {
+    return true;
+  }
+  return false;
+}
+
 static int handler_calls;
 static void counting_handler() {
   if (++handler_calls == 3) std::set_new_handler(nullptr);
@@ -132,22 +132,8 @@ static void test_failed_new(void **state) {
   std::size_t n = huge_request();
   /* No handler: std::bad_alloc, through pallet's C frames. */
   std::set_new_handler(nullptr);
-  bool thrown = false;
-  try {
-    void *p = ::operator new(n);
-    ::operator delete(p);
-  } catch (const std::bad_alloc &) {
-    thrown = true;
-  }
-  assert_true(thrown);
-  thrown = false;
-  try {
-    void *p = ::operator new[](n, std::align_val_t(64));
-    ::operator delete[](p);
-  } catch (const std::bad_alloc &) {
-    thrown = true;
-  }
-  assert_true(thrown);
+  assert_true(new_throws(n));
+  assert_true(new_throws(n, 64));
   /* The nothrow forms. */
   assert_null(::operator new(n, std::nothrow));
   assert_null(::operator new[](n, std::nothrow));
@@ -155,14 +141,7 @@ static void test_failed_new(void **state) {
   /* A handler is called until it goes away, then bad_alloc. */
   handler_calls = 0;
   std::set_new_handler(counting_handler);
-  thrown = false;
-  try {
-    void *p = ::operator new(n);
-    ::operator delete(p);
-  } catch (const std::bad_alloc &) {
-    thrown = true;
-  }
-  assert_true(thrown);
+  assert_true(new_throws(n));
   assert_int_equal(handler_calls, 3);
   /* And by the nothrow forms, which then return nullptr. */
   handler_calls = 0;
