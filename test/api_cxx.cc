@@ -97,11 +97,12 @@ static void test_new_gives_pallet_blocks(void **state) {
 static void test_aligned_new(void **state) {
   (void)state;
   for (std::size_t a = 32; a <= ((std::size_t)1 << 16); a <<= 1) {
-    const std::size_t sizes[] = {1, a - 1, a, 3 * a + 5, 100000};
+    const std::size_t sizes[] = {0, 1, a - 1, a, 3 * a + 5, 100000};
     for (std::size_t n : sizes) {
       void *p = ::operator new(n, std::align_val_t(a));
       void *q = ::operator new[](n, std::align_val_t(a), std::nothrow);
       assert_non_null(q);
+      assert_ptr_not_equal(p, q); /* also for n = 0: distinct blocks */
       if (!tu_is_aligned(p, a) || !tu_is_aligned(q, a)) fail_msg("new(%zu, align %zu) misaligned", n, a);
       assert_true(pallet_malloc_usable_size(p) >= n);
       tu_fill(p, n, a);
