@@ -971,21 +971,32 @@ extern pl_new_handler_t _ZSt15get_new_handlerv(void) __attribute__((weak)); /* s
 extern void _ZSt17__throw_bad_allocv(void) __attribute__((weak, noreturn)); /* libstdc++ */
 extern void _ZNSt3__117__throw_bad_allocEv(void) __attribute__((weak, noreturn)); /* libc++ */
 
+/* A function of the C++ runtime: the weak reference, resolved when
+ * libpallet was loaded; failing that, looked up among the objects loaded
+ * now (a C program, Python for one, that dlopen()ed a C++ library after
+ * libpallet was loaded: the runtime came with that library). */
+#define CXX_RUNTIME(fn) ((fn) ? (fn) : (__typeof__(&fn))pl_os_find_symbol(#fn))
+
 /* new of n bytes aligned to a (0: malloc's alignment) found no memory:
  * the new-handler loop.  A nothrow form returns NULL where the others
  * throw.  (A handler that throws from a nothrow form is not caught here:
  * pallet is C.) */
 static PL_NOINLINE PL_COLD void *new_failed(size_t n, size_t a, bool nothrow) {
   for (;;) {
-    pl_new_handler_t h = _ZSt15get_new_handlerv ? _ZSt15get_new_handlerv() : NULL;
+    pl_new_handler_t (*get)(void) = CXX_RUNTIME(_ZSt15get_new_handlerv);
+    pl_new_handler_t h = get ? get() : NULL;
     if (h == NULL) break;
     h();
     void *p = a ? pallet_memalign(a, n) : pallet_malloc(n);
     if (p != NULL) return p;
   }
   if (nothrow) return NULL;
-  if (_ZSt17__throw_bad_allocv) _ZSt17__throw_bad_allocv();
-  if (_ZNSt3__117__throw_bad_allocEv) _ZNSt3__117__throw_bad_allocEv();
+  void (*thrower)(void) = CXX_RUNTIME(_ZSt17__throw_bad_allocv);
+  if (thrower == NULL) thrower = CXX_RUNTIME(_ZNSt3__117__throw_bad_allocEv);
+  if (thrower) {
+    thrower();
+    __builtin_unreachable();
+  }
   pl_msg_t m = {.len = 0};
   pl_msg_str(&m, "pallet: operator new(): out of memory for ");
   pl_msg_dec(&m, n);

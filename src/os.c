@@ -1,11 +1,15 @@
 /*
- * os.c — mmap, munmap, mremap, madvise, mincore, time and randomness.
+ * os.c — mmap, munmap, mremap, madvise, mincore, time, randomness, and
+ * symbols of the objects loaded.
  * Every entry point saves and restores errno, so that free() and the
  * heap's housekeeping never change what the program sees in errno.
  */
 #include "os.h"
 
+#include <elf.h>
 #include <errno.h>
+#include <link.h>
+#include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/random.h>
@@ -149,4 +153,76 @@ unsigned pl_os_ncpus(void) {
   for (long i = 0; i < n / 8; i++) count += (unsigned)__builtin_popcountll(mask[i]);
   errno = saved;
   return count ? count : 1;
+}
+
+/* ---- symbols of the loaded objects ----------------------------------- */
+
+typedef struct find_sym {
+  const char *name;
+  uint32_t hash; /* the GNU hash of name */
+  void *addr;
+} find_sym_t;
+
+static uint32_t gnu_hash(const char *s) {
+  uint32_t h = 5381;
+  for (; *s; s++) h = h * 33 + (unsigned char)*s;
+  return h;
+}
+
+/* A d_ptr of a loaded object's dynamic section: the dynamic linker has
+ * made most of them absolute (DT_SYMTAB, DT_STRTAB, DT_GNU_HASH), but not
+ * in a read-only dynamic section such as the vDSO's. */
+static uintptr_t dyn_addr(const struct dl_phdr_info *info, ElfW(Addr) p) {
+  return p < info->dlpi_addr ? info->dlpi_addr + p : p;
+}
+
+/* Looks f->name up in one object by its GNU hash table (the layout of
+ * DT_GNU_HASH: nbuckets, symoffset, bloom words, bloom shift, the bloom
+ * filter, the buckets, then one hash word per symbol from symoffset on,
+ * the last of each chain with its low bit set). */
+static int find_in_object(struct dl_phdr_info *info, size_t size, void *data) {
+  (void)size;
+  find_sym_t *f = data;
+  for (unsigned i = 0; i < info->dlpi_phnum; i++) {
+    if (info->dlpi_phdr[i].p_type != PT_DYNAMIC) continue;
+    const ElfW(Dyn) *d = (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+    const ElfW(Sym) *syms = NULL;
+    const char *strs = NULL;
+    const uint32_t *ht = NULL;
+    for (; d->d_tag != DT_NULL; d++) {
+      if (d->d_tag == DT_SYMTAB) syms = (const ElfW(Sym) *)dyn_addr(info, d->d_un.d_ptr);
+      else if (d->d_tag == DT_STRTAB) strs = (const char *)dyn_addr(info, d->d_un.d_ptr);
+      else if (d->d_tag == DT_GNU_HASH) ht = (const uint32_t *)dyn_addr(info, d->d_un.d_ptr);
+    }
+    if (syms == NULL || strs == NULL || ht == NULL) return 0;
+    uint32_t nbuckets = ht[0], symoffset = ht[1], nbloom = ht[2], shift = ht[3];
+    if (nbuckets == 0 || nbloom == 0) return 0;
+    const ElfW(Addr) *bloom = (const ElfW(Addr) *)(ht + 4);
+    const uint32_t *buckets = (const uint32_t *)(bloom + nbloom);
+    const uint32_t *chain = buckets + nbuckets;
+    const unsigned bits = sizeof(ElfW(Addr)) * 8;
+    uint32_t h = f->hash;
+    ElfW(Addr) want = ((ElfW(Addr))1 << (h % bits)) | ((ElfW(Addr))1 << ((h >> shift) % bits));
+    if ((bloom[(h / bits) % nbloom] & want) != want) return 0;
+    for (uint32_t k = buckets[h % nbuckets]; k >= symoffset && k != 0; k++) {
+      uint32_t hk = chain[k - symoffset];
+      const ElfW(Sym) *sym = &syms[k];
+      if ((hk | 1) == (h | 1) && sym->st_shndx != SHN_UNDEF && sym->st_value != 0 &&
+          strcmp(strs + sym->st_name, f->name) == 0) {
+        f->addr = (void *)(info->dlpi_addr + sym->st_value);
+        return 1;
+      }
+      if (hk & 1) break;
+    }
+    return 0;
+  }
+  return 0;
+}
+
+void *pl_os_find_symbol(const char *name) {
+  int saved = errno;
+  find_sym_t f = {name, gnu_hash(name), NULL};
+  dl_iterate_phdr(find_in_object, &f);
+  errno = saved;
+  return f.addr;
 }

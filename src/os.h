@@ -35,6 +35,13 @@ uint64_t pl_os_now_ms(void) PL_HIDDEN;
 /* 64 random bits: AT_RANDOM from the kernel, mixed with getrandom when it
  * answers without blocking. */
 uint64_t pl_os_random(void) PL_HIDDEN;
+
+/* The address of the function or object `name` as the dynamic linker has
+ * it now, in the first loaded object (in load order) that defines it, by
+ * the objects' GNU hash tables; NULL if none does.  No malloc and no
+ * dlsym: for a library loaded after libpallet, whose symbols libpallet's
+ * own (weak) references could not see (the C++ runtime, api.c). */
+void *pl_os_find_symbol(const char *name) PL_HIDDEN;
 /* The CPUs this thread may run on (its affinity mask); 1 if the OS does
  * not say. */
 unsigned pl_os_ncpus(void) PL_HIDDEN;

@@ -85,6 +85,17 @@ TESTS += test/api_cxx
 test_api_cxx_SOURCES = test/api_cxx.cc test/testutil.h
 test_api_cxx_CXXFLAGS = $(PL_CXXFLAGS) $(CMOCKA_CFLAGS)
 test_api_cxx_LDADD = libpallet.la $(CMOCKA_LIBS) $(PTHREAD_LIBS) -ldl
+
+# A C program that dlopen()s a C++ library (the runtime arrives late).
+check_PROGRAMS += test/api_cxx_dlopen
+TESTS += test/api_cxx_dlopen
+check_LTLIBRARIES += test/cxx_plugin.la
+test_cxx_plugin_la_SOURCES = test/cxx_plugin.cc
+test_cxx_plugin_la_CXXFLAGS = $(PL_CXXFLAGS)
+test_cxx_plugin_la_LDFLAGS = -module -avoid-version -shared -rpath /nowhere
+test_api_cxx_dlopen_SOURCES = test/api_cxx_dlopen.c test/testutil.h
+test_api_cxx_dlopen_CFLAGS = $(PL_API_CFLAGS)
+test_api_cxx_dlopen_LDADD = libpallet.la $(CMOCKA_LIBS) $(PTHREAD_LIBS) -ldl
 endif
 endif
 

@@ -18,7 +18,7 @@ tools_pallet_stress_api_LDADD = libpallet_core.la $(PTHREAD_LIBS) -lm
 
 # A shared object only for LD_PRELOAD in the tests: -rpath makes libtool
 # build it shared although it is never installed.
-check_LTLIBRARIES = tools/corrupt-shim.la
+check_LTLIBRARIES += tools/corrupt-shim.la
 tools_corrupt_shim_la_SOURCES = tools/corrupt-shim.c
 tools_corrupt_shim_la_LDFLAGS = -module -avoid-version -shared -rpath /nowhere
 tools_corrupt_shim_la_LIBADD = $(PTHREAD_LIBS)
