@@ -2,7 +2,8 @@
 # preload_programs.sh — runs real programs with pallet as their malloc
 # (LD_PRELOAD=libpallet.so) and compares what each prints with a run
 # without the preload: python3 with a thread pool, git (init, commits, log,
-# gc, fsck), gcc compiling and running a C program, a hash-heavy perl
+# gc, fsck), gcc compiling and running a C program, g++ the same for a
+# C++ program (containers, a failed new caught), a hash-heavy perl
 # script, sort on a generated file, sqlite3 with 10k rows, node with
 # worker threads, and redis-server under redis-benchmark.  With
 # LD_DEBUG=bindings it also checks that malloc and free really bind to
@@ -171,6 +172,42 @@ EOF
   with_lib ./prog
 }
 
+# ---- g++: compiling and running a C++ program (new and delete) --------
+case_gxx() {
+  cat > prog.cc <<'EOF'
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <vector>
+struct rec { std::string name; std::vector<int> v; };
+int main() {
+  std::map<int, std::unique_ptr<rec>> m;
+  unsigned long sum = 0;
+  for (int i = 0; i < 200000; i++) {
+    auto r = std::make_unique<rec>();
+    r->name = "record-" + std::to_string(i);
+    r->v.assign(i % 50, i);
+    m[i % 5000] = std::move(r);
+  }
+  for (auto &kv : m) sum += kv.second->name.size() + kv.second->v.size();
+  bool thrown = false;
+  try {
+    void *p = ::operator new((std::size_t)1 << 62);
+    ::operator delete(p);
+  } catch (const std::bad_alloc &) {
+    thrown = true;
+  }
+  std::printf("sum %lu bad_alloc %d\n", sum, thrown);
+  return 0;
+}
+EOF
+  with_lib g++ -O2 -Wall -o prog prog.cc || return 1
+  with_lib ./prog
+}
+
 # ---- perl: a hash-heavy script ----------------------------------------
 case_perl() {
   with_lib perl -e '
@@ -310,6 +347,7 @@ case_redis() {
 if have python3; then run_both python3 case_python; else skip python3 python3; fi
 if have git; then run_both git case_git; else skip git git; fi
 if have gcc; then run_both gcc case_gcc; else skip gcc gcc; fi
+if have g++; then run_both g++ case_gxx; else skip g++ g++; fi
 if have perl; then run_both perl case_perl; else skip perl perl; fi
 if have sort && have awk && have cksum; then run_both sort case_sort; else skip sort "sort/awk"; fi
 if have sqlite3; then run_both sqlite3 case_sqlite; else skip sqlite3 sqlite3; fi
