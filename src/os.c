@@ -207,8 +207,10 @@ static int find_in_object(struct dl_phdr_info *info, size_t size, void *data) {
     for (uint32_t k = buckets[h % nbuckets]; k >= symoffset && k != 0; k++) {
       uint32_t hk = chain[k - symoffset];
       const ElfW(Sym) *sym = &syms[k];
+      /* (An ifunc's value is its resolver's: not what a caller wants.  The
+       * type is st_info's low 4 bits in ELF32 and ELF64 alike.) */
       if ((hk | 1) == (h | 1) && sym->st_shndx != SHN_UNDEF && sym->st_value != 0 &&
-          strcmp(strs + sym->st_name, f->name) == 0) {
+          ELF64_ST_TYPE(sym->st_info) != STT_GNU_IFUNC && strcmp(strs + sym->st_name, f->name) == 0) {
         f->addr = (void *)(info->dlpi_addr + sym->st_value);
         return 1;
       }
