@@ -189,10 +189,12 @@ static int find_in_object(struct dl_phdr_info *info, size_t size, void *data) {
     const ElfW(Sym) *syms = NULL;
     const char *strs = NULL;
     const uint32_t *ht = NULL;
+    const uint16_t *versym = NULL;
     for (; d->d_tag != DT_NULL; d++) {
       if (d->d_tag == DT_SYMTAB) syms = (const ElfW(Sym) *)dyn_addr(info, d->d_un.d_ptr);
       else if (d->d_tag == DT_STRTAB) strs = (const char *)dyn_addr(info, d->d_un.d_ptr);
       else if (d->d_tag == DT_GNU_HASH) ht = (const uint32_t *)dyn_addr(info, d->d_un.d_ptr);
+      else if (d->d_tag == DT_VERSYM) versym = (const uint16_t *)dyn_addr(info, d->d_un.d_ptr);
     }
     if (syms == NULL || strs == NULL || ht == NULL) return 0;
     uint32_t nbuckets = ht[0], symoffset = ht[1], nbloom = ht[2], shift = ht[3];
@@ -207,10 +209,13 @@ static int find_in_object(struct dl_phdr_info *info, size_t size, void *data) {
     for (uint32_t k = buckets[h % nbuckets]; k >= symoffset && k != 0; k++) {
       uint32_t hk = chain[k - symoffset];
       const ElfW(Sym) *sym = &syms[k];
-      /* (An ifunc's value is its resolver's: not what a caller wants.  The
-       * type is st_info's low 4 bits in ELF32 and ELF64 alike.) */
+      /* Not an ifunc (its value is its resolver's: not what a caller
+       * wants; the type is st_info's low 4 bits in ELF32 and ELF64
+       * alike), nor an old version kept for old binaries (marked hidden
+       * in DT_VERSYM), which an unversioned lookup does not bind to. */
       if ((hk | 1) == (h | 1) && sym->st_shndx != SHN_UNDEF && sym->st_value != 0 &&
-          ELF64_ST_TYPE(sym->st_info) != STT_GNU_IFUNC && strcmp(strs + sym->st_name, f->name) == 0) {
+          ELF64_ST_TYPE(sym->st_info) != STT_GNU_IFUNC &&
+          (versym == NULL || !(versym[k] & 0x8000)) && strcmp(strs + sym->st_name, f->name) == 0) {
         f->addr = (void *)(info->dlpi_addr + sym->st_value);
         return 1;
       }

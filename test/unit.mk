@@ -6,7 +6,7 @@
 if HAVE_CMOCKA
 PL_UNIT_TESTS = \
 	test/unit_sizeclass test/unit_span test/unit_chunk \
-	test/unit_central test/unit_tcache test/unit_options
+	test/unit_central test/unit_tcache test/unit_options test/unit_os
 check_PROGRAMS += $(PL_UNIT_TESTS)
 TESTS += $(PL_UNIT_TESTS)
 
@@ -33,4 +33,8 @@ test_unit_tcache_LDADD = $(PL_UNIT_LIBS)
 test_unit_options_SOURCES = test/unit_options.c
 test_unit_options_CFLAGS = $(PL_UNIT_FLAGS)
 test_unit_options_LDADD = $(PL_UNIT_LIBS)
+
+test_unit_os_SOURCES = test/unit_os.c
+test_unit_os_CFLAGS = $(PL_UNIT_FLAGS)
+test_unit_os_LDADD = $(PL_UNIT_LIBS) -ldl
 endif
