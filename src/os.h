@@ -38,9 +38,11 @@ uint64_t pl_os_random(void) PL_HIDDEN;
 
 /* The address of the function or object `name` as the dynamic linker has
  * it now, in the first loaded object (in load order) that defines it, by
- * the objects' GNU hash tables; NULL if none does.  No malloc and no
- * dlsym: for a library loaded after libpallet, whose symbols libpallet's
- * own (weak) references could not see (the C++ runtime, api.c). */
+ * the objects' GNU hash tables: its default version, as an unversioned
+ * lookup binds, and never an ifunc (whose value is its resolver); NULL
+ * if none.  No malloc and no dlsym: for a library loaded after
+ * libpallet, whose symbols libpallet's own (weak) references could not
+ * see (the C++ runtime, api.c). */
 void *pl_os_find_symbol(const char *name) PL_HIDDEN;
 /* The CPUs this thread may run on (its affinity mask); 1 if the OS does
  * not say. */
