@@ -73,6 +73,5 @@ void pl_assert_fail(const char *expr, const char *file, int line) {
   pl_msg_str(&m, ":");
   pl_msg_dec(&m, (uint64_t)line);
   pl_msg_str(&m, "\n");
-  pl_msg_write(&m);
-  abort();
+  pl_msg_fatal(&m);
 }
