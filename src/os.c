@@ -28,9 +28,15 @@ size_t pl_os_page_size(void) {
   return v;
 }
 
+/* Without MAP_NORESERVE: the kernel's overcommit policy then judges each
+ * mapping, as it does glibc's.  Under the default heuristic a request
+ * beyond what the machine could ever back (say malloc of 32 TiB with
+ * 24 GiB of memory) fails here, and malloc returns NULL with ENOMEM,
+ * where with the flag it succeeded and the program was killed when it
+ * touched the pages.  (The arena's reservations, chunk.c, keep the flag:
+ * they are address space, made writable a chunk at a time.) */
 static void *map_raw(size_t size) {
-  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   return p == MAP_FAILED ? NULL : p;
 }
 

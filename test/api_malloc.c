@@ -157,6 +157,75 @@ static void test_too_large(void **state)
   assert_int_equal(pallet_heap_check(), 0);
 }
 
+/* A request far beyond what the machine could back (four times its
+ * memory and swap): with the kernel's default heuristic overcommit (0) or
+ * strict accounting (2) the mapping is refused, and so is the request:
+ * NULL and ENOMEM, as glibc gives.  (Mapped with MAP_NORESERVE, such a
+ * request succeeded under the heuristic, and the program died when it
+ * touched the pages.)  Under "always overcommit" (1) the kernel grants
+ * any address space: then the request succeeds, and is freed untouched. */
+static size_t meminfo_kib(const char *text, const char *key)
+{
+  const char *at = strstr(text, key);
+  return at ? strtoull(at + strlen(key), NULL, 10) : 0;
+}
+
+static void test_beyond_memory(void **state)
+{
+  char text[8192];
+  size_t len, kib;
+  int mode;
+  FILE *f;
+  (void)state;
+  f = fopen("/proc/sys/vm/overcommit_memory", "r");
+  assert_non_null(f);
+  assert_int_equal(fscanf(f, "%d", &mode), 1);
+  fclose(f);
+  f = fopen("/proc/meminfo", "r");
+  assert_non_null(f);
+  len = fread(text, 1, sizeof text - 1, f);
+  fclose(f);
+  text[len] = '\0';
+  kib = meminfo_kib(text, "MemTotal:") + meminfo_kib(text, "SwapTotal:");
+  assert_true(kib > 0);
+  size_t n = tu_opaque(kib * 4 * 1024);
+  if (n > (size_t)1 << 45)
+    n = (size_t)1 << 45; /* well inside the address space */
+  void *small = pallet_malloc(48);
+  assert_non_null(small);
+  tu_fill(small, 48, 5);
+  void *got[6];
+  errno = 0;
+  got[0] = pallet_malloc(n);
+  got[1] = pallet_calloc(1, n);
+  got[2] = pallet_aligned_alloc(2 * MIB, n);
+  got[3] = pallet_memalign(4096, n);
+  got[4] = NULL;
+  int r = pallet_posix_memalign(&got[4], 64, n);
+  got[5] = pallet_realloc(small, n);
+  for (int i = 0; i < 6; i++) {
+    if (mode == 1) {
+      if (got[i] == NULL)
+        fail_msg("overcommit 1, request %d of %zu bytes: NULL", i, n);
+    } else if (got[i] != NULL) {
+      fail_msg("overcommit %d, request %d of %zu bytes (4x memory and swap): %p, want NULL",
+               mode, i, n, got[i]);
+    }
+  }
+  if (mode == 1) {
+    assert_int_equal(r, 0);
+    small = NULL; /* moved by the realloc */
+  } else {
+    assert_int_equal(errno, ENOMEM);
+    assert_int_equal(r, ENOMEM);
+    assert_true(tu_check(small, 48, 5) == (size_t)-1);
+  }
+  for (int i = 0; i < 6; i++)
+    pallet_free(got[i]);
+  pallet_free(small);
+  assert_int_equal(pallet_heap_check(), 0);
+}
+
 static void test_usable_size_null(void **state)
 {
   (void)state;
@@ -338,6 +407,7 @@ int main(void)
     cmocka_unit_test(test_powers_of_two),
     cmocka_unit_test(test_malloc_zero_unique),
     cmocka_unit_test(test_too_large),
+    cmocka_unit_test(test_beyond_memory),
     cmocka_unit_test(test_usable_size_null),
     cmocka_unit_test(test_free_keeps_errno),
     cmocka_unit_test(test_free_sized),
