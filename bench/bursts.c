@@ -3,10 +3,11 @@
  * round after round (the shape of Hoard's "threadtest").
  *
  * usage: bench-bursts [--quick] [--ops N] [--threads T] [--seed N]
- *                     [BATCH[:MAXSIZE]]
+ *                     [BATCH[:MAXSIZE | :MINSIZE-MAXSIZE]]
  *
  * T threads (default 4) each run rounds: allocate BATCH blocks (default
- * 10,000) of 16–128 B (1–MAXSIZE B if given), write the first byte of
+ * 10,000) of 16–128 B (1–MAXSIZE B, or MINSIZE–MAXSIZE B, if given:
+ * 16:1000-1000 is rounds of 16 blocks of 1000 B), write the first byte of
  * each, then check those bytes and free the blocks in the order they were
  * made.  ops = blocks allocated, over all threads.  A thread cache that holds less than a
  * batch sends most blocks through its central lists twice a round.
@@ -42,15 +43,19 @@ static void *run(void *arg) {
 
 int main(int argc, char **argv) {
   struct bench_args a;
-  bench_parse(argc, argv, &a, "[BATCH[:MAXSIZE]]");
+  bench_parse(argc, argv, &a, "[BATCH[:MAXSIZE | :MINSIZE-MAXSIZE]]");
   if (a.pos != NULL) {
-    long long b, m;
-    int parts = bench_parse_pair(a.pos, &b, &m);
-    if (parts == 0 || b < 1 || b > 10000000 || (parts == 2 && (m < 1 || m > (1 << 30))))
-      bench_usage_exit(argv[0], "[BATCH[:MAXSIZE]]");
+    long long b, lo = 1, m;
+    int parts = bench_parse_pair(a.pos, &b, &m), used = 0;
+    if (parts == 0 && sscanf(a.pos, "%lld:%lld-%lld%n", &b, &lo, &m, &used) == 3 &&
+        a.pos[used] == '\0')
+      parts = 2;
+    if (parts == 0 || b < 1 || b > 10000000 ||
+        (parts == 2 && (lo < 1 || m < lo || m > (1 << 30))))
+      bench_usage_exit(argv[0], "[BATCH[:MAXSIZE | :MINSIZE-MAXSIZE]]");
     batch = (size_t)b;
     if (parts == 2) {
-      min_size = 1;
+      min_size = (size_t)lo;
       max_size = (size_t)m;
     }
   }

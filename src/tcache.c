@@ -71,6 +71,17 @@ static size_t nactive;
  * in peak RSS, but for bench-servermix: 1.03x and 1.06x in two sets of
  * 15 runs (its bins of 512 B-32 KiB make such runs now and then). */
 #define BURST_RUNS 2
+/* A bin at its limit that a round of about that many blocks (allocated,
+ * then freed) passes through refills near the end of the allocations
+ * and flushes near the end of the frees, round after round: the refill
+ * brings half a limit, so the frees overflow, and the flush takes the
+ * bin below what the next round needs.  Such a flush comes within a
+ * limit's worth of the thread's frees after the refill (a walk of a
+ * steady mix needs about a limit squared over 8 of this class alone).
+ * After CHURN_RUNS such pairs in a row, the bin doubles past its cap,
+ * as a bin used in bursts does, and the trim takes it back if it stops
+ * being used. */
+#define CHURN_RUNS 3
 /* A small class already past its cap goes on growing after one refill
  * and one flush: a round that needs between 1 and 1.5 times the limit
  * refills once and flushes once, so runs of two never come again, and
@@ -297,6 +308,7 @@ pl_tcache_t *pl_tcache_create(void) {
     tc->refill_run[c] = 0;
     tc->walk_refills[c] = 0;
     tc->walk_run[c] = 0;
+    tc->quick_churn[c] = 0;
     tc->refill_frees[c] = frees;
     tc->refill_blocks[c] = 0;
   }
@@ -496,9 +508,13 @@ void *pl_tcache_refill_pop(pl_tcache_t *tc, unsigned cls) {
                  : cap < BURST_MIN_CAP && (size_t)lim * pl_class_info[cls].size >= BURST_BYTES
                      ? BURST_LONG_RUNS
                      : BURST_RUNS;
-  if (lim >= cap && lim < burst && tc->overflowed[cls] >= runs &&
-      (tc->refill_run[cls] >= runs || (tc->walk_run[cls] >= runs && walk_may_grow(tc))))
+  if (lim >= cap && lim < burst &&
+      ((tc->overflowed[cls] >= runs &&
+        (tc->refill_run[cls] >= runs || (tc->walk_run[cls] >= runs && walk_may_grow(tc)))) ||
+       tc->quick_churn[cls] >= CHURN_RUNS)) {
+    tc->quick_churn[cls] = 0;
     grow_burst(tc, cls, lim * 2 > burst ? burst : lim * 2);
+  }
   /* A class that runs empty again is hot: let it hold more (unless it has
    * been overflowing too, i.e. it is just churning around the limit).
    * Before the refill: the bin is empty, should it change arrays. */
@@ -526,6 +542,9 @@ void pl_tcache_flush_push(pl_tcache_t *tc, unsigned cls, void *p) {
   /* The first flush since a refill ends that run of refills (whose burst
    * refills may be none: then an older run must not count). */
   if (tc->overflowed[cls] == 0) {
+    uint32_t since = thread_frees(tc) - tc->refill_frees[cls]; /* (this one included) */
+    if (since > tc->real_limit[cls] + 1) tc->quick_churn[cls] = 0;
+    else if (tc->quick_churn[cls] < 255) tc->quick_churn[cls]++;
     tc->refill_run[cls] = tc->refills[cls];
     tc->refills[cls] = 0;
     tc->walk_run[cls] = tc->walk_refills[cls];

@@ -82,6 +82,7 @@ typedef struct pl_tcache {
   uint8_t refill_run[PL_NCLASSES + 1]; /* burst refills in the last run of them */
   uint8_t walk_refills[PL_NCLASSES + 1]; /* refills of any kind since the last flush */
   uint8_t walk_run[PL_NCLASSES + 1];     /* refills of any kind in the last run of them */
+  uint8_t quick_churn[PL_NCLASSES + 1];  /* refills soon followed by a flush, in a row */
   uint32_t trim_cursor;                /* the bin the trim looked at last */
   uint32_t free_rounds;     /* free ticks (PL_FREE_TICK pushes) so far */
   uint32_t flushing_frees;  /* frees that found their bin full */

@@ -494,6 +494,68 @@ static void test_big_class_growth(void **state) {
   }
 }
 
+/* Rounds of as many blocks as a bin's cap, or a few times more (a
+ * request's buffers: allocated, then all freed), in a thread of its own
+ * (a fresh cache).  At the cap, such a round used to refill near the
+ * end of its allocations and flush near the end of its frees, round
+ * after round (the refill brings half a limit, so the frees overflow,
+ * and the flush leaves the bin short of the next round): two trips to
+ * the central lists a round, for ever.  The bin now grows past its cap
+ * after CHURN_RUNS such rounds (tcache.c), and the later rounds stay in
+ * the cache: no refill, no flush. */
+struct churn_result {
+  uint32_t cap, burst_cap, limit;
+  uint64_t late_events; /* refills and flushes in the last 8 rounds */
+  struct bins_check bins;
+  size_t n, per_round;
+};
+
+static void *churn_worker(void *arg) {
+  struct churn_result *r = arg;
+  unsigned cls = pl_size_class(r->n);
+  void **b = calloc(r->per_round, sizeof *b);
+  if (b == NULL) return NULL;
+  pl_thread_start();
+  pl_tcache_t *tc = pl_tc;
+  r->cap = pl_tcache_cap[cls];
+  r->burst_cap = pl_tcache_burst_cap[cls];
+  uint64_t at = 0;
+  for (int round = 0; round < 24; round++) {
+    if (round == 16) at = tc->events;
+    for (size_t i = 0; i < r->per_round; i++) {
+      b[i] = pallet_malloc(r->n);
+      if (b[i] == NULL) return NULL;
+      memset(b[i], (int)i, 16);
+    }
+    for (size_t i = 0; i < r->per_round; i++) pallet_free(b[i]);
+  }
+  r->late_events = tc->events - at;
+  r->limit = tc->real_limit[cls];
+  bins_check(&r->bins, tc);
+  free(b);
+  return NULL;
+}
+
+static void test_rounds_at_cap(void **state) {
+  (void)state;
+  static const struct { size_t n, caps; } cases[] = {
+      {1000, 1}, {1000, 2}, {9000, 1}, {9000, 2}, {300, 1},
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    struct churn_result r = {.n = cases[k].n};
+    unsigned cls = pl_size_class(r.n);
+    r.per_round = cases[k].caps * pl_tcache_cap[cls];
+    assert_true(r.per_round <= pl_tcache_burst_cap[cls]); /* the bin can hold a round */
+    run_in_thread(churn_worker, &r);
+    bins_check_ok(&r.bins);
+    if (r.late_events != 0 || r.limit < r.per_round || r.limit > r.burst_cap)
+      fail_msg("rounds of %zu blocks of %zu B (cap %u, burst cap %u): %llu refills and flushes "
+               "in the last 8 rounds, limit %u",
+               r.per_round, r.n, r.cap, r.burst_cap, (unsigned long long)r.late_events, r.limit);
+  }
+  assert_int_equal(pl_central_check(), 0);
+}
+
 /* The trim (tcache.c), in a thread of its own (a fresh cache): a bin
  * grown past its cap by rounds of 2048 blocks of 48 B keeps a limit that
  * holds a round while the rounds go on (each round fills it past half
@@ -1436,6 +1498,7 @@ int main(void) {
       cmocka_unit_test(test_burst_growth_with_temporaries),
       cmocka_unit_test(test_burst_keeps_growing),
       cmocka_unit_test(test_big_class_growth),
+      cmocka_unit_test(test_rounds_at_cap),
       cmocka_unit_test(test_trim),
       cmocka_unit_test(test_walk_growth_share),
       cmocka_unit_test(test_burst_run_ends_at_flush),
