@@ -24,7 +24,7 @@
  * only thread-local data.
  *
  * Invariant: 0 <= count <= limit <= the slots of the bin's array (its
- * starter array's, its cap, or its burst cap once the bin has a burst
+ * starter array's, its cap, or its round cap once the bin has a burst
  * array; see PL_TCACHE_STARTER_SLOTS) for every bin of an active cache,
  * and no two bins' arrays overlap;
  * arr[0 .. count) are distinct free blocks of that class.
@@ -99,7 +99,7 @@ typedef struct pl_tcache {
   uint32_t poked;        /* asked to give its cache back (idle thread) */
   uint64_t last_slow_ms; /* when this thread last reached the heap */
   struct pl_tcache *next, *prev;       /* registry */
-  /* A bin's own array of pl_tcache_burst_cap slots, from the first time
+  /* A bin's own array of pl_tcache_round_cap slots, from the first time
    * it grew past its cap (kept while the cache is recycled). */
   void **burst_slots[PL_NCLASSES + 1];
   /* Each bin's array (its starter, full or burst array), where its
@@ -293,6 +293,9 @@ extern uint32_t pl_tcache_cap[PL_NCLASSES + 1] PL_HIDDEN;
 #define PL_TCACHE_WALK_SHARE 16
 /* What a bin may grow to in a class used in bursts (tcache.c). */
 extern uint32_t pl_tcache_burst_cap[PL_NCLASSES + 1] PL_HIDDEN;
+/* ... and in rounds of blocks that churn at its limit (tcache.c,
+ * CHURN_RUNS): the slots of its own array. */
+extern uint32_t pl_tcache_round_cap[PL_NCLASSES + 1] PL_HIDDEN;
 
 /* Computes caps from the class sizes; called once at start-up. */
 void pl_tcache_init_caps(void) PL_HIDDEN;

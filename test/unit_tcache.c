@@ -45,10 +45,10 @@ static bool in_burst(const pl_tcache_t *tc, unsigned c) {
   return tc->arr[c] != NULL && tc->arr[c] == tc->burst_slots[c];
 }
 
-/* The cap of bin c as it is now: its burst cap once it has grown past
- * the ordinary one. */
+/* The cap of bin c as it is now: its round cap (the slots of its own
+ * array) once it has grown past the ordinary one. */
 static uint32_t cap_now(const pl_tcache_t *tc, unsigned c) {
-  return in_burst(tc, c) ? pl_tcache_burst_cap[c] : pl_tcache_cap[c];
+  return in_burst(tc, c) ? pl_tcache_round_cap[c] : pl_tcache_cap[c];
 }
 
 /* Slots of the full arrays, which come before the starter arrays in a
@@ -62,7 +62,7 @@ static size_t full_total(void) {
 /* The slots of the array bin c is in now: its burst array, its starter
  * array or its full array. */
 static uint32_t room_now(const pl_tcache_t *tc, unsigned c) {
-  if (in_burst(tc, c)) return pl_tcache_burst_cap[c];
+  if (in_burst(tc, c)) return pl_tcache_round_cap[c];
   if (tc->arr[c] >= tc->slot_storage + full_total()) return PL_TCACHE_STARTER_SLOTS;
   return pl_tcache_cap[c];
 }
@@ -185,6 +185,64 @@ static void test_tiny_budget(void **state) {
     fail_msg("with a %zu-byte budget, malloc/free of blocks above half the "
              "budget must keep the cache sound; the child %s:\n%s",
              TINY_BUDGET, how, res.err);
+}
+
+/* ---- rounds past the burst caps, with the default budget ------------- */
+
+/* Rounds of 30 blocks of 40 KB and of 4 blocks of 200 KB, with the
+ * default 8 MiB budget: more than those classes' burst caps (12 and 2
+ * blocks, 512 KiB of them), within their round caps (tcache.c,
+ * ROUND_BYTES).  Each round used to send most of its blocks through the
+ * central lists and the span heap (26x tcmalloc's time with 30 x 40 KB
+ * and two threads); now the bin grows past its burst cap, and the last
+ * rounds make no refill or flush. */
+static void child_rounds_past_burst_cap(void *arg) {
+  (void)arg;
+  pl_tcache_max_bytes = PL_TCACHE_MAX_DEFAULT;
+  pl_tcache_init_caps();
+  pl_thread_start();
+  TU_CHILD_REQUIRE(pl_tc->state == PL_TC_ACTIVE);
+  static const struct { size_t n, per_round; } cases[] = {{40000, 30}, {200000, 4}};
+  void *b[30];
+  for (size_t k = 0; k < 2; k++) {
+    unsigned cls = pl_size_class(cases[k].n);
+    TU_CHILD_REQUIRE(cases[k].per_round > pl_tcache_burst_cap[cls]);
+    TU_CHILD_REQUIRE(cases[k].per_round <= pl_tcache_round_cap[cls]);
+    uint64_t at = 0;
+    for (int round = 0; round < 24; round++) {
+      if (round == 16) at = pl_tc->events;
+      for (size_t i = 0; i < cases[k].per_round; i++) {
+        b[i] = pallet_malloc(cases[k].n);
+        TU_CHILD_REQUIRE(b[i] != NULL);
+        memset(b[i], (int)i, 64);
+      }
+      for (size_t i = 0; i < cases[k].per_round; i++) pallet_free(b[i]);
+    }
+    uint64_t late = pl_tc->events - at;
+    uint32_t limit = pl_tc->real_limit[cls];
+    if (late != 0 || limit < cases[k].per_round || limit > pl_tcache_round_cap[cls])
+      fprintf(stderr, "rounds of %zu blocks of %zu B (burst cap %u, round cap %u): %llu refills "
+              "and flushes in the last 8 rounds, limit %u\n", cases[k].per_round, cases[k].n,
+              pl_tcache_burst_cap[cls], pl_tcache_round_cap[cls], (unsigned long long)late, limit);
+    TU_CHILD_REQUIRE(late == 0 && limit >= cases[k].per_round && limit <= pl_tcache_round_cap[cls]);
+  }
+  unsigned where;
+  const char *v = bin_violation(pl_tc, &where);
+  if (v) fprintf(stderr, "%s\n", v);
+  TU_CHILD_REQUIRE(v == NULL);
+  TU_CHILD_REQUIRE(pl_central_check() == 0);
+}
+
+/* Must run before the parent makes its cache, as test_tiny_budget. */
+static void test_rounds_past_burst_cap(void **state) {
+  (void)state;
+  assert_ptr_equal(pl_tc, &pl_tcache_boot);
+  struct tu_child_result res;
+  char how[128];
+  tu_run_child(child_rounds_past_burst_cap, NULL, 20, &res);
+  tu_describe_status(res.status, how, sizeof how);
+  if (!(WIFEXITED(res.status) && WEXITSTATUS(res.status) == 0))
+    fail_msg("rounds past the burst caps: the child %s:\n%s", how, res.err);
 }
 
 /* ---- the cache of this thread --------------------------------------- */
@@ -504,7 +562,7 @@ static void test_big_class_growth(void **state) {
  * after CHURN_RUNS such rounds (tcache.c), and the later rounds stay in
  * the cache: no refill, no flush. */
 struct churn_result {
-  uint32_t cap, burst_cap, limit;
+  uint32_t cap, round_cap, limit;
   uint64_t late_events; /* refills and flushes in the last 8 rounds */
   struct bins_check bins;
   size_t n, per_round;
@@ -518,7 +576,7 @@ static void *churn_worker(void *arg) {
   pl_thread_start();
   pl_tcache_t *tc = pl_tc;
   r->cap = pl_tcache_cap[cls];
-  r->burst_cap = pl_tcache_burst_cap[cls];
+  r->round_cap = pl_tcache_round_cap[cls];
   uint64_t at = 0;
   for (int round = 0; round < 24; round++) {
     if (round == 16) at = tc->events;
@@ -545,13 +603,13 @@ static void test_rounds_at_cap(void **state) {
     struct churn_result r = {.n = cases[k].n};
     unsigned cls = pl_size_class(r.n);
     r.per_round = cases[k].caps * pl_tcache_cap[cls];
-    assert_true(r.per_round <= pl_tcache_burst_cap[cls]); /* the bin can hold a round */
+    assert_true(r.per_round <= pl_tcache_round_cap[cls]); /* the bin can hold a round */
     run_in_thread(churn_worker, &r);
     bins_check_ok(&r.bins);
-    if (r.late_events != 0 || r.limit < r.per_round || r.limit > r.burst_cap)
-      fail_msg("rounds of %zu blocks of %zu B (cap %u, burst cap %u): %llu refills and flushes "
+    if (r.late_events != 0 || r.limit < r.per_round || r.limit > r.round_cap)
+      fail_msg("rounds of %zu blocks of %zu B (cap %u, round cap %u): %llu refills and flushes "
                "in the last 8 rounds, limit %u",
-               r.per_round, r.n, r.cap, r.burst_cap, (unsigned long long)r.late_events, r.limit);
+               r.per_round, r.n, r.cap, r.round_cap, (unsigned long long)r.late_events, r.limit);
   }
   assert_int_equal(pl_central_check(), 0);
 }
@@ -1485,6 +1543,7 @@ static void test_quiet_thread_gives_back(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_tiny_budget),
+      cmocka_unit_test(test_rounds_past_burst_cap),
       /* Before any large free here: that gives the thread its cache. */
       cmocka_unit_test(test_active),
       cmocka_unit_test(test_quiet_thread_gives_back),
