@@ -528,8 +528,12 @@ void *pl_tcache_refill_pop(pl_tcache_t *tc, unsigned cls) {
       (churn || (lim < burst && tc->overflowed[cls] >= runs &&
                  (tc->refill_run[cls] >= runs || (tc->walk_run[cls] >= runs && walk_may_grow(tc)))))) {
     uint32_t most = churn ? round : burst;
+    if (churn) { /* within half the budget of each cache now (more threads, smaller budgets) */
+      size_t now = pl_tcache_budget() / 2 / pl_class_info[cls].size;
+      if (now < most) most = now > burst ? (uint32_t)now : burst;
+    }
     tc->quick_churn[cls] = 0;
-    grow_burst(tc, cls, lim * 2 > most ? most : lim * 2);
+    if (most > lim) grow_burst(tc, cls, lim * 2 > most ? most : lim * 2);
   }
   /* A class that runs empty again is hot: let it hold more (unless it has
    * been overflowing too, i.e. it is just churning around the limit).
