@@ -908,6 +908,12 @@ PL_ALIAS(mallinfo, pallet_mallinfo);
 PL_ALIAS(malloc_stats, pallet_malloc_stats);
 PL_ALIAS(malloc_info, pallet_malloc_info);
 PL_ALIAS(mallopt, pallet_mallopt);
+/* cfree: gone from glibc's headers since 2.26, but libc.so keeps it for
+ * old binaries (cfree@GLIBC_2.2.5), where it frees into glibc's heap: a
+ * block of pallet's given to it would crash there.  tcmalloc and
+ * mimalloc define it too. */
+extern void cfree(void *);
+PL_ALIAS(cfree, pallet_free);
 /* glibc's internal and alternative names, so nothing reaches its heap
  * (and so that a static link never pulls in glibc's malloc.o). */
 PL_ALIAS(__libc_malloc, pallet_malloc);

@@ -67,6 +67,7 @@ check_PROGRAMS += $(PL_LINK_TESTS)
 TESTS += $(PL_LINK_TESTS) test/preload_programs.sh
 
 test_link_shared_SOURCES = test/link_override.c
+test_link_shared_CPPFLAGS = $(AM_CPPFLAGS) -DPL_TEST_OLD_CFREE
 test_link_shared_LDADD = libpallet.la $(PTHREAD_LIBS)
 
 test_link_static_SOURCES = test/link_override.c

@@ -23,6 +23,13 @@
 
 #include "pallet.h"
 
+#ifdef PL_TEST_OLD_CFREE
+/* What a binary linked before glibc 2.26 calls: libc's compat cfree, a
+ * free into glibc's heap.  libpallet's cfree must take its place. */
+__asm__(".symver old_cfree, cfree@GLIBC_2.2.5");
+extern void old_cfree(void *);
+#endif
+
 static int failures;
 
 #define CHECK(cond)                                                          \
@@ -83,6 +90,12 @@ int main(void)
   check_ours(p, 40, "malloc(40)");
   memset(p, 1, 40);
   free(p);
+#ifdef PL_TEST_OLD_CFREE
+  CHECK((void *)old_cfree == (void *)pallet_free);
+  p = malloc(40);
+  check_ours(p, 40, "malloc(40) for cfree");
+  old_cfree(p);
+#endif
   p = malloc(0);
   check_ours(p, 0, "malloc(0)");
   free(p);
