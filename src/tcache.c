@@ -83,8 +83,10 @@ static size_t nactive;
  * as a bin used in bursts does, and the trim takes it back if it stops
  * being used. */
 #define CHURN_RUNS 3
-/* Such rounds may take a bin past its burst cap too, up to ROUND_BYTES
- * of blocks (at most BURST_MAX blocks and half the thread's budget):
+/* Such rounds may take a bin past its burst cap too, up to half the
+ * thread's budget of blocks (4 MiB with the default budget; at most
+ * BURST_MAX blocks), so that PALLET_TCACHE_MAX sizes the rounds a
+ * thread keeps as it sizes the rest of its cache:
  * the burst caps keep the bins of a random mix of big blocks, whose
  * runs of refills and flushes are long now and then, from holding more
  * than they use (bench-buffers), but rounds of 30 blocks of 40 KB (a
@@ -92,7 +94,6 @@ static size_t nactive;
  * tcmalloc's time with two threads.  A flush in a random mix seldom
  * comes so soon after the refill: the other classes' frees come
  * between. */
-#define ROUND_BYTES ((size_t)4 << 20)
 /* A small class already past its cap goes on growing after one refill
  * and one flush: a round that needs between 1 and 1.5 times the limit
  * refills once and flushes once, so runs of two never come again, and
@@ -165,9 +166,7 @@ void pl_tcache_init_caps(void) {
     if (burst > BURST_MAX) burst = BURST_MAX;
     if (burst > budget) burst = budget;
     pl_tcache_burst_cap[c] = (uint32_t)(burst > cap ? burst : cap);
-    size_t round = ROUND_BYTES / size;
-    if (round > BURST_MAX) round = BURST_MAX;
-    if (round > budget) round = budget;
+    size_t round = budget < BURST_MAX ? budget : BURST_MAX;
     pl_tcache_round_cap[c] = (uint32_t)(round > pl_tcache_burst_cap[c] ? round : pl_tcache_burst_cap[c]);
   }
   /* First an array of cap slots for every class, in class order, then

@@ -191,8 +191,8 @@ static void test_tiny_budget(void **state) {
 
 /* Rounds of 30 blocks of 40 KB and of 4 blocks of 200 KB, with the
  * default 8 MiB budget: more than those classes' burst caps (12 and 2
- * blocks, 512 KiB of them), within their round caps (tcache.c,
- * ROUND_BYTES).  Each round used to send most of its blocks through the
+ * blocks, 512 KiB of them), within their round caps (tcache.c: half
+ * the budget).  Each round used to send most of its blocks through the
  * central lists and the span heap (26x tcmalloc's time with 30 x 40 KB
  * and two threads); now the bin grows past its burst cap, and the last
  * rounds make no refill or flush. */
