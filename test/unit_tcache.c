@@ -141,12 +141,18 @@ static size_t cached_bytes(const pl_tcache_t *tc) {
 
 #define TINY_BUDGET ((size_t)256 << 10)
 
-static void child_tiny_budget(void *arg) {
-  (void)arg;
-  pl_tcache_max_bytes = TINY_BUDGET;
+/* In a child forked before any cache exists: caps for this budget, and
+ * the child's own cache. */
+static void child_start(size_t budget) {
+  pl_tcache_max_bytes = budget;
   pl_tcache_init_caps();
   pl_thread_start();
   TU_CHILD_REQUIRE(pl_tc->state == PL_TC_ACTIVE);
+}
+
+static void child_tiny_budget(void *arg) {
+  (void)arg;
+  child_start(TINY_BUDGET);
   unsigned where;
   const char *v;
   /* Two classes above half the budget. */
@@ -172,19 +178,28 @@ static void child_tiny_budget(void *arg) {
   pallet_free(p2);
 }
 
+/* Runs fn in a child forked while this process has no cache yet, so the
+ * child may compute caps for a budget of its own; fails with what and
+ * the child's messages unless the child exits with 0. */
+static void run_budget_child(void (*fn)(void *), const char *what) {
+  assert_ptr_equal(pl_tc, &pl_tcache_boot);
+  struct tu_child_result res;
+  char how[128];
+  tu_run_child(fn, NULL, 20, &res);
+  tu_describe_status(res.status, how, sizeof how);
+  if (!(WIFEXITED(res.status) && WEXITSTATUS(res.status) == 0))
+    fail_msg("%s; the child %s:\n%s", what, how, res.err);
+}
+
 /* Must run first: the parent has no cache yet, so the child may compute
  * caps for its own budget. */
 static void test_tiny_budget(void **state) {
   (void)state;
-  assert_ptr_equal(pl_tc, &pl_tcache_boot);
-  struct tu_child_result res;
-  char how[128];
-  tu_run_child(child_tiny_budget, NULL, 20, &res);
-  tu_describe_status(res.status, how, sizeof how);
-  if (!(WIFEXITED(res.status) && WEXITSTATUS(res.status) == 0))
-    fail_msg("with a %zu-byte budget, malloc/free of blocks above half the "
-             "budget must keep the cache sound; the child %s:\n%s",
-             TINY_BUDGET, how, res.err);
+  char what[128];
+  snprintf(what, sizeof what,
+           "with a %zu-byte budget, malloc/free of blocks above half the budget must keep the "
+           "cache sound", TINY_BUDGET);
+  run_budget_child(child_tiny_budget, what);
 }
 
 /* ---- rounds past the burst caps, with the default budget ------------- */
@@ -198,10 +213,7 @@ static void test_tiny_budget(void **state) {
  * rounds make no refill or flush. */
 static void child_rounds_past_burst_cap(void *arg) {
   (void)arg;
-  pl_tcache_max_bytes = PL_TCACHE_MAX_DEFAULT;
-  pl_tcache_init_caps();
-  pl_thread_start();
-  TU_CHILD_REQUIRE(pl_tc->state == PL_TC_ACTIVE);
+  child_start(PL_TCACHE_MAX_DEFAULT);
   static const struct { size_t n, per_round; } cases[] = {{40000, 30}, {200000, 4}};
   void *b[30];
   for (size_t k = 0; k < 2; k++) {
@@ -236,13 +248,7 @@ static void child_rounds_past_burst_cap(void *arg) {
 /* Must run before the parent makes its cache, as test_tiny_budget. */
 static void test_rounds_past_burst_cap(void **state) {
   (void)state;
-  assert_ptr_equal(pl_tc, &pl_tcache_boot);
-  struct tu_child_result res;
-  char how[128];
-  tu_run_child(child_rounds_past_burst_cap, NULL, 20, &res);
-  tu_describe_status(res.status, how, sizeof how);
-  if (!(WIFEXITED(res.status) && WEXITSTATUS(res.status) == 0))
-    fail_msg("rounds past the burst caps: the child %s:\n%s", how, res.err);
+  run_budget_child(child_rounds_past_burst_cap, "rounds past the burst caps");
 }
 
 /* ---- the cache of this thread --------------------------------------- */
