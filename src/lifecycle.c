@@ -96,6 +96,7 @@ void pl_background_ensure(void) {
 #define EXIT_XFER_BYTES ((size_t)1 << 20)
 static void tc_destructor(void *arg) {
   pl_tcache_destroy((pl_tcache_t *)arg);
+  pl_span_thread_exit(pl_os_now_ms());
   pl_huge_totals_t h;
   pl_huge_totals(&h);
   if ((h.cached || pl_span_over_half_limit() || pl_central_xfer_bytes() > EXIT_XFER_BYTES) &&
@@ -201,6 +202,7 @@ void pl_init_slow(void) {
     pl_tcache_max_bytes = pl_opt.tcache_max;
     pl_tcache_total_bytes = pl_opt.tcache_total;
     pl_span_dirty_min = pl_opt.dirty_max;
+    pl_span_peak_ms = pl_opt.decay_ms;
     set_heaps();
     pl_span_others_busy = pl_tcache_others_busy;
     pl_span_release_kept = pl_central_release_kept;
@@ -247,6 +249,7 @@ void pl_thread_start(void) {
   /* While the cache is built, allocations (none are made today) go
    * straight to the central lists. */
   pl_tc = &pl_tcache_init;
+  pl_span_thread_start(pl_os_now_ms());
   pl_tcache_t *tc = pl_tcache_create();
   if (tc == NULL) {
     pl_tc = &pl_tcache_boot; /* try again next time */

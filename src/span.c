@@ -448,13 +448,77 @@ static void free_locked(heap_t *h, pl_span_t *s, uint8_t flags, uint64_t now) {
   bucket_insert(h, s);
 }
 
+/* The recent peak of the heaps' active pages: the most they held in
+ * this window of pl_span_peak_ms or the last.  Memory freed since that
+ * peak is memory the program used a moment ago and may well use again at
+ * once: threads that come and go, each building a working set of
+ * megabytes and freeing it, or a server whose load rises and falls.
+ * Purging it at once, only for the next thread or request to fault it
+ * back in page by page, cost up to 28 times the time of keeping it (a
+ * scratch program of short-lived threads, doc/benchmarks.md); the decay
+ * passes still purge what stays free for PALLET_DECAY_MS. */
+uint64_t pl_span_peak_ms = 1000;
+static size_t peak_cur, peak_prev;
+static uint64_t peak_since;
+
+/* Thread exits purge the heap down to half its base limit, for a process
+ * that goes quiet once its threads are done.  Where threads come and go
+ * (a thread per request or per task), the next ones fault those pages
+ * back in at once: when a thread starts within EXIT_REGROW_MS of an
+ * exit, exits keep the recent peak's room too, for pl_span_peak_ms from
+ * then.  (Threads of one burst that exit one after the other while the
+ * rest still allocate are not churn: no thread started after them.) */
+#define EXIT_REGROW_MS 100
+static uint64_t exit_ms, exit_churn_until;
+
+/* Active pages (of all heaps) now at least active: raises the peak. */
+static void note_active(size_t active) {
+  size_t cur = __atomic_load_n(&peak_cur, __ATOMIC_RELAXED);
+  while (active > cur &&
+         !__atomic_compare_exchange_n(&peak_cur, &cur, active, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+  }
+}
+
+/* Starts a new window once the current one is pl_span_peak_ms old: the
+ * current peak becomes the last, and the new one starts at active. */
+static void peak_turn(uint64_t now, size_t active) {
+  uint64_t since = __atomic_load_n(&peak_since, __ATOMIC_RELAXED);
+  if (now - since < pl_span_peak_ms ||
+      !__atomic_compare_exchange_n(&peak_since, &since, now, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+    return;
+  __atomic_store_n(&peak_prev, __atomic_exchange_n(&peak_cur, active, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
+}
+
+/* Pages freed since the recent peak, with active pages in use now, at
+ * most PEAK_ROOM_FLOORS times the dirty floor (PALLET_DIRTY_MAX, so that
+ * 0 still means purge at once); none when pl_span_peak_ms is 0.  Dirty
+ * memory up to this much is kept from the at-once purges. */
+#define PEAK_ROOM_FLOORS 16
+static size_t peak_room(size_t active) {
+  if (pl_span_peak_ms == 0) return 0;
+  size_t a = __atomic_load_n(&peak_cur, __ATOMIC_RELAXED), b = __atomic_load_n(&peak_prev, __ATOMIC_RELAXED);
+  size_t peak = a > b ? a : b, cap = (pl_span_dirty_min >> PL_PAGE_SHIFT) * PEAK_ROOM_FLOORS;
+  size_t room = peak > active ? peak - active : 0;
+  return room < cap ? room : cap;
+}
+
 /* Pages of dirty memory the heaps together may keep before they purge
- * at once, when active pages are in use. */
-static size_t dirty_limit_for(size_t active) {
+ * at once, when active pages are in use, without the recent peak's
+ * room. */
+static size_t dirty_base_for(size_t active) {
   size_t floor = pl_span_dirty_min >> PL_PAGE_SHIFT;
   size_t ratio = active >> pl_span_dirty_shift;
   return floor > ratio ? floor : ratio;
 }
+
+/* Dirty pages an at-once purge leaves: part of the base limit, and the
+ * recent peak's room on top (the heap may have held dirty memory at its
+ * peak too). */
+static size_t purge_target(size_t part, size_t active) { return part + peak_room(active); }
+
+/* Pages of dirty memory the heaps together may keep before they purge
+ * at once: the base limit and the recent peak's room. */
+static size_t dirty_limit_for(size_t active) { return purge_target(dirty_base_for(active), active); }
 
 /* Dirty memory above the limit is purged as frees come in.  A span of
  * small blocks comes back only once every block of it has been freed, so
@@ -494,7 +558,7 @@ static size_t small_freed_pages;
  * once the lock is dropped (the rules above). */
 typedef struct purge_plan {
   bool soft, hard, small;
-  size_t limit;
+  size_t base, active; /* the base limit, and the active pages it was taken at */
 } purge_plan_t;
 
 /* Gives s (SMALL or LARGE, out of any list) back to its heap h, whose
@@ -524,11 +588,13 @@ static purge_plan_t give_back_locked(heap_t *h, pl_span_t *s, uint64_t now, uint
     h->others_dirty = all.dirty - h->dirty_pages;
     h->others_active = all.active - h->active_pages;
   }
-  p.limit = dirty_limit_for(h->active_pages + h->others_active);
+  p.active = h->active_pages + h->others_active;
+  peak_turn(now, p.active);
+  p.base = dirty_base_for(p.active);
   size_t dirty = h->dirty_pages + h->others_dirty;
-  bool over = dirty > p.limit;
+  bool over = dirty > purge_target(p.base, p.active);
   p.soft = over && !p.small && take_soft_turn(now);
-  p.hard = p.small ? over && small_freed > p.limit / 2 : dirty > 4 * p.limit;
+  p.hard = p.small ? over && small_freed > p.base / 2 : dirty > purge_target(4 * p.base, p.active);
   if (p.hard) __atomic_store_n(&small_freed_pages, 0, __ATOMIC_RELAXED); /* (the purge does too, but only after the unlock) */
   return p;
 }
@@ -541,10 +607,11 @@ static void run_purge_plan(purge_plan_t p, uint64_t now) {
     p.hard = false;
     p.soft = take_soft_turn(now);
   }
-  if (PL_UNLIKELY(p.soft)) pl_span_purge(PURGE_MIN_AGE_MS, false, (p.limit / 2) << PL_PAGE_SHIFT);
+  if (PL_UNLIKELY(p.soft))
+    pl_span_purge(PURGE_MIN_AGE_MS, false, purge_target(p.base / 2, p.active) << PL_PAGE_SHIFT);
   if (PL_UNLIKELY(p.hard)) {
     if (p.small && pl_span_release_kept != NULL) pl_span_release_kept();
-    pl_span_purge(0, false, (p.small ? p.limit / 4 : p.limit) << PL_PAGE_SHIFT);
+    pl_span_purge(0, false, purge_target(p.small ? p.base / 4 : p.base, p.active) << PL_PAGE_SHIFT);
   }
 }
 
@@ -634,6 +701,7 @@ pl_span_t *pl_span_alloc(size_t npages, size_t align_pages, int state,
   s->listed = 0;
   map_span(s);
   add_pages(&h->active_pages, s->npages, true);
+  note_active(all_pages().active);
   pl_unlock(&h->lock);
 out:
   if (also_free) pl_span_free(also_free); /* (not given back above) */
@@ -641,14 +709,29 @@ out:
   return s;
 }
 
+/* What a thread exit leaves dirty: half the base limit, and the recent
+ * peak's room while threads churn (note_active). */
+static size_t exit_target(size_t active, uint64_t now) {
+  size_t half = dirty_base_for(active) / 2;
+  return now < __atomic_load_n(&exit_churn_until, __ATOMIC_RELAXED) ? half + peak_room(active) : half;
+}
+
+void pl_span_thread_exit(uint64_t now) { __atomic_store_n(&exit_ms, now ? now : 1, __ATOMIC_RELAXED); }
+
+void pl_span_thread_start(uint64_t now) {
+  uint64_t at = __atomic_load_n(&exit_ms, __ATOMIC_RELAXED);
+  if (at != 0 && now - at < EXIT_REGROW_MS)
+    __atomic_store_n(&exit_churn_until, now + pl_span_peak_ms, __ATOMIC_RELAXED);
+}
+
 bool pl_span_over_half_limit(void) {
   page_sums_t all = all_pages();
-  return all.dirty > dirty_limit_for(all.active) / 2;
+  return all.dirty > exit_target(all.active, pl_os_now_ms());
 }
 
 size_t pl_span_purge_excess(void) {
   page_sums_t all = all_pages();
-  size_t half = dirty_limit_for(all.active) / 2;
+  size_t half = exit_target(all.active, pl_os_now_ms());
   return all.dirty > half ? pl_span_purge(0, false, half << PL_PAGE_SHIFT) : 0;
 }
 
@@ -703,6 +786,7 @@ bool pl_span_grow(pl_span_t *s, size_t npages) {
       s->npages = (uint32_t)npages;
       map_span(s);
       add_pages(&h->active_pages, take, true);
+      note_active(all_pages().active);
       ok = true;
     }
   }

@@ -179,6 +179,12 @@ bool pl_span_over_half_limit(void) PL_HIDDEN;
 /* If dirty memory is over half the limit (see pl_span_free), purges it
  * down to half the limit whatever its age.  Returns the bytes given back. */
 size_t pl_span_purge_excess(void) PL_HIDDEN;
+/* A thread is exiting (before its purge check): lets the heap tell thread
+ * churn, whose exits then keep what the next threads will want (span.c). */
+void pl_span_thread_exit(uint64_t now) PL_HIDDEN;
+/* A thread is making its cache: one that starts soon after an exit tells
+ * thread churn. */
+void pl_span_thread_start(uint64_t now) PL_HIDDEN;
 /* Bytes of dirty free spans (may be resident, hold old bytes). */
 size_t pl_span_dirty_bytes(void) PL_HIDDEN;
 /* Bytes of the spans in use, small-block and large, in all heaps (relaxed
@@ -218,6 +224,10 @@ extern size_t pl_span_retain_chunks PL_HIDDEN;
  * pl_span_free): max(pl_span_dirty_min, active >> pl_span_dirty_shift). */
 extern size_t pl_span_dirty_min PL_HIDDEN;
 extern unsigned pl_span_dirty_shift PL_HIDDEN;
+/* The window of the recent peak of active pages (span.c), PALLET_DECAY_MS:
+ * dirty memory up to what was freed since that peak is kept from the
+ * at-once purges. */
+extern uint64_t pl_span_peak_ms PL_HIDDEN;
 /* Set by a higher layer (lifecycle.c): does a thread other than the
  * caller reach the heap these days?  Its calls then run the decay passes,
  * and it may take freed spans again: pl_span_free turns its at-once

@@ -45,6 +45,9 @@ static int setup(void **state) {
   saved_dirty_min = pl_span_dirty_min;
   saved_dirty_shift = pl_span_dirty_shift;
   pl_span_dirty_min = (size_t)1 << 46;
+  /* The base purge rules, without the recent peak's room, unless a test
+   * asks for it (test_peak_room). */
+  pl_span_peak_ms = 0;
   return 0;
 }
 
@@ -659,6 +662,38 @@ static void test_purge_on_free(void **state) {
   check_totals_consistent(&t);
 }
 
+/* Within the window of the recent peak of active pages, a span freed
+ * past the base limit stays dirty: what was freed since the peak is kept,
+ * up to PEAK_ROOM_FLOORS (16) times the dirty floor, and the at-once
+ * purge leaves that much.  Past the cap, it purges again. */
+static void test_peak_room(void **state) {
+  (void)state;
+  enum { LIMIT = 16, BIG = 200 }; /* pages: the floor, and a span 12.5 floors big */
+  pl_span_purge(0, false, 0);
+  pl_span_t *s = alloc_span(BIG, 1, PL_SPAN_LARGE, 0, NULL); /* the peak: at least BIG pages */
+  pl_span_t *whole = whole_chunk();
+  pl_span_dirty_min = LIMIT * PL_PAGE_SIZE;
+  pl_span_dirty_shift = 60; /* no share of the active pages */
+  pl_span_peak_ms = 60000;
+  pl_span_free(s);
+  size_t kept = pl_span_dirty_bytes();
+  /* A whole chunk, four times the room's cap: freed, it goes past the
+   * room, and the purge leaves the base limit and the capped room. */
+  pl_span_free(whole);
+  size_t after_cap = pl_span_dirty_bytes();
+  pl_span_peak_ms = 0;
+  pl_span_dirty_min = (size_t)1 << 46;
+  pl_span_dirty_shift = saved_dirty_shift;
+  pl_span_purge(0, false, 0);
+  heap_ok();
+  if (kept < (size_t)BIG * PL_PAGE_SIZE)
+    fail_msg("a span of %d pages freed within the peak's window (base limit %d pages): "
+             "%zu bytes stay dirty, want all of it", BIG, LIMIT, kept);
+  if (after_cap > (size_t)(LIMIT + 16 * LIMIT) * PL_PAGE_SIZE)
+    fail_msg("past the room's cap (%d pages) and the base limit (%d pages), %zu bytes stay dirty",
+             16 * LIMIT, LIMIT, after_cap);
+}
+
 /* Past the dirty limit, small spans coming back purge at once only once
  * they add up to half the limit since the last purge. */
 static void test_purge_on_small_free(void **state) {
@@ -1006,6 +1041,7 @@ int main(void) {
       cmocka_unit_test(test_merge_age),
       cmocka_unit_test(test_purge_on_free),
       cmocka_unit_test(test_purge_on_small_free),
+      cmocka_unit_test(test_peak_room),
       cmocka_unit_test(test_purge_waits_while_busy),
       cmocka_unit_test(test_totals_and_unmap),
       cmocka_unit_test(test_arena_slots),
