@@ -464,11 +464,11 @@ static uint64_t peak_since;
 /* Thread exits purge the heap down to half its base limit, for a process
  * that goes quiet once its threads are done.  Where threads come and go
  * (a thread per request or per task), the next ones fault those pages
- * back in at once: when a thread starts within EXIT_REGROW_MS of an
+ * back in at once: when a thread starts within EXIT_CHURN_MS of an
  * exit, exits keep the recent peak's room too, for pl_span_peak_ms from
  * then.  (Threads of one burst that exit one after the other while the
  * rest still allocate are not churn: no thread started after them.) */
-#define EXIT_REGROW_MS 100
+#define EXIT_CHURN_MS 100
 static uint64_t exit_ms, exit_churn_until;
 
 /* Active pages (of all heaps) now at least active: raises the peak. */
@@ -520,7 +520,8 @@ static size_t purge_target(size_t part, size_t active) { return part + peak_room
  * at once: the base limit and the recent peak's room. */
 static size_t dirty_limit_for(size_t active) { return purge_target(dirty_base_for(active), active); }
 
-/* Dirty memory above the limit is purged as frees come in.  A span of
+/* Dirty memory above the limit (the base limit and the recent peak's
+ * room, peak_room) is purged as frees come in.  A span of
  * small blocks comes back only once every block of it has been freed, so
  * it is memory a shrinking working set left behind: past the limit (and
  * once such spans worth half the limit have come back since the last
@@ -710,7 +711,7 @@ out:
 }
 
 /* What a thread exit leaves dirty: half the base limit, and the recent
- * peak's room while threads churn (note_active). */
+ * peak's room while threads churn (pl_span_thread_start). */
 static size_t exit_target(size_t active, uint64_t now) {
   size_t half = dirty_base_for(active) / 2;
   return now < __atomic_load_n(&exit_churn_until, __ATOMIC_RELAXED) ? half + peak_room(active) : half;
@@ -720,7 +721,7 @@ void pl_span_thread_exit(uint64_t now) { __atomic_store_n(&exit_ms, now ? now : 
 
 void pl_span_thread_start(uint64_t now) {
   uint64_t at = __atomic_load_n(&exit_ms, __ATOMIC_RELAXED);
-  if (at != 0 && now - at < EXIT_REGROW_MS)
+  if (at != 0 && now - at < EXIT_CHURN_MS)
     __atomic_store_n(&exit_churn_until, now + pl_span_peak_ms, __ATOMIC_RELAXED);
 }
 

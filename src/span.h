@@ -174,10 +174,12 @@ typedef struct pl_span_totals {
  * retained reserve.  Returns the number of bytes given back.  Called with
  * no lock held. */
 size_t pl_span_purge(uint64_t age_ms, bool unmap_chunks, size_t target_dirty) PL_HIDDEN;
-/* Whether dirty memory is over half the limit (see pl_span_free). */
+/* Whether dirty memory is over what a thread exit leaves: half the base
+ * limit (see pl_span_free), and the recent peak's room while threads
+ * churn (pl_span_thread_start). */
 bool pl_span_over_half_limit(void) PL_HIDDEN;
-/* If dirty memory is over half the limit (see pl_span_free), purges it
- * down to half the limit whatever its age.  Returns the bytes given back. */
+/* If dirty memory is over that, purges it down to that whatever its age.
+ * Returns the bytes given back. */
 size_t pl_span_purge_excess(void) PL_HIDDEN;
 /* A thread is exiting (before its purge check): lets the heap tell thread
  * churn, whose exits then keep what the next threads will want (span.c). */
@@ -191,8 +193,9 @@ size_t pl_span_dirty_bytes(void) PL_HIDDEN;
  * reads, no lock). */
 size_t pl_span_active_bytes(void) PL_HIDDEN;
 /* Room under the dirty bound now (see pl_span_free), in bytes: the bound,
- * max(pl_span_dirty_min, active bytes >> pl_span_dirty_shift), minus the
- * dirty bytes of all heaps; 0 when they are over it. */
+ * max(pl_span_dirty_min, active bytes >> pl_span_dirty_shift) plus the
+ * recent peak's room (span.c), minus the dirty bytes of all heaps; 0 when
+ * they are over it. */
 size_t pl_span_dirty_room(void) PL_HIDDEN;
 void pl_span_totals(pl_span_totals_t *t) PL_HIDDEN;
 /* Bytes of heap chunks resident in RAM. */
@@ -221,7 +224,8 @@ unsigned pl_span_home(void) PL_HIDDEN;
 extern pl_purge_mode_t pl_span_purge_mode PL_HIDDEN;
 extern size_t pl_span_retain_chunks PL_HIDDEN;
 /* Dirty memory the heap keeps before it purges as frees come in (see
- * pl_span_free): max(pl_span_dirty_min, active >> pl_span_dirty_shift). */
+ * pl_span_free): max(pl_span_dirty_min, active >> pl_span_dirty_shift),
+ * plus the recent peak's room (pl_span_peak_ms). */
 extern size_t pl_span_dirty_min PL_HIDDEN;
 extern unsigned pl_span_dirty_shift PL_HIDDEN;
 /* The window of the recent peak of active pages (span.c), PALLET_DECAY_MS:
