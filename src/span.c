@@ -668,6 +668,7 @@ pl_span_t *pl_span_alloc(size_t npages, size_t align_pages, int state,
   uint64_t now = also_free ? pl_os_now_ms() : 0;
   purge_plan_t plan = {.soft = false};
   pl_span_t *s = NULL;
+  size_t active_now = 0; /* (the other heaps' as this heap last summed them: no pass over them here) */
   if (need > PL_CHUNK_PAGES) goto out;
   heap_t *h = lock_for_alloc(2);
   if (h == NULL) goto out;
@@ -702,9 +703,10 @@ pl_span_t *pl_span_alloc(size_t npages, size_t align_pages, int state,
   s->listed = 0;
   map_span(s);
   add_pages(&h->active_pages, s->npages, true);
-  note_active(all_pages().active);
+  active_now = h->active_pages + h->others_active;
   pl_unlock(&h->lock);
 out:
+  note_active(active_now);
   if (also_free) pl_span_free(also_free); /* (not given back above) */
   if (PL_UNLIKELY(plan.soft || plan.hard)) run_purge_plan(plan, now);
   return s;
@@ -766,6 +768,7 @@ void pl_span_shrink(pl_span_t *s, size_t npages) {
 
 bool pl_span_grow(pl_span_t *s, size_t npages) {
   bool ok = false;
+  size_t active_now = 0;
   heap_t *h = heap_of(s);
   pl_lock(&h->lock);
   size_t end = first_page(s) + s->npages;
@@ -787,11 +790,12 @@ bool pl_span_grow(pl_span_t *s, size_t npages) {
       s->npages = (uint32_t)npages;
       map_span(s);
       add_pages(&h->active_pages, take, true);
-      note_active(all_pages().active);
+      active_now = h->active_pages + h->others_active;
       ok = true;
     }
   }
   pl_unlock(&h->lock);
+  note_active(active_now);
   return ok;
 }
 
