@@ -18,7 +18,8 @@ noinst_PROGRAMS += bench/bench-bands bench/bench-workingset \
 	bench/bench-prodcons bench/bench-larson bench/bench-scaling \
 	bench/bench-realloc bench/bench-frag bench/bench-bigblocks \
 	bench/bench-footprint bench/bench-servermix bench/bench-bursts \
-	bench/bench-buffers bench/bench-pipeline bench/bench-threadchurn
+	bench/bench-buffers bench/bench-pipeline bench/bench-threadchurn \
+	bench/bench-sharing
 
 # C++ objects through operator new and delete (a C++17 compiler only).
 if HAVE_CXX17
@@ -70,6 +71,9 @@ bench_bench_servermix_LDADD = $(BENCH_LIBS)
 bench_bench_threadchurn_SOURCES = bench/threadchurn.c bench/bench.h
 bench_bench_threadchurn_CFLAGS = $(BENCH_CFLAGS)
 bench_bench_threadchurn_LDADD = $(BENCH_LIBS)
+bench_bench_sharing_SOURCES = bench/sharing.c bench/bench.h
+bench_bench_sharing_CFLAGS = $(BENCH_CFLAGS)
+bench_bench_sharing_LDADD = $(BENCH_LIBS)
 
 # The do-nothing allocator for `runner --callgrind`: a shared module
 # (bench/.libs/bumpalloc.so), never installed; -rpath makes libtool build
