@@ -36,20 +36,70 @@ uint64_t pl_secret;
 #define XFER_SIZE_MAX PL_BIG_CLASS_MIN
 #define XFER_BIG 8
 
+/* Shards: each class's partial spans and transfer array are split by
+ * the threads' home heaps (span.h): a thread's shard is that of its home
+ * heap, a span's that of the thread that carved it (or took it back
+ * from the kept spans).  A refill takes from its own shard
+ * first, and a flush gives to it; so two threads of different home
+ * heaps that each allocate and free their own blocks of the same
+ * classes (per-thread working sets) keep their blocks on spans of their
+ * own, where one shared list mixed them block by block: blocks one
+ * thread flushed went to the other's next refill, next to the first
+ * one's live blocks, and the cache lines they shared moved between the
+ * cores (bench-sharing: 6-9 cross-thread touches of a line per 1000
+ * operations; mimalloc and jemalloc, whose threads carve their own
+ * pages, none).  What a shard lacks it takes from the others' transfer
+ * arrays before it carves a span (a producer's refills find there what
+ * its consumer flushed), and from their partial spans only when the
+ * heap has no memory for a new span.  Heaps beyond CENTRAL_SHARDS share
+ * shards (heap % CENTRAL_SHARDS). */
+#define CENTRAL_SHARDS 8
+
 typedef struct pl_central {
   pl_lock_t lock;
-  pl_span_t *partial;  /* spans with at least one free block */
   pl_span_t *kept;     /* wholly free spans kept (PL_SPAN_KEPT), linked by next */
   size_t nspans;       /* spans of this class: listed, kept or full */
   size_t nfree_blocks; /* free blocks in the listed and kept spans' bitmaps */
-  size_t nxfer;        /* free blocks in its transfer array (not in the bitmaps) */
-  bool taken;          /* a refill took from xfer since it last overflowed */
+  /* Per shard: the spans with at least one free block, the free blocks
+   * in its transfer array (not in the bitmaps), and whether a refill
+   * took from that array since it last overflowed. */
+  pl_span_t *partial[CENTRAL_SHARDS];
+  uint16_t nxfer[CENTRAL_SHARDS];
+  bool taken[CENTRAL_SHARDS];
 } PL_ALIGNED(PL_CACHELINE) pl_central_t;
 
 /* One cache line per class for the lock and the lists; the transfer
  * arrays apart, so that a pass over every class (decay, statistics, fork)
  * touches 97 lines, not a page per class. */
 static pl_central_t central[PL_NCLASSES + 1];
+
+/* The shard of span s and the calling thread's. */
+PL_INLINE unsigned shard_of(const pl_span_t *s) { return __atomic_load_n(&s->shard, __ATOMIC_RELAXED); }
+PL_INLINE unsigned my_shard(void) { return pl_span_home() % CENTRAL_SHARDS; }
+PL_INLINE void set_shard(pl_span_t *s, unsigned sh) {
+  __atomic_store_n(&s->shard, (uint8_t)sh, __ATOMIC_RELAXED);
+}
+
+/* The shard a batch of blocks of class cls goes to: that of the span of
+ * its first block (a batch mostly comes from one thread's spans: a
+ * consumer's flush holds what its producer made), so that the blocks
+ * go back to the transfer array of the threads that carved them; the
+ * caller's if that block is not one of this class's (a misuse, which
+ * the bitmaps catch when the batch reaches them). */
+static unsigned batch_shard(unsigned cls, const void *first) {
+  const pl_span_t *s = pl_span_of(first);
+  if (PL_UNLIKELY(s == NULL || __atomic_load_n(&s->state, __ATOMIC_RELAXED) != PL_SPAN_SMALL ||
+                  __atomic_load_n(&s->cls, __ATOMIC_RELAXED) != cls))
+    return my_shard();
+  return shard_of(s);
+}
+
+/* The blocks in all shards of c's transfer array (under its lock). */
+static size_t xfer_count(const pl_central_t *c) {
+  size_t n = 0;
+  for (unsigned sh = 0; sh < CENTRAL_SHARDS; sh++) n += c->nxfer[sh];
+  return n;
+}
 
 void (*pl_central_carve_hook)(void *block, unsigned cls);
 
@@ -62,24 +112,25 @@ void (*pl_central_carve_hook)(void *block, unsigned cls);
  * bench-workingset.  A row segment is 512 bytes, cache-line aligned, so
  * classes never share a line. */
 #define XFER_ROW 64
-static void *xfer_rows[XFER_MAX / XFER_ROW][PL_NCLASSES + 1][XFER_ROW] PL_ALIGNED(PL_CACHELINE);
+static void *xfer_rows[CENTRAL_SHARDS][XFER_MAX / XFER_ROW][PL_NCLASSES + 1][XFER_ROW] PL_ALIGNED(
+    PL_CACHELINE);
 _Static_assert(XFER_MAX % XFER_ROW == 0, "whole rows");
 
 /* Entries at .. at + n of class cls's array: written from src / read into dst. */
-static void xfer_put(unsigned cls, size_t at, void *const *src, size_t n) {
+static void xfer_put(unsigned sh, unsigned cls, size_t at, void *const *src, size_t n) {
   while (n) {
     size_t o = at % XFER_ROW, k = XFER_ROW - o < n ? XFER_ROW - o : n;
-    memcpy(&xfer_rows[at / XFER_ROW][cls][o], src, k * sizeof(void *));
+    memcpy(&xfer_rows[sh][at / XFER_ROW][cls][o], src, k * sizeof(void *));
     at += k;
     src += k;
     n -= k;
   }
 }
 
-static void xfer_get(unsigned cls, size_t at, void **dst, size_t n) {
+static void xfer_get(unsigned sh, unsigned cls, size_t at, void **dst, size_t n) {
   while (n) {
     size_t o = at % XFER_ROW, k = XFER_ROW - o < n ? XFER_ROW - o : n;
-    memcpy(dst, &xfer_rows[at / XFER_ROW][cls][o], k * sizeof(void *));
+    memcpy(dst, &xfer_rows[sh][at / XFER_ROW][cls][o], k * sizeof(void *));
     at += k;
     dst += k;
     n -= k;
@@ -151,10 +202,11 @@ static pl_span_t *unkeep(pl_central_t *c) {
 }
 
 static void list_push(pl_central_t *c, pl_span_t *s) {
+  pl_span_t **head = &c->partial[shard_of(s)];
   s->prev = NULL;
-  s->next = c->partial;
+  s->next = *head;
   if (s->next) s->next->prev = s;
-  c->partial = s;
+  *head = s;
   s->listed = 1;
 }
 
@@ -162,7 +214,7 @@ static void list_remove(pl_central_t *c, pl_span_t *s) {
   if (s->prev)
     s->prev->next = s->next;
   else
-    c->partial = s->next;
+    c->partial[shard_of(s)] = s->next;
   if (s->next) s->next->prev = s->prev;
   s->next = s->prev = NULL;
   s->listed = 0;
@@ -176,8 +228,8 @@ static uint64_t words_of_pages(uint32_t mask) {
   return w;
 }
 
-/* A new span of class cls with every block free. */
-static pl_span_t *new_span(unsigned cls) {
+/* A new span of class cls with every block free, in shard sh. */
+static pl_span_t *new_span(unsigned cls, unsigned sh) {
   const pl_class_info_t *ci = &pl_class_info[cls];
   bool zeroed;
   pl_span_t *s = pl_span_alloc(ci->pages, 1, PL_SPAN_SMALL, cls, &zeroed, NULL);
@@ -188,6 +240,7 @@ static pl_span_t *new_span(unsigned cls) {
   s->nblocks = ci->nblocks;
   s->nfree = ci->nblocks;
   s->taken_end = 0;
+  set_shard(s, sh);
   s->purged_pages = 0;
   for (size_t w = 0; w < PL_SPAN_BITMAP_WORDS; w++)
     s->free_map[w] = ci->nblocks > w * 64 ? pl_low_bits64(ci->nblocks - w * 64) : 0;
@@ -197,10 +250,10 @@ static pl_span_t *new_span(unsigned cls) {
   return s;
 }
 
-/* A wholly free span stays listed (as the class's spare, against
- * thrashing) only when it is the class's only listed span and small. */
+/* A wholly free span stays listed (as its shard's spare, against
+ * thrashing) only when it is the shard's only listed span and small. */
 static bool keep_spare(const pl_central_t *c, const pl_span_t *s, unsigned cls) {
-  return c->partial == s && s->next == NULL &&
+  return c->partial[shard_of(s)] == s && s->next == NULL &&
          pl_class_info[cls].pages * PL_PAGE_SIZE <= SPARE_MAX_BYTES;
 }
 
@@ -325,32 +378,59 @@ static PL_NOINLINE void **take_warming(pl_span_t *s, void **o, void **end, size_
   return o;
 }
 
+/* Moves up to n - got blocks of shard sh's transfer array to out + got;
+ * returns the new got. */
+static size_t xfer_take(pl_central_t *c, unsigned cls, unsigned sh, void **out, size_t n, size_t got) {
+  size_t k = c->nxfer[sh] < n - got ? c->nxfer[sh] : n - got;
+  if (k == 0) return got;
+  c->nxfer[sh] = (uint16_t)(c->nxfer[sh] - k);
+  xfer_get(sh, cls, c->nxfer[sh], out + got, k);
+  c->taken[sh] = true;
+  return got + k;
+}
+
+/* The first partial span of a shard other than sh, or NULL. */
+static pl_span_t *other_partial(const pl_central_t *c, unsigned sh) {
+  for (unsigned i = 1; i < CENTRAL_SHARDS; i++)
+    if (c->partial[(sh + i) % CENTRAL_SHARDS]) return c->partial[(sh + i) % CENTRAL_SHARDS];
+  return NULL;
+}
+
 size_t pl_central_alloc_batch(unsigned cls, void **out, size_t n) {
   pl_central_t *c = &central[cls];
   size_t size = pl_class_info[cls].size;
   size_t got = 0, cold_budget = pl_config_hardening ? COLD_TAKE_WORDS : SIZE_MAX;
+  unsigned home = my_shard();
+  bool others_tried = false;
   pl_lock(&c->lock);
-  if (c->nxfer) {
-    size_t k = c->nxfer < n ? c->nxfer : n;
-    c->nxfer -= k;
-    xfer_get(cls, c->nxfer, out, k);
-    got = k;
-    c->taken = true;
-  }
+  got = xfer_take(c, cls, home, out, n, got);
   while (got < n) {
-    pl_span_t *s = c->partial;
+    /* The shard's own spans; then the other shards' transfer arrays, a
+     * kept span, a new span, and only then another shard's spans. */
+    pl_span_t *s = c->partial[home];
+    if (s == NULL && !others_tried) {
+      others_tried = true;
+      for (unsigned i = 1; i < CENTRAL_SHARDS && got < n; i++)
+        got = xfer_take(c, cls, (home + i) % CENTRAL_SHARDS, out, n, got);
+      continue;
+    }
     if (s == NULL && c->kept != NULL) {
       s = unkeep(c);
+      set_shard(s, home); /* (wholly free: no other thread's blocks) */
       list_push(c, s);
     }
     if (s == NULL) {
       pl_unlock(&c->lock);
-      s = new_span(cls);
+      s = new_span(cls, home);
       pl_lock(&c->lock);
-      if (s == NULL) break;
-      c->nspans++;
-      c->nfree_blocks += s->nblocks;
-      list_push(c, s);
+      if (s == NULL) {
+        s = other_partial(c, home);
+        if (s == NULL) break;
+      } else {
+        c->nspans++;
+        c->nfree_blocks += s->nblocks;
+        list_push(c, s);
+      }
     }
     size_t before = got;
     s->alloc_pass = __atomic_load_n(&purge_pass, __ATOMIC_RELAXED);
@@ -471,11 +551,12 @@ void pl_central_free_batch(unsigned cls, void *const *blocks, size_t n) {
   size_t size = pl_class_info[cls].size;
   size_t cap = size > XFER_SIZE_MAX ? XFER_BIG : XFER_BYTES / size;
   if (cap > XFER_MAX) cap = XFER_MAX;
+  unsigned sh = batch_shard(cls, blocks[0]);
   pl_lock(&c->lock);
-  if (c->nxfer + n <= cap) {
-    /* Room for the whole batch in the transfer array. */
-    xfer_put(cls, c->nxfer, blocks, n);
-    c->nxfer += n;
+  if (c->nxfer[sh] + n <= cap) {
+    /* Room for the whole batch in the shard's transfer array. */
+    xfer_put(sh, cls, c->nxfer[sh], blocks, n);
+    c->nxfer[sh] = (uint16_t)(c->nxfer[sh] + n);
     pl_unlock(&c->lock);
     return;
   }
@@ -485,29 +566,31 @@ void pl_central_free_batch(unsigned cls, void *const *blocks, size_t n) {
    * that they can become wholly free and return to the heap. */
   void *idle[XFER_MAX];
   size_t nidle = 0;
-  if (!c->taken) {
-    nidle = c->nxfer;
-    c->nxfer = 0;
-    xfer_get(cls, 0, idle, nidle);
+  if (!c->taken[sh]) {
+    nidle = c->nxfer[sh];
+    c->nxfer[sh] = 0;
+    xfer_get(sh, cls, 0, idle, nidle);
   }
-  c->taken = false;
+  c->taken[sh] = false;
   pl_unlock(&c->lock);
   free_to_spans(cls, blocks, n);
   if (nidle) free_to_spans(cls, idle, nidle);
 }
 
-/* Moves the blocks of the transfer array back into their spans. */
+/* Moves the blocks of the transfer arrays back into their spans. */
 void pl_central_drain(unsigned cls) {
   pl_central_t *c = &central[cls];
   void *batch[64];
-  for (;;) {
-    pl_lock(&c->lock);
-    size_t k = c->nxfer < 64 ? c->nxfer : 64;
-    c->nxfer -= k;
-    xfer_get(cls, c->nxfer, batch, k);
-    pl_unlock(&c->lock);
-    if (k == 0) return;
-    free_to_spans(cls, batch, k);
+  for (unsigned sh = 0; sh < CENTRAL_SHARDS; sh++) {
+    for (;;) {
+      pl_lock(&c->lock);
+      size_t k = c->nxfer[sh] < 64 ? c->nxfer[sh] : 64;
+      c->nxfer[sh] = (uint16_t)(c->nxfer[sh] - k);
+      xfer_get(sh, cls, c->nxfer[sh], batch, k);
+      pl_unlock(&c->lock);
+      if (k == 0) break;
+      free_to_spans(cls, batch, k);
+    }
   }
 }
 
@@ -550,13 +633,15 @@ void pl_central_release_spares(void) {
     for (;;) {
       pl_span_t *victim = NULL;
       pl_lock(&c->lock);
-      for (pl_span_t *s = c->partial; s; s = s->next) {
-        if (s->nfree == s->nblocks) {
-          victim = s;
-          list_remove(c, s);
-          c->nspans--;
-          c->nfree_blocks -= s->nblocks;
-          break;
+      for (unsigned sh = 0; sh < CENTRAL_SHARDS && victim == NULL; sh++) {
+        for (pl_span_t *s = c->partial[sh]; s; s = s->next) {
+          if (s->nfree == s->nblocks) {
+            victim = s;
+            list_remove(c, s);
+            c->nspans--;
+            c->nfree_blocks -= s->nblocks;
+            break;
+          }
         }
       }
       pl_unlock(&c->lock);
@@ -599,26 +684,28 @@ size_t pl_central_purge_idle_pages(unsigned min_passes) {
     pl_central_t *c = &central[cls];
     size_t size = pl_class_info[cls].size;
     pl_lock(&c->lock);
-    for (pl_span_t *s = c->partial; s; s = s->next) {
-      if ((size_t)s->nfree * size < PL_PAGE_SIZE) continue; /* no page can be free */
-      if (pass - s->alloc_pass < min_passes) continue;
-      uint32_t todo = free_pages(s, cls) & ~s->purged_pages;
-      /* Under the class lock: no block on these pages can be taken
-       * while they are purged. */
-      while (todo) {
-        unsigned p = (unsigned)__builtin_ctz(todo);
-        unsigned q = p;
-        while (q < 32 && (todo >> q) & 1) q++;
-        size_t bytes = (size_t)(q - p) << PL_PAGE_SHIFT;
-        uint32_t run = page_mask(p, q - 1);
-        /* First the page words: the purge wipes the free keys of the
-         * blocks there, so a second free of one of them must reach the
-         * slow path, which knows every block on the page is free. */
-        s->purged_pages |= run;
-        pl_span_set_cold(s, words_of_pages(run) & ~pl_class_inner_words[cls], true); /* (those stay warm) */
-        if (pl_os_purge((void *)(s->start + ((size_t)p << PL_PAGE_SHIFT)), bytes, pl_span_purge_mode))
-          released += bytes;
-        todo &= ~run;
+    for (unsigned sh = 0; sh < CENTRAL_SHARDS; sh++) {
+      for (pl_span_t *s = c->partial[sh]; s; s = s->next) {
+        if ((size_t)s->nfree * size < PL_PAGE_SIZE) continue; /* no page can be free */
+        if (pass - s->alloc_pass < min_passes) continue;
+        uint32_t todo = free_pages(s, cls) & ~s->purged_pages;
+        /* Under the class lock: no block on these pages can be taken
+         * while they are purged. */
+        while (todo) {
+          unsigned p = (unsigned)__builtin_ctz(todo);
+          unsigned q = p;
+          while (q < 32 && (todo >> q) & 1) q++;
+          size_t bytes = (size_t)(q - p) << PL_PAGE_SHIFT;
+          uint32_t run = page_mask(p, q - 1);
+          /* First the page words: the purge wipes the free keys of the
+           * blocks there, so a second free of one of them must reach the
+           * slow path, which knows every block on the page is free. */
+          s->purged_pages |= run;
+          pl_span_set_cold(s, words_of_pages(run) & ~pl_class_inner_words[cls], true); /* (those stay warm) */
+          if (pl_os_purge((void *)(s->start + ((size_t)p << PL_PAGE_SHIFT)), bytes, pl_span_purge_mode))
+            released += bytes;
+          todo &= ~run;
+        }
       }
     }
     pl_unlock(&c->lock);
@@ -636,7 +723,7 @@ size_t pl_central_xfer_bytes(void) {
   for (unsigned cls = 1; cls <= PL_NCLASSES; cls++) {
     pl_central_t *c = &central[cls];
     pl_lock(&c->lock);
-    bytes += c->nxfer * pl_class_info[cls].size;
+    bytes += xfer_count(c) * pl_class_info[cls].size;
     pl_unlock(&c->lock);
   }
   return bytes;
@@ -647,7 +734,7 @@ void pl_central_totals(unsigned cls, pl_central_totals_t *t) {
   pl_lock(&c->lock);
   t->spans = c->nspans;
   t->blocks = c->nspans * pl_class_info[cls].nblocks;
-  t->free_blocks = c->nfree_blocks + c->nxfer;
+  t->free_blocks = c->nfree_blocks + xfer_count(c);
   pl_unlock(&c->lock);
 }
 
@@ -670,24 +757,26 @@ int pl_central_check(void) {
     pl_central_t *c = &central[cls];
     pl_lock(&c->lock);
     size_t listed_free = 0;
-    for (pl_span_t *s = c->partial; s; s = s->next) {
-      size_t pop = 0;
-      bool untaken_free = s->taken_end <= s->nblocks;
-      for (size_t w = 0; w < PL_SPAN_BITMAP_WORDS; w++) {
-        pop += (size_t)__builtin_popcountll(s->free_map[w]);
-        /* Blocks never handed out, [taken_end, nblocks), are free in the
-         * bitmap: the bits of word w from lo up to hi. */
-        size_t lo = s->taken_end > w * 64 ? s->taken_end - w * 64 : 0;
-        size_t hi = s->nblocks > w * 64 ? s->nblocks - w * 64 : 0;
-        uint64_t past = lo < hi ? pl_low_bits64(hi) & ~pl_low_bits64(lo) : 0;
-        untaken_free = untaken_free && (s->free_map[w] & past) == past;
+    for (unsigned sh = 0; sh < CENTRAL_SHARDS && rc == 0; sh++) {
+      for (pl_span_t *s = c->partial[sh]; s; s = s->next) {
+        size_t pop = 0;
+        bool untaken_free = s->taken_end <= s->nblocks;
+        for (size_t w = 0; w < PL_SPAN_BITMAP_WORDS; w++) {
+          pop += (size_t)__builtin_popcountll(s->free_map[w]);
+          /* Blocks never handed out, [taken_end, nblocks), are free in the
+           * bitmap: the bits of word w from lo up to hi. */
+          size_t lo = s->taken_end > w * 64 ? s->taken_end - w * 64 : 0;
+          size_t hi = s->nblocks > w * 64 ? s->nblocks - w * 64 : 0;
+          uint64_t past = lo < hi ? pl_low_bits64(hi) & ~pl_low_bits64(lo) : 0;
+          untaken_free = untaken_free && (s->free_map[w] & past) == past;
+        }
+        if (s->state != PL_SPAN_SMALL || s->cls != cls || !s->listed || shard_of(s) != sh ||
+            pop != s->nfree || s->nfree == 0 || s->nfree > s->nblocks || !untaken_free) {
+          rc = check_fail_span("central", s);
+          break;
+        }
+        listed_free += s->nfree;
       }
-      if (s->state != PL_SPAN_SMALL || s->cls != cls || !s->listed ||
-          pop != s->nfree || s->nfree == 0 || s->nfree > s->nblocks || !untaken_free) {
-        rc = check_fail_span("central", s);
-        break;
-      }
-      listed_free += s->nfree;
     }
     for (pl_span_t *s = rc == 0 ? c->kept : NULL; s; s = s->next) {
       size_t pop = 0;

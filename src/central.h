@@ -3,14 +3,18 @@
  * into blocks of that class, and which of their blocks are free.
  *
  * They hand out and take back blocks only in batches (arrays of pointers);
- * they do not know that thread caches exist.  A batch first goes to a
- * per-class transfer array (up to 512 pointers), from which the next
- * refill of any thread takes it back with one copy; only past that do
- * blocks return to their spans.  A span's free blocks are a bitmap in its
+ * they do not know that thread caches exist.  A class's transfer arrays
+ * and partial spans are split in shards, one per home span heap of the
+ * calling threads (central.c), so that threads on different CPUs keep
+ * their blocks on spans of their own.  A batch first goes to the
+ * caller's shard's transfer array (up to 512 pointers), from which the
+ * next refill of that shard, or of one whose own shard is empty, takes
+ * it back with one copy; only past that do blocks return to their
+ * spans.  A span's free blocks are a bitmap in its
  * out-of-band descriptor, so no link of the central lists is ever stored
  * inside user memory, and a block given back to its span twice is caught
  * there for certain.  A span whose blocks are all free goes back to the span
- * heap, unless it is the class's spare (its only listed span, of up to
+ * heap, unless it is its shard's spare (its only listed span, of up to
  * 64 KiB, against thrashing) or the kept spans of all classes and the
  * heap's dirty memory are still within the dirty bound: then it stays
  * with its class (kept) for its next refills, until the next decay pass
@@ -18,7 +22,8 @@
  *
  * Invariant per class:  free blocks in listed and kept spans ==
  * nfree_blocks, and for every span  nfree == popcount(free_map) <=
- * nblocks; a kept span is off the partial list, with every block free.
+ * nblocks; a listed span is on the partial list of its shard (s->shard);
+ * a kept span is off the partial lists, with every block free.
  * Locking: one lock per class, each on its own cache line; a class lock
  * may be held while the span heap lock is taken, never the reverse.
  */

@@ -81,6 +81,7 @@ typedef struct pl_span {
   uint8_t cls;                 /* SMALL: size class */
   uint8_t flags;               /* FREE: PL_SPAN_DIRTY, _ZERO, _GHOST; LARGE: _PENDING; SMALL: _KEPT */
   uint8_t listed;              /* SMALL: on its class's partial list */
+  uint8_t shard;               /* SMALL: its class's shard of partial spans (central.c) */
   uint64_t free_since;         /* FREE: when it became free (ms); SMALL, KEPT: when kept */
   /* FREE: of its pages, how many may be resident: the dirty limit's
    * count.  An estimate: freed pages count whole, purged ones not at all,

@@ -12,6 +12,8 @@
  */
 #include "testutil.h" /* first: it sets _GNU_SOURCE */
 
+#include <pthread.h>
+#include <string.h>
 #include <time.h>
 
 #include "central.h"
@@ -468,6 +470,155 @@ static void test_transfer_order(void **state) {
   checks_ok();
 }
 
+/* A worker thread that runs steps on request, so that a test can act as
+ * two threads with different home heaps, one step at a time. */
+struct worker {
+  pthread_t th;
+  pthread_mutex_t m;
+  pthread_cond_t cv;
+  void (*fn)(void *);
+  void *arg;
+  bool quit;
+};
+
+static void *worker_main(void *p) {
+  struct worker *w = p;
+  pthread_mutex_lock(&w->m);
+  for (;;) {
+    while (w->fn == NULL && !w->quit) pthread_cond_wait(&w->cv, &w->m);
+    if (w->fn == NULL) break;
+    w->fn(w->arg);
+    w->fn = NULL;
+    pthread_cond_broadcast(&w->cv);
+  }
+  pthread_mutex_unlock(&w->m);
+  return NULL;
+}
+
+static void worker_start(struct worker *w) {
+  memset(w, 0, sizeof *w);
+  pthread_mutex_init(&w->m, NULL);
+  pthread_cond_init(&w->cv, NULL);
+  assert_int_equal(pthread_create(&w->th, NULL, worker_main, w), 0);
+}
+
+static void worker_run(struct worker *w, void (*fn)(void *), void *arg) {
+  pthread_mutex_lock(&w->m);
+  w->fn = fn;
+  w->arg = arg;
+  pthread_cond_broadcast(&w->cv);
+  while (w->fn != NULL) pthread_cond_wait(&w->cv, &w->m);
+  pthread_mutex_unlock(&w->m);
+}
+
+static void worker_stop(struct worker *w) {
+  pthread_mutex_lock(&w->m);
+  w->quit = true;
+  pthread_cond_broadcast(&w->cv);
+  pthread_mutex_unlock(&w->m);
+  pthread_join(w->th, NULL);
+}
+
+enum { SHARD_N = 8 };
+struct shard_step {
+  unsigned cls, home;
+  size_t n, got;
+  void *b[2 * SHARD_N];
+};
+static void step_home(void *p) { ((struct shard_step *)p)->home = pl_span_home(); }
+static void step_alloc(void *p) {
+  struct shard_step *st = p;
+  st->got = pl_central_alloc_batch(st->cls, st->b, st->n);
+}
+static void step_free(void *p) {
+  struct shard_step *st = p;
+  pl_central_free_batch(st->cls, st->b, st->got);
+}
+
+/* Whether p lies in one of the spans of the blocks b[0 .. n). */
+static bool in_spans_of(const void *p, void *const *b, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (pl_span_of(p) == pl_span_of(b[i])) return true;
+  return false;
+}
+
+/* Two threads of different home heaps that each allocate and free
+ * their own blocks of one class keep them on spans of their own: the
+ * second thread's first batch is carved from a new span, not from the
+ * free blocks left in the first thread's span, and each thread's
+ * flushed blocks come back to it. */
+static void test_shards(void **state) {
+  (void)state;
+  if (pl_span_nheaps < 2) __atomic_store_n(&pl_span_nheaps, 2, __ATOMIC_RELAXED);
+  unsigned cls = pl_size_class(64);
+  struct worker w1, w2;
+  struct shard_step s1 = {.cls = cls, .n = SHARD_N}, s2 = {.cls = cls, .n = SHARD_N};
+  worker_start(&w1);
+  worker_start(&w2);
+  worker_run(&w1, step_home, &s1);
+  worker_run(&w2, step_home, &s2);
+  /* Consecutive threads are dealt consecutive heaps. */
+  assert_int_not_equal(s1.home % 8, s2.home % 8);
+  pl_central_release_spares(); /* empty transfer arrays, no kept span */
+  worker_run(&w1, step_alloc, &s1);
+  assert_int_equal(s1.got, SHARD_N);
+  worker_run(&w2, step_alloc, &s2);
+  assert_int_equal(s2.got, SHARD_N);
+  /* The first thread's span has free blocks left (a span of this class
+   * holds far more than 8), yet none of the second's come from it. */
+  assert_true(pl_span_of(s1.b[0])->nfree > 0);
+  for (size_t i = 0; i < SHARD_N; i++) {
+    if (in_spans_of(s2.b[i], s1.b, SHARD_N))
+      fail_msg("block %p of the second thread's batch shares a span with the first thread's", s2.b[i]);
+  }
+  checks_ok();
+  /* Both flush; each one's next batch is its own blocks back. */
+  void *mine1[SHARD_N], *mine2[SHARD_N];
+  memcpy(mine1, s1.b, sizeof mine1);
+  memcpy(mine2, s2.b, sizeof mine2);
+  worker_run(&w1, step_free, &s1);
+  worker_run(&w2, step_free, &s2);
+  checks_ok();
+  worker_run(&w1, step_alloc, &s1);
+  worker_run(&w2, step_alloc, &s2);
+  for (size_t i = 0; i < SHARD_N; i++) {
+    if (!in_spans_of(s1.b[i], mine1, SHARD_N))
+      fail_msg("the first thread got %p back, not one of the blocks it flushed", s1.b[i]);
+    if (!in_spans_of(s2.b[i], mine2, SHARD_N))
+      fail_msg("the second thread got %p back, not one of the blocks it flushed", s2.b[i]);
+  }
+  worker_run(&w1, step_free, &s1);
+  worker_run(&w2, step_free, &s2);
+  /* A thread whose shard has no free block takes what another shard's
+   * transfer array holds before it carves a span: in a class of one
+   * block a span, the second thread's next block is the one the first
+   * thread flushed. */
+  unsigned big = pl_size_class((size_t)48 << 10);
+  assert_int_equal(pl_class_info[big].nblocks, 1);
+  struct shard_step b1 = {.cls = big, .n = 1}, b2 = {.cls = big, .n = 1};
+  worker_run(&w1, step_alloc, &b1);
+  worker_run(&w2, step_alloc, &b2);
+  assert_int_equal(b1.got, 1);
+  assert_int_equal(b2.got, 1);
+  void *first = b1.b[0], *second = b2.b[0];
+  worker_run(&w1, step_free, &b1);
+  pl_central_totals_t t;
+  pl_central_totals(big, &t);
+  size_t spans = t.spans;
+  worker_run(&w2, step_alloc, &b2);
+  assert_int_equal(b2.got, 1);
+  assert_ptr_equal(b2.b[0], first);
+  pl_central_totals(big, &t);
+  assert_int_equal(t.spans, spans);
+  worker_run(&w2, step_free, &b2);
+  b2.b[0] = second;
+  worker_run(&w2, step_free, &b2);
+  worker_stop(&w1);
+  worker_stop(&w2);
+  pl_central_release_spares();
+  checks_ok();
+}
+
 /* Every class, one batch of one span's worth and back. */
 static void test_every_class(void **state) {
   (void)state;
@@ -836,6 +987,7 @@ int main(void) {
       cmocka_unit_test(test_batches),
       cmocka_unit_test(test_every_class),
       cmocka_unit_test(test_transfer_order),
+      cmocka_unit_test(test_shards),
       cmocka_unit_test(test_batch_frees_many_spans),
       cmocka_unit_test(test_kept_spans),
       cmocka_unit_test(test_double_free),
