@@ -40,19 +40,21 @@ uint64_t pl_secret;
  * the threads' home heaps (span.h): a thread's shard is that of its home
  * heap, a span's that of the thread that carved it (or took it back
  * from the kept spans).  A refill takes from its own shard
- * first, and a flush gives to it; so two threads of different home
- * heaps that each allocate and free their own blocks of the same
- * classes (per-thread working sets) keep their blocks on spans of their
- * own, where one shared list mixed them block by block: blocks one
- * thread flushed went to the other's next refill, next to the first
- * one's live blocks, and the cache lines they shared moved between the
- * cores (bench-sharing: 6-9 cross-thread touches of a line per 1000
- * operations; mimalloc and jemalloc, whose threads carve their own
- * pages, none).  What a shard lacks it takes from the others' transfer
- * arrays before it carves a span (a producer's refills find there what
- * its consumer flushed), and from their partial spans only when the
- * heap has no memory for a new span.  Heaps beyond CENTRAL_SHARDS share
- * shards (heap % CENTRAL_SHARDS). */
+ * first, and a flush gives to the shard of the span its first block
+ * came from (batch_shard); so two threads of different home heaps that
+ * each allocate and free their own blocks of the same classes
+ * (per-thread working sets) keep their blocks on spans of their own,
+ * where one shared list mixed them block by block: blocks one thread
+ * flushed went to the other's next refill, next to the first one's live
+ * blocks, and the cache lines they shared moved between the cores
+ * (bench-sharing: 4-9 cross-thread touches of a line per 1000
+ * operations, 0.01-0.3 with shards; mimalloc and jemalloc, whose
+ * threads carve their own pages, none).  What a shard lacks it takes
+ * from the others' transfer arrays before it carves a span, and from
+ * their partial spans only when the heap has no memory for a new span:
+ * taking those before carving mixed the blocks again.  The price is
+ * more spans where blocks flow between threads (bench-pipeline 1.5x).
+ * Heaps beyond CENTRAL_SHARDS share shards (heap % CENTRAL_SHARDS). */
 #define CENTRAL_SHARDS 8
 
 typedef struct pl_central {
@@ -110,7 +112,9 @@ void (*pl_central_carve_hook)(void *block, unsigned cls);
  * classes, where a page per class (4 KiB, XFER_MAX entries) made 18 pages
  * resident in bench-scaling --threads 1 and more than 25 in
  * bench-workingset.  A row segment is 512 bytes, cache-line aligned, so
- * classes never share a line. */
+ * classes never share a line.  Each shard has its rows (3 MiB of bss
+ * in all, resident only where used: a shard no thread has stays
+ * untouched). */
 #define XFER_ROW 64
 static void *xfer_rows[CENTRAL_SHARDS][XFER_MAX / XFER_ROW][PL_NCLASSES + 1][XFER_ROW] PL_ALIGNED(
     PL_CACHELINE);
