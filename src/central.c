@@ -550,24 +550,17 @@ static void free_to_spans(unsigned cls, void *const *blocks, size_t n) {
   }
 }
 
-void pl_central_free_batch(unsigned cls, void *const *blocks, size_t n) {
-  pl_central_t *c = &central[cls];
-  size_t size = pl_class_info[cls].size;
-  size_t cap = size > XFER_SIZE_MAX ? XFER_BIG : XFER_BYTES / size;
-  if (cap > XFER_MAX) cap = XFER_MAX;
-  unsigned sh = batch_shard(cls, blocks[0]);
-  pl_lock(&c->lock);
-  if (c->nxfer[sh] + n <= cap) {
-    /* Room for the whole batch in the shard's transfer array. */
-    xfer_put(sh, cls, c->nxfer[sh], blocks, n);
-    c->nxfer[sh] = (uint16_t)(c->nxfer[sh] + n);
-    pl_unlock(&c->lock);
-    return;
-  }
-  /* The array overflows.  If no refill took from it since it last did,
-   * nobody is consuming what it holds (a thread freeing what it no longer
-   * needs, say at the end of a burst): it goes back to the spans too, so
-   * that they can become wholly free and return to the heap. */
+/* pl_central_free_batch when shard sh's transfer array has no room for
+ * the batch; called with the class lock held, returns with it released.
+ * If no refill took from the array since it last overflowed, nobody is
+ * consuming what it holds (a thread freeing what it no longer needs, say
+ * at the end of a burst): it goes back to the spans too, so that they
+ * can become wholly free and return to the heap.  Kept out of line: its
+ * copy of the array (4 KiB) would otherwise be in the frame of every
+ * flush, and every thread that flushed would touch one more page of its
+ * stack. */
+static PL_NOINLINE void free_batch_overflow(pl_central_t *c, unsigned cls, unsigned sh,
+                                            void *const *blocks, size_t n) {
   void *idle[XFER_MAX];
   size_t nidle = 0;
   if (!c->taken[sh]) {
@@ -579,6 +572,23 @@ void pl_central_free_batch(unsigned cls, void *const *blocks, size_t n) {
   pl_unlock(&c->lock);
   free_to_spans(cls, blocks, n);
   if (nidle) free_to_spans(cls, idle, nidle);
+}
+
+void pl_central_free_batch(unsigned cls, void *const *blocks, size_t n) {
+  pl_central_t *c = &central[cls];
+  size_t size = pl_class_info[cls].size;
+  size_t cap = size > XFER_SIZE_MAX ? XFER_BIG : XFER_BYTES / size;
+  if (cap > XFER_MAX) cap = XFER_MAX;
+  unsigned sh = batch_shard(cls, blocks[0]);
+  pl_lock(&c->lock);
+  if (PL_UNLIKELY(c->nxfer[sh] + n > cap)) {
+    free_batch_overflow(c, cls, sh, blocks, n);
+    return;
+  }
+  /* Room for the whole batch in the shard's transfer array. */
+  xfer_put(sh, cls, c->nxfer[sh], blocks, n);
+  c->nxfer[sh] = (uint16_t)(c->nxfer[sh] + n);
+  pl_unlock(&c->lock);
 }
 
 /* Moves the blocks of the transfer arrays back into their spans. */
