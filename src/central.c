@@ -53,15 +53,7 @@ uint64_t pl_secret;
  * from the others' transfer arrays before it carves a span, and from
  * their partial spans only when the heap has no memory for a new span:
  * taking those before carving mixed the blocks again.  The price is
- * more spans where blocks flow between threads: each shard carves its
- * own spans of every class it uses.  So only classes of up to
- * PL_CENTRAL_SHARD_SIZE_MAX (central.h) are sharded; a bigger block
- * spans five or more cache lines, shares at most those at its two ends
- * with its neighbours, and its class keeps one list for all threads
- * (shard 0).  Sharding every class cost bench-pipeline 1.5x the spans
- * and 7.3 MiB of peak RSS against 5.5 with classes up to 256 B alone
- * (4.8-5.0 with up to 64 or 128 B, which gave back bench-sharing's 5-7
- * cross-thread touches a 1000 operations).
+ * more spans where blocks flow between threads (bench-pipeline 1.5x).
  * Heaps beyond CENTRAL_SHARDS share shards (heap % CENTRAL_SHARDS). */
 #define CENTRAL_SHARDS 8
 
@@ -83,11 +75,9 @@ typedef struct pl_central {
  * touches 97 lines, not a page per class. */
 static pl_central_t central[PL_NCLASSES + 1];
 
-/* The shard of span s, and the calling thread's in class cls. */
+/* The shard of span s and the calling thread's. */
 PL_INLINE unsigned shard_of(const pl_span_t *s) { return __atomic_load_n(&s->shard, __ATOMIC_RELAXED); }
-PL_INLINE unsigned my_shard(unsigned cls) {
-  return pl_class_info[cls].size > PL_CENTRAL_SHARD_SIZE_MAX ? 0 : pl_span_home() % CENTRAL_SHARDS;
-}
+PL_INLINE unsigned my_shard(void) { return pl_span_home() % CENTRAL_SHARDS; }
 PL_INLINE void set_shard(pl_span_t *s, unsigned sh) {
   __atomic_store_n(&s->shard, (uint8_t)sh, __ATOMIC_RELAXED);
 }
@@ -102,7 +92,7 @@ static unsigned batch_shard(unsigned cls, const void *first) {
   const pl_span_t *s = pl_span_of(first);
   if (PL_UNLIKELY(s == NULL || __atomic_load_n(&s->state, __ATOMIC_RELAXED) != PL_SPAN_SMALL ||
                   __atomic_load_n(&s->cls, __ATOMIC_RELAXED) != cls))
-    return my_shard(cls);
+    return my_shard();
   return shard_of(s);
 }
 
@@ -414,7 +404,7 @@ size_t pl_central_alloc_batch(unsigned cls, void **out, size_t n) {
   pl_central_t *c = &central[cls];
   size_t size = pl_class_info[cls].size;
   size_t got = 0, cold_budget = pl_config_hardening ? COLD_TAKE_WORDS : SIZE_MAX;
-  unsigned home = my_shard(cls);
+  unsigned home = my_shard();
   bool others_tried = false;
   pl_lock(&c->lock);
   got = xfer_take(c, cls, home, out, n, got);

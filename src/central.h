@@ -3,11 +3,10 @@
  * into blocks of that class, and which of their blocks are free.
  *
  * They hand out and take back blocks only in batches (arrays of pointers);
- * they do not know that thread caches exist.  The transfer arrays and
- * partial spans of a class of up to PL_CENTRAL_SHARD_SIZE_MAX are split
- * in shards, one per home span heap of the calling threads (central.c),
- * so that threads on different CPUs keep their blocks on spans of their
- * own; bigger classes have one shard.  A batch first goes to the
+ * they do not know that thread caches exist.  A class's transfer arrays
+ * and partial spans are split in shards, one per home span heap of the
+ * calling threads (central.c), so that threads on different CPUs keep
+ * their blocks on spans of their own.  A batch first goes to the
  * caller's shard's transfer array (up to 512 pointers), from which the
  * next refill of that shard, or of one whose own shard is empty, takes
  * it back with one copy; only past that do blocks return to their
@@ -34,12 +33,6 @@
 #include "common.h"
 #include "sizeclass.h"
 #include "span.h"
-
-/* The biggest block size whose class is sharded (central.c): a block of
- * up to 256 B lies on at most four cache lines, and threads whose blocks
- * of such a class were mixed on one list shared lines with every block
- * (bench-sharing).  Above, one list serves all threads. */
-#define PL_CENTRAL_SHARD_SIZE_MAX 256
 
 /* PALLET_JUNK: called for every block of each span carved (before any of
  * them is handed out), so that every free block, fresh or freed, holds

@@ -543,12 +543,10 @@ static bool in_spans_of(const void *p, void *const *b, size_t n) {
 }
 
 /* Two threads of different home heaps that each allocate and free
- * their own blocks of one sharded class keep them on spans of their
- * own: the second thread's first batch is carved from a new span, not
- * from the free blocks left in the first thread's span, and each
- * thread's flushed blocks come back to it.  A shard with no free block
- * takes another's flushed blocks before it carves; a class too big to
- * be sharded serves both threads from one span. */
+ * their own blocks of one class keep them on spans of their own: the
+ * second thread's first batch is carved from a new span, not from the
+ * free blocks left in the first thread's span, and each thread's
+ * flushed blocks come back to it. */
 static void test_shards(void **state) {
   (void)state;
   if (pl_span_nheaps < 2) __atomic_store_n(&pl_span_nheaps, 2, __ATOMIC_RELAXED);
@@ -591,53 +589,29 @@ static void test_shards(void **state) {
   }
   worker_run(&w1, step_free, &s1);
   worker_run(&w2, step_free, &s2);
-  /* A thread whose shard has no free block of a class takes what another
-   * shard's transfer array holds before it carves a span: the second
-   * thread's batch is the blocks the first one flushed. */
-  unsigned other = pl_size_class(128);
-  assert_true(pl_class_info[other].size <= PL_CENTRAL_SHARD_SIZE_MAX);
-  struct shard_step o1 = {.cls = other, .n = SHARD_N}, o2 = {.cls = other, .n = SHARD_N};
-  worker_run(&w1, step_alloc, &o1);
-  assert_int_equal(o1.got, SHARD_N);
-  void *flushed[SHARD_N];
-  memcpy(flushed, o1.b, sizeof flushed);
-  worker_run(&w1, step_free, &o1);
-  pl_central_totals_t t;
-  pl_central_totals(other, &t);
-  size_t spans = t.spans;
-  worker_run(&w2, step_alloc, &o2);
-  assert_int_equal(o2.got, SHARD_N);
-  for (size_t i = 0; i < SHARD_N; i++) {
-    bool found = false;
-    for (size_t k = 0; k < SHARD_N; k++) found |= o2.b[i] == flushed[k];
-    if (!found) fail_msg("the second thread got %p, not a block the first one flushed", o2.b[i]);
-  }
-  pl_central_totals(other, &t);
-  assert_int_equal(t.spans, spans);
-  worker_run(&w2, step_free, &o2);
-  /* A class above PL_CENTRAL_SHARD_SIZE_MAX has one list for all
-   * threads: the second thread's batch comes from the spans the first
-   * one's came from (a span holds at least twice SHARD_N blocks), and no
-   * span is carved for it. */
-  unsigned big = pl_size_class(PL_CENTRAL_SHARD_SIZE_MAX + 1);
-  assert_true(pl_class_info[big].nblocks >= 2 * SHARD_N);
-  struct shard_step b1 = {.cls = big, .n = SHARD_N}, b2 = {.cls = big, .n = SHARD_N};
-  pl_central_release_spares();
-  pl_central_totals(big, &t);
+  /* A thread whose shard has no free block takes what another shard's
+   * transfer array holds before it carves a span: in a class of one
+   * block a span, the second thread's next block is the one the first
+   * thread flushed. */
+  unsigned big = pl_size_class((size_t)48 << 10);
+  assert_int_equal(pl_class_info[big].nblocks, 1);
+  struct shard_step b1 = {.cls = big, .n = 1}, b2 = {.cls = big, .n = 1};
   worker_run(&w1, step_alloc, &b1);
-  assert_int_equal(b1.got, SHARD_N);
-  pl_central_totals(big, &t);
-  spans = t.spans;
   worker_run(&w2, step_alloc, &b2);
-  assert_int_equal(b2.got, SHARD_N);
-  for (size_t i = 0; i < SHARD_N; i++) {
-    if (!in_spans_of(b2.b[i], b1.b, SHARD_N))
-      fail_msg("block %p of the second thread's batch is not on the first thread's spans", b2.b[i]);
-  }
+  assert_int_equal(b1.got, 1);
+  assert_int_equal(b2.got, 1);
+  void *first = b1.b[0], *second = b2.b[0];
+  worker_run(&w1, step_free, &b1);
+  pl_central_totals_t t;
+  pl_central_totals(big, &t);
+  size_t spans = t.spans;
+  worker_run(&w2, step_alloc, &b2);
+  assert_int_equal(b2.got, 1);
+  assert_ptr_equal(b2.b[0], first);
   pl_central_totals(big, &t);
   assert_int_equal(t.spans, spans);
-  checks_ok();
-  worker_run(&w1, step_free, &b1);
+  worker_run(&w2, step_free, &b2);
+  b2.b[0] = second;
   worker_run(&w2, step_free, &b2);
   worker_stop(&w1);
   worker_stop(&w2);
