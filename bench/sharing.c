@@ -1,7 +1,7 @@
 /*
  * sharing.c — how often threads that never share a block still share a
  * cache line: the loop of bench-scaling (each thread replaces a random
- * one of its own LIVE blocks of 16-256 B per operation, first and last
+ * one of its own LIVE blocks of 16-256 B (or MIN-MAX) per operation, first and last
  * byte written), with every line the program touches in a block (its
  * first byte before free, its first and last byte after malloc) noted in
  * a table of line owners.  A touch of a line whose last toucher was
@@ -13,17 +13,18 @@
  * allocator (figures in doc/benchmarks.md).  The owner table is updated
  * without locks, so the count is approximate (a race can lose a touch).
  *
- * usage: bench-sharing [--quick] [--ops N] [--threads T] [--seed N] [LIVE]
+ * usage: bench-sharing [--quick] [--ops N] [--threads T] [--seed N] [LIVE | MIN:MAX]
  *
- * T threads (default 2), LIVE blocks each (default 1024), ops (default
- * 10,000,000) split over the threads.  Prints the cross-thread touches
+ * T threads (default 2), LIVE blocks each (default 1024) of MIN-MAX
+ * bytes (default 16-256), ops (default 10,000,000) split over the
+ * threads.  Prints the cross-thread touches
  * per 1000 operations as "per_kop".
  */
 #include "bench.h"
 
 #define OWNER_LINES ((size_t)1 << 24) /* lines hashed by address: 16 MiB */
 
-static size_t live = 1024;
+static size_t live = 1024, size_min = 16, size_max = 256;
 static unsigned char *owner;
 
 struct share_job {
@@ -51,7 +52,7 @@ static void *run(void *arg) {
   if (v == NULL)
     bench_die("sharing", "out of memory");
   for (size_t i = 0; i < live; i++) {
-    v[i] = malloc(bench_range(&rng, 16, 256));
+    v[i] = malloc(bench_range(&rng, size_min, size_max));
     if (v[i] == NULL)
       bench_die("sharing", "out of memory");
     v[i][0] = 1;
@@ -59,7 +60,7 @@ static void *run(void *arg) {
   }
   for (long long i = 0; i < j->count; i++) {
     uint64_t r = bench_rand(&rng);
-    size_t k = (size_t)(r % live), n = 16 + (size_t)((r >> 32) % 241);
+    size_t k = (size_t)(r % live), n = size_min + (size_t)((r >> 32) % (size_max - size_min + 1));
     touch(j, v[k]);
     free(v[k]);
     unsigned char *p = malloc(n);
@@ -79,16 +80,22 @@ static void *run(void *arg) {
 
 int main(int argc, char **argv) {
   struct bench_args a;
-  bench_parse(argc, argv, &a, "[LIVE]");
+  bench_parse(argc, argv, &a, "[LIVE | MIN:MAX]");
   if (a.pos != NULL) {
-    long long n, unused;
-    if (bench_parse_pair(a.pos, &n, &unused) != 1 || n < 1 || n > 10000000)
-      bench_usage_exit(argv[0], "[LIVE]");
-    live = (size_t)n;
+    long long n, m = 0;
+    int parts = bench_parse_pair(a.pos, &n, &m);
+    if (parts == 1 && n >= 1 && n <= 10000000) {
+      live = (size_t)n;
+    } else if (parts == 2 && n >= 1 && m >= n && m <= (1 << 30)) {
+      size_min = (size_t)n;
+      size_max = (size_t)m;
+    } else {
+      bench_usage_exit(argv[0], "[LIVE | MIN:MAX]");
+    }
   }
   int t = a.threads > 0 ? a.threads : 2;
   if (t > 255)
-    bench_usage_exit(argv[0], "[LIVE]");
+    bench_usage_exit(argv[0], "[LIVE | MIN:MAX]");
   long long ops = bench_ops(&a, 10000000) / t * t;
   owner = calloc(OWNER_LINES, 1);
   struct share_job *jobs = calloc((size_t)t, sizeof *jobs);
@@ -108,7 +115,8 @@ int main(int argc, char **argv) {
     cross += jobs[i].cross;
   }
   double secs = bench_now() - t0;
-  bench_result("sharing", ops, secs, "threads=%d live=%zu cross=%lld per_kop=%.3f", t, live, cross,
+  bench_result("sharing", ops, secs, "threads=%d live=%zu sizes=%zu:%zu cross=%lld per_kop=%.3f", t, live,
+               size_min, size_max, cross,
                (double)cross * 1000.0 / (double)ops);
   free(jobs);
   free(owner);
