@@ -6,9 +6,10 @@
  * A fixed number of operations is split evenly over T threads.  Each
  * thread keeps its own working set of 1024 blocks of random sizes
  * (MIN–MAX bytes, 16–256 B by default) and replaces a random one per
- * operation (one malloc + one free, first and last byte written).  On a machine with C cores an
- * allocator that scales keeps the wall time near 1/min(T, C) of the
- * one-thread time; one that serialises on a lock does not.
+ * operation (one malloc + one free, first and last byte written).  On a
+ * machine with C cores an allocator that scales keeps the wall time near
+ * 1/min(T, C) of the one-thread time; one that serialises on a lock does
+ * not.
  */
 #include "bench.h"
 

@@ -1,10 +1,10 @@
 /*
  * sharing.c — how often threads that never share a block still share a
  * cache line: the loop of bench-scaling (each thread replaces a random
- * one of its own LIVE blocks of 16-256 B (or MIN-MAX) per operation, first and last
- * byte written), with every line the program touches in a block (its
- * first byte before free, its first and last byte after malloc) noted in
- * a table of line owners.  A touch of a line whose last toucher was
+ * one of its own LIVE blocks of 16-256 B, or MIN-MAX, per operation,
+ * first and last byte written), with every line the program touches in
+ * a block (its first byte before free, its first and last byte after
+ * malloc) noted in a table of line owners.  A touch of a line whose last toucher was
  * another thread is a cross-thread touch: a line that moves between the
  * cores' caches.  An allocator that keeps each thread's blocks on lines
  * (or pages) of their own has none; one whose central lists hand blocks
@@ -17,8 +17,8 @@
  *
  * T threads (default 2), LIVE blocks each (default 1024) of MIN-MAX
  * bytes (default 16-256), ops (default 10,000,000) split over the
- * threads.  Prints the cross-thread touches
- * per 1000 operations as "per_kop".
+ * threads.  Prints the cross-thread touches per 1000 operations as
+ * "per_kop".
  */
 #include "bench.h"
 

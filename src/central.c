@@ -557,8 +557,7 @@ static void free_to_spans(unsigned cls, void *const *blocks, size_t n) {
  * at the end of a burst): it goes back to the spans too, so that they
  * can become wholly free and return to the heap.  Kept out of line: its
  * copy of the array (4 KiB) would otherwise be in the frame of every
- * flush, and every thread that flushed would touch one more page of its
- * stack. */
+ * flush (gcc -fstack-usage: 4224 bytes, 128 without it). */
 static PL_NOINLINE void free_batch_overflow(pl_central_t *c, unsigned cls, unsigned sh,
                                             void *const *blocks, size_t n) {
   void *idle[XFER_MAX];
