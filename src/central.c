@@ -382,14 +382,22 @@ static PL_NOINLINE void **take_warming(pl_span_t *s, void **o, void **end, size_
   return o;
 }
 
-/* Moves up to n - got blocks of shard sh's transfer array to out + got;
+/* Moves up to max of the newest blocks of shard sh's transfer array to
+ * out (under the class lock); returns how many.  The refills' xfer_take,
+ * the drains and an overflow's idle array all take this way. */
+static size_t xfer_pop(pl_central_t *c, unsigned cls, unsigned sh, void **out, size_t max) {
+  size_t k = c->nxfer[sh] < max ? c->nxfer[sh] : max;
+  c->nxfer[sh] = (uint16_t)(c->nxfer[sh] - k);
+  xfer_get(sh, cls, c->nxfer[sh], out, k);
+  return k;
+}
+
+/* Moves up to n - got blocks of shard sh's transfer array to out + got
+ * for a refill (which counts as the array's consumer: c->taken);
  * returns the new got. */
 static size_t xfer_take(pl_central_t *c, unsigned cls, unsigned sh, void **out, size_t n, size_t got) {
-  size_t k = c->nxfer[sh] < n - got ? c->nxfer[sh] : n - got;
-  if (k == 0) return got;
-  c->nxfer[sh] = (uint16_t)(c->nxfer[sh] - k);
-  xfer_get(sh, cls, c->nxfer[sh], out + got, k);
-  c->taken[sh] = true;
+  size_t k = xfer_pop(c, cls, sh, out + got, n - got);
+  if (k) c->taken[sh] = true;
   return got + k;
 }
 
@@ -561,12 +569,7 @@ static void free_to_spans(unsigned cls, void *const *blocks, size_t n) {
 static PL_NOINLINE void free_batch_overflow(pl_central_t *c, unsigned cls, unsigned sh,
                                             void *const *blocks, size_t n) {
   void *idle[XFER_MAX];
-  size_t nidle = 0;
-  if (!c->taken[sh]) {
-    nidle = c->nxfer[sh];
-    c->nxfer[sh] = 0;
-    xfer_get(sh, cls, 0, idle, nidle);
-  }
+  size_t nidle = c->taken[sh] ? 0 : xfer_pop(c, cls, sh, idle, XFER_MAX);
   c->taken[sh] = false;
   pl_unlock(&c->lock);
   free_to_spans(cls, blocks, n);
@@ -597,9 +600,7 @@ void pl_central_drain(unsigned cls) {
   for (unsigned sh = 0; sh < CENTRAL_SHARDS; sh++) {
     for (;;) {
       pl_lock(&c->lock);
-      size_t k = c->nxfer[sh] < 64 ? c->nxfer[sh] : 64;
-      c->nxfer[sh] = (uint16_t)(c->nxfer[sh] - k);
-      xfer_get(sh, cls, c->nxfer[sh], batch, k);
+      size_t k = xfer_pop(c, cls, sh, batch, sizeof batch / sizeof batch[0]);
       pl_unlock(&c->lock);
       if (k == 0) break;
       free_to_spans(cls, batch, k);

@@ -7,10 +7,10 @@
  * and partial spans are split in shards, one per home span heap of the
  * calling threads (central.c), so that threads on different CPUs keep
  * their blocks on spans of their own.  A batch first goes to the
- * caller's shard's transfer array (up to 512 pointers), from which the
- * next refill of that shard, or of one whose own shard is empty, takes
- * it back with one copy; only past that do blocks return to their
- * spans.  A span's free blocks are a bitmap in its
+ * transfer array (up to 512 pointers) of the shard of the span its first
+ * block came from, from which the next refill of that shard, or of one
+ * whose own shard is empty, takes it back with one copy; only past that
+ * do blocks return to their spans.  A span's free blocks are a bitmap in its
  * out-of-band descriptor, so no link of the central lists is ever stored
  * inside user memory, and a block given back to its span twice is caught
  * there for certain.  A span whose blocks are all free goes back to the span
