@@ -39,10 +39,10 @@ uint64_t pl_secret;
 /* Shards: each class's partial spans and transfer array are split by
  * the threads' home heaps (span.h): a thread's shard is that of its home
  * heap, a span's that of the thread that carved it (or took it back
- * from the kept spans).  A refill takes from its own shard
- * first, and a flush gives to the shard of the span its first block
- * came from (batch_shard); so two threads of different home heaps that
- * each allocate and free their own blocks of the same classes
+ * from the kept spans).  A refill takes from its own shard first, and
+ * a flush gives to the shard of the span its first block came from, or
+ * for blocks of 256 B to 32 KiB to its own shard (batch_shard); so two
+ * threads of different home heaps that each allocate and free their own blocks of the same classes
  * (per-thread working sets) keep their blocks on spans of their own,
  * where one shared list mixed them block by block: blocks one thread
  * flushed went to the other's next refill, next to the first one's live
@@ -82,13 +82,34 @@ PL_INLINE void set_shard(pl_span_t *s, unsigned sh) {
   __atomic_store_n(&s->shard, (uint8_t)sh, __ATOMIC_RELAXED);
 }
 
-/* The shard a batch of blocks of class cls goes to: that of the span of
- * its first block (a batch mostly comes from one thread's spans: a
- * consumer's flush holds what its producer made), so that the blocks
- * go back to the transfer array of the threads that carved them; the
- * caller's if that block is not one of this class's (a misuse, which
- * the bitmaps catch when the batch reaches them). */
+/* Blocks of SHARD_OWN_MIN bytes up to PL_BIG_CLASS_MIN (excluded) go
+ * back to the flusher's shard.  Such a block shares no cache line with another
+ * (their sizes are multiples of 64), so what moves between the cores is
+ * the block itself, when a thread that flushed it is not the one that
+ * allocates it next.  Sent back to its span's shard, a block that a
+ * thread took from another shard (its own empty) went back there at the
+ * thread's next flush, leaving its own shard short again: the two
+ * threads kept trading blocks (bench-sharing 1024:4096, two threads
+ * each replacing their own blocks: 95 cross-thread touches of a line
+ * per 1,000 operations, 0.8 with this bound; 256:1024 7.8 and 0.12).
+ * Flows still pool: a consumer's flushes fill its own array, where its
+ * producer's refill, its own shard empty, takes them.  Smaller blocks
+ * share lines with their neighbours and must go back to the threads of
+ * their span; the classes of 32 KiB and more keep the span's shard too,
+ * bench-buffers (32 KiB-1 MiB) having taken 1.03x the time and 1.02x
+ * the peak RSS with them in the bound (doc/benchmarks.md). */
+#define SHARD_OWN_MIN 256
+
+/* The shard a batch of blocks of class cls goes to: the caller's for the
+ * classes of SHARD_OWN_MIN bytes up to PL_BIG_CLASS_MIN (excluded); for the
+ * others, that of the span of its first block (a batch mostly comes from
+ * one thread's spans: a consumer's flush holds what its producer made),
+ * so that the blocks go back to the transfer array of the threads that
+ * carved them, or the caller's if that block is not one of this class's
+ * (a misuse, which the bitmaps catch when the batch reaches them). */
 static unsigned batch_shard(unsigned cls, const void *first) {
+  size_t size = pl_class_info[cls].size;
+  if (size >= SHARD_OWN_MIN && size < PL_BIG_CLASS_MIN) return my_shard();
   const pl_span_t *s = pl_span_of(first);
   if (PL_UNLIKELY(s == NULL || __atomic_load_n(&s->state, __ATOMIC_RELAXED) != PL_SPAN_SMALL ||
                   __atomic_load_n(&s->cls, __ATOMIC_RELAXED) != cls))

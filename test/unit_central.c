@@ -542,6 +542,80 @@ static bool in_spans_of(const void *p, void *const *b, size_t n) {
   return false;
 }
 
+/* How many of the blocks a[0 .. na) are among b[0 .. nb). */
+static size_t count_among(void *const *a, size_t na, void *const *b, size_t nb) {
+  size_t k = 0;
+  for (size_t i = 0; i < na; i++)
+    for (size_t j = 0; j < nb; j++)
+      if (a[i] == b[j]) {
+        k++;
+        break;
+      }
+  return k;
+}
+
+/* Blocks a thread took from another shard's transfer array, then
+ * flushed: under 256 B they go back to the shard of their span, whose
+ * thread gets them at its next refill; from 256 B (up to 32 KiB) they
+ * stay in the flusher's shard, and its next refill gets them back. */
+static void check_flush_shard(struct worker *w1, struct worker *w2, size_t size, bool to_flusher) {
+  unsigned cls = pl_size_class(size);
+  /* At most half a span, so that the first thread's span keeps free
+   * blocks for its second batch (which may be shorter: a refill carves
+   * a bounded number of fresh blocks). */
+  size_t n = pl_class_info[cls].nblocks / 2;
+  if (n > SHARD_N) n = SHARD_N;
+  assert_true(n >= 1);
+  struct shard_step s1 = {.cls = cls, .n = n}, s2 = {.cls = cls};
+  pl_central_release_spares();
+  worker_run(w1, step_alloc, &s1);
+  n = s1.got;
+  assert_true(n >= 1);
+  worker_run(w1, step_free, &s1);
+  /* The second thread's shard is empty: it takes the first's array. */
+  s2.n = n;
+  worker_run(w2, step_alloc, &s2);
+  assert_int_equal(s2.got, n);
+  if (count_among(s2.b, n, s1.b, n) != n)
+    fail_msg("size %zu: the second thread did not take the first's flushed blocks", size);
+  void *taken[SHARD_N];
+  memcpy(taken, s2.b, n * sizeof taken[0]);
+  worker_run(w2, step_free, &s2);
+  /* The first thread's next batch: its own array (the blocks, if they
+   * went back to their span's shard), else its span's free blocks. */
+  worker_run(w1, step_alloc, &s1);
+  assert_true(s1.got >= 1);
+  size_t back = count_among(s1.b, s1.got, taken, n);
+  if (to_flusher ? back != 0 : back != n)
+    fail_msg("size %zu: the first thread's next batch holds %zu of the %zu blocks the second flushed",
+             size, back, n);
+  worker_run(w2, step_alloc, &s2);
+  assert_int_equal(s2.got, n);
+  if (to_flusher && count_among(s2.b, n, taken, n) != n)
+    fail_msg("size %zu: the second thread's next batch is not the blocks it flushed", size);
+  worker_run(w1, step_free, &s1);
+  worker_run(w2, step_free, &s2);
+  pl_central_release_spares();
+  checks_ok();
+}
+
+static void test_flush_shard(void **state) {
+  (void)state;
+  if (pl_span_nheaps < 2) __atomic_store_n(&pl_span_nheaps, 2, __ATOMIC_RELAXED);
+  struct worker w1, w2;
+  worker_start(&w1);
+  worker_start(&w2);
+  /* Classes no other test here uses: its shards start empty. */
+  check_flush_shard(&w1, &w2, 96, false);
+  check_flush_shard(&w1, &w2, 224, false);
+  check_flush_shard(&w1, &w2, 256, true);
+  check_flush_shard(&w1, &w2, 1280, true);
+  check_flush_shard(&w1, &w2, (size_t)20 << 10, true);
+  check_flush_shard(&w1, &w2, (size_t)32 << 10, false);
+  worker_stop(&w1);
+  worker_stop(&w2);
+}
+
 /* Two threads of different home heaps that each allocate and free
  * their own blocks of one class keep them on spans of their own: the
  * second thread's first batch is carved from a new span, not from the
@@ -988,6 +1062,7 @@ int main(void) {
       cmocka_unit_test(test_every_class),
       cmocka_unit_test(test_transfer_order),
       cmocka_unit_test(test_shards),
+      cmocka_unit_test(test_flush_shard),
       cmocka_unit_test(test_batch_frees_many_spans),
       cmocka_unit_test(test_kept_spans),
       cmocka_unit_test(test_double_free),
