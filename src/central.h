@@ -6,10 +6,11 @@
  * they do not know that thread caches exist.  A class's transfer arrays
  * and partial spans are split in shards, one per home span heap of the
  * calling threads (central.c), so that threads on different CPUs keep
- * their blocks on spans of their own.  A batch first goes to the
- * transfer array (up to 512 pointers) of the shard of the span its first
- * block came from, from which the next refill of that shard, or of one
- * whose own shard is empty, takes it back with one copy; only past that
+ * their blocks on spans of their own.  A batch first goes to a shard's
+ * transfer array (up to 512 pointers): for blocks of 256 B to 32 KiB the
+ * caller's, for the others that of the span its first block came from;
+ * the next refill of that shard, or of one whose own shard is empty,
+ * takes it back with one copy; only past that
  * do blocks return to their spans.  A span's free blocks are a bitmap in its
  * out-of-band descriptor, so no link of the central lists is ever stored
  * inside user memory, and a block given back to its span twice is caught
