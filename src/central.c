@@ -42,8 +42,9 @@ uint64_t pl_secret;
  * from the kept spans).  A refill takes from its own shard first, and
  * a flush gives to the shard of the span its first block came from, or
  * for blocks of 256 B to 32 KiB to its own shard (batch_shard); so two
- * threads of different home heaps that each allocate and free their own blocks of the same classes
- * (per-thread working sets) keep their blocks on spans of their own,
+ * threads of different home heaps that each allocate and free their own
+ * blocks of the same classes (per-thread working sets) keep their
+ * blocks on spans of their own (or, past 256 B, to themselves),
  * where one shared list mixed them block by block: blocks one thread
  * flushed went to the other's next refill, next to the first one's live
  * blocks, and the cache lines they shared moved between the cores
@@ -83,10 +84,11 @@ PL_INLINE void set_shard(pl_span_t *s, unsigned sh) {
 }
 
 /* Blocks of SHARD_OWN_MIN bytes up to PL_BIG_CLASS_MIN (excluded) go
- * back to the flusher's shard.  Such a block shares no cache line with another
- * (their sizes are multiples of 64), so what moves between the cores is
- * the block itself, when a thread that flushed it is not the one that
- * allocates it next.  Sent back to its span's shard, a block that a
+ * back to the flusher's shard.  Such a block spans four cache lines or
+ * more and shares at most its first and last with its neighbours (none
+ * from 512 B, whose class sizes are multiples of 64), so what moves
+ * between the cores is mostly the block itself, when the thread that
+ * flushed it is not the one that allocates it next.  Sent back to its span's shard, a block that a
  * thread took from another shard (its own empty) went back there at the
  * thread's next flush, leaving its own shard short again: the two
  * threads kept trading blocks (bench-sharing 1024:4096, two threads
