@@ -555,46 +555,80 @@ static size_t count_among(void *const *a, size_t na, void *const *b, size_t nb) 
 }
 
 /* Blocks a thread took from another shard's transfer array, then
- * flushed: under 256 B they go back to the shard of their span, whose
- * thread gets them at its next refill; from 256 B (up to 32 KiB) they
- * stay in the flusher's shard, and its next refill gets them back. */
+ * flushed: under 256 B (and from 32 KiB) they go back to the array of
+ * their span's shard, on top of what the first thread flushed there
+ * since, and that thread's next refill gets them; from 256 B they stay
+ * in the flusher's shard, and the first thread's next refill gets its
+ * own blocks. */
 static void check_flush_shard(struct worker *w1, struct worker *w2, size_t size, bool to_flusher) {
   unsigned cls = pl_size_class(size);
-  /* At most half a span, so that the first thread's span keeps free
-   * blocks for its second batch (which may be shorter: a refill carves
-   * a bounded number of fresh blocks). */
+  /* Two batches of at most a third of a span each: the first thread's
+   * span keeps free blocks (a batch may be shorter: a refill carves a
+   * bounded number of fresh blocks). */
+  size_t n = pl_class_info[cls].nblocks / 3;
+  if (n > SHARD_N) n = SHARD_N;
+  assert_true(n >= 1);
+  struct shard_step y = {.cls = cls, .n = n}, a = {.cls = cls, .n = n}, s2 = {.cls = cls};
+  pl_central_release_spares();
+  worker_run(w1, step_alloc, &y);
+  worker_run(w1, step_alloc, &a);
+  assert_true(y.got >= 1 && a.got >= 1);
+  worker_run(w1, step_free, &a);
+  /* The second thread's shard is empty: it takes the first's array. */
+  s2.n = a.got;
+  worker_run(w2, step_alloc, &s2);
+  assert_int_equal(s2.got, a.got);
+  if (count_among(s2.b, s2.got, a.b, a.got) != a.got)
+    fail_msg("size %zu: the second thread did not take the first's flushed blocks", size);
+  worker_run(w1, step_free, &y); /* the first thread's array: y */
+  worker_run(w2, step_free, &s2);
+  struct shard_step next = {.cls = cls, .n = y.got < a.got ? y.got : a.got};
+  worker_run(w1, step_alloc, &next);
+  assert_int_equal(next.got, next.n);
+  size_t back = count_among(next.b, next.got, a.b, a.got);
+  if (to_flusher ? back != 0 : back != next.got)
+    fail_msg("size %zu: the first thread's next batch holds %zu of the %zu blocks the second flushed",
+             size, back, a.got);
+  worker_run(w1, step_free, &next);
+  pl_central_release_spares();
+  checks_ok();
+}
+
+/* A refill whose own transfer array is empty while its shard's partial
+ * span still has free blocks takes its own span's blocks, not what
+ * another shard's array holds (which would put its blocks next to the
+ * other thread's, or move them from core to core). */
+static void check_refill_order(struct worker *w1, struct worker *w2, size_t size) {
+  unsigned cls = pl_size_class(size);
   size_t n = pl_class_info[cls].nblocks / 2;
   if (n > SHARD_N) n = SHARD_N;
   assert_true(n >= 1);
-  struct shard_step s1 = {.cls = cls, .n = n}, s2 = {.cls = cls};
+  struct shard_step s1 = {.cls = cls, .n = n}, s2 = {.cls = cls, .n = n};
   pl_central_release_spares();
-  worker_run(w1, step_alloc, &s1);
-  n = s1.got;
-  assert_true(n >= 1);
-  worker_run(w1, step_free, &s1);
-  /* The second thread's shard is empty: it takes the first's array. */
-  s2.n = n;
-  worker_run(w2, step_alloc, &s2);
-  assert_int_equal(s2.got, n);
-  if (count_among(s2.b, n, s1.b, n) != n)
-    fail_msg("size %zu: the second thread did not take the first's flushed blocks", size);
-  void *taken[SHARD_N];
-  memcpy(taken, s2.b, n * sizeof taken[0]);
-  worker_run(w2, step_free, &s2);
-  /* The first thread's next batch: its own array (the blocks, if they
-   * went back to their span's shard), else its span's free blocks. */
+  /* The first thread's span keeps free blocks; the second thread's
+   * blocks, carved from a span of its own, go to its own array. */
   worker_run(w1, step_alloc, &s1);
   assert_true(s1.got >= 1);
-  size_t back = count_among(s1.b, s1.got, taken, n);
-  if (to_flusher ? back != 0 : back != n)
-    fail_msg("size %zu: the first thread's next batch holds %zu of the %zu blocks the second flushed",
-             size, back, n);
   worker_run(w2, step_alloc, &s2);
-  assert_int_equal(s2.got, n);
-  if (to_flusher && count_among(s2.b, n, taken, n) != n)
-    fail_msg("size %zu: the second thread's next batch is not the blocks it flushed", size);
-  worker_run(w1, step_free, &s1);
+  assert_true(s2.got >= 1);
+  if (count_among(s2.b, s2.got, s1.b, s1.got) != 0)
+    fail_msg("size %zu: the two threads' first batches share blocks", size);
+  assert_true(pl_span_of(s1.b[0])->nfree > 0);
+  void *theirs[SHARD_N], *mine[SHARD_N];
+  size_t ntheirs = s2.got, nmine = s1.got;
+  memcpy(theirs, s2.b, ntheirs * sizeof theirs[0]);
+  memcpy(mine, s1.b, nmine * sizeof mine[0]);
   worker_run(w2, step_free, &s2);
+  struct shard_step s3 = {.cls = cls, .n = ntheirs};
+  worker_run(w1, step_alloc, &s3);
+  assert_true(s3.got >= 1);
+  size_t took = count_among(s3.b, s3.got, theirs, ntheirs);
+  if (took != 0)
+    fail_msg("size %zu: the refill took %zu of the %zu blocks in the other shard's array", size, took, ntheirs);
+  worker_run(w1, step_free, &s3);
+  memcpy(s1.b, mine, nmine * sizeof mine[0]);
+  s1.got = nmine;
+  worker_run(w1, step_free, &s1);
   pl_central_release_spares();
   checks_ok();
 }
@@ -612,6 +646,10 @@ static void test_flush_shard(void **state) {
   check_flush_shard(&w1, &w2, 1280, true);
   check_flush_shard(&w1, &w2, (size_t)20 << 10, true);
   check_flush_shard(&w1, &w2, (size_t)32 << 10, false);
+  check_refill_order(&w1, &w2, 96);
+  check_refill_order(&w1, &w2, 352);
+  check_refill_order(&w1, &w2, 640);
+  check_refill_order(&w1, &w2, (size_t)6 << 10);
   worker_stop(&w1);
   worker_stop(&w2);
 }
