@@ -4,9 +4,9 @@
  * one of its own LIVE blocks of 16-256 B, or MIN-MAX, per operation,
  * first and last byte written), with every line the program touches in
  * a block (its first byte before free, its first and last byte after
- * malloc) noted in a table of line owners.  A touch of a line whose last toucher was
- * another thread is a cross-thread touch: a line that moves between the
- * cores' caches.  An allocator that keeps each thread's blocks on lines
+ * malloc) noted in a table of line owners.  A touch of a line whose
+ * last toucher was another thread is a cross-thread touch: a line that
+ * moves between the cores' caches.  An allocator that keeps each thread's blocks on lines
  * (or pages) of their own has none; one whose central lists hand blocks
  * freed by one thread to another mixes the threads' blocks within lines.
  * Not timed and not in the runner; run it under LD_PRELOAD of each

@@ -88,9 +88,10 @@ PL_INLINE void set_shard(pl_span_t *s, unsigned sh) {
  * more and shares at most its first and last with its neighbours (none
  * from 512 B, whose class sizes are multiples of 64), so what moves
  * between the cores is mostly the block itself, when the thread that
- * flushed it is not the one that allocates it next.  Sent back to its span's shard, a block that a
- * thread took from another shard (its own empty) went back there at the
- * thread's next flush, leaving its own shard short again: the two
+ * flushed it is not the one that allocates it next.  Sent back to its
+ * span's shard, a block that a thread took from another shard (its own
+ * empty) went back there at the thread's next flush, leaving its own
+ * shard short again: the two
  * threads kept trading blocks (bench-sharing 1024:4096, two threads
  * each replacing their own blocks: 95 cross-thread touches of a line
  * per 1,000 operations, 0.8 with this bound; 256:1024 7.8 and 0.12).
@@ -102,9 +103,9 @@ PL_INLINE void set_shard(pl_span_t *s, unsigned sh) {
  * the peak RSS with them in the bound (doc/benchmarks.md). */
 #define SHARD_OWN_MIN 256
 
-/* The shard a batch of blocks of class cls goes to: the caller's for the
- * classes of SHARD_OWN_MIN bytes up to PL_BIG_CLASS_MIN (excluded); for the
- * others, that of the span of its first block (a batch mostly comes from
+/* The shard a batch of blocks of class cls goes to: the caller's for
+ * the classes of SHARD_OWN_MIN bytes up to PL_BIG_CLASS_MIN (excluded);
+ * for the others, that of the span of its first block (a batch mostly comes from
  * one thread's spans: a consumer's flush holds what its producer made),
  * so that the blocks go back to the transfer array of the threads that
  * carved them, or the caller's if that block is not one of this class's

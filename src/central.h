@@ -10,12 +10,12 @@
  * transfer array (up to 512 pointers): for blocks of 256 B to 32 KiB the
  * caller's, for the others that of the span its first block came from;
  * the next refill of that shard, or of one whose own shard is empty,
- * takes it back with one copy; only past that
- * do blocks return to their spans.  A span's free blocks are a bitmap in its
- * out-of-band descriptor, so no link of the central lists is ever stored
- * inside user memory, and a block given back to its span twice is caught
- * there for certain.  A span whose blocks are all free goes back to the span
- * heap, unless it is its shard's spare (its only listed span, of up to
+ * takes it back with one copy; only past that do blocks return to their
+ * spans.  A span's free blocks are a bitmap in its out-of-band
+ * descriptor, so no link of the central lists is ever stored inside user
+ * memory, and a block given back to its span twice is caught there for
+ * certain.  A span whose blocks are all free goes back to the span heap,
+ * unless it is its shard's spare (its only listed span, of up to
  * 64 KiB, against thrashing) or the kept spans of all classes and the
  * heap's dirty memory are still within the dirty bound: then it stays
  * with its class (kept) for its next refills, until the next decay pass
