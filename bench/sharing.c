@@ -6,9 +6,10 @@
  * a block (its first byte before free, its first and last byte after
  * malloc) noted in a table of line owners.  A touch of a line whose
  * last toucher was another thread is a cross-thread touch: a line that
- * moves between the cores' caches.  An allocator that keeps each thread's blocks on lines
- * (or pages) of their own has none; one whose central lists hand blocks
- * freed by one thread to another mixes the threads' blocks within lines.
+ * moves between the cores' caches.  An allocator that keeps each
+ * thread's blocks on lines (or pages) of their own has none; one whose
+ * central lists hand blocks freed by one thread to another mixes the
+ * threads' blocks within lines.
  * Not timed and not in the runner; run it under LD_PRELOAD of each
  * allocator (figures in doc/benchmarks.md).  The owner table is updated
  * without locks, so the count is approximate (a race can lose a touch).
